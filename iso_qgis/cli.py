@@ -1,0 +1,179 @@
+"""Command line: ``python -m iso_qgis <command> ...`` (no QGIS needed).
+
+Bad input prints one line ``error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import IsoInputError
+from .feedback import Canceled, StderrFeedback
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _floats(text: str, n: int, name: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        raise IsoInputError(name, f"{text!r} is not {n} comma-separated numbers", f"Write e.g. {','.join(['0'] * n)}")
+    return vals
+
+
+# ------------------------------------------------------------------ whitebox
+@command("whitebox")
+def _whitebox(a: argparse.Namespace) -> int:
+    from .whitebox import render_whitebox
+
+    res = render_whitebox(
+        a.input,
+        a.out_dir,
+        layer_name=a.input_layer,
+        where=a.where,
+        height_field=a.height_field,
+        default_height_m=a.default_height_m,
+        ppm=a.ppm,
+        tile_size=a.tile_size,
+        overlap=a.overlap,
+        crs=a.crs,
+        z=a.zoom,
+        feedback=StderrFeedback(),
+    )
+    print(
+        json.dumps(
+            {
+                "tilejson": str(res.tilejson_path),
+                "tile_count": res.tile_count,
+                "building_count": res.building_count,
+                "skipped": res.skipped,
+                "max_height_m": res.max_height_m,
+            }
+        )
+    )
+    return 0
+
+
+# ------------------------------------------------------------------ reference
+@command("reference")
+def _reference(a: argparse.Namespace) -> int:
+    from .reference import render_reference
+
+    res = render_reference(
+        a.input, a.tilejson, a.out_dir, layer=a.layer, z=a.zoom, max_height_m=a.max_height_m, feedback=StderrFeedback()
+    )
+    print(json.dumps({"tilejson": str(res.tilejson_path), "layer": res.layer, "tile_count": res.tile_count}))
+    return 0
+
+
+# ------------------------------------------------------------------ resolve
+def region_args(a: argparse.Namespace) -> dict:
+    """The one way of selecting tiles that the user gave, as keyword arguments of ``resolve``."""
+    from .resolve import read_region
+
+    kw: dict = {}
+    if a.region:
+        kw["region"], kw["region_crs"] = read_region(a.region, a.region_crs)
+    if a.extent:
+        kw["extent"], kw["extent_crs"] = _floats(a.extent, 4, "EXTENT"), a.extent_crs
+    if any(v is not None for v in (a.x0, a.y0, a.w, a.h)):
+        if any(v is None for v in (a.x0, a.y0, a.w, a.h)):
+            raise IsoInputError("X0/Y0/W/H", "a tile range needs all four of --x0 --y0 --w --h", "Give all four")
+        kw["tile_range"] = (a.x0, a.y0, a.w, a.h)
+    return kw
+
+
+def add_region_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--region", help="polygon file: GeoJSON, GeoPackage, any OGR vector, or .wkt")
+    p.add_argument("--region_crs", help="CRS of --region if the file states none (e.g. EPSG:4326)")
+    p.add_argument("--extent", help="xmin,ymin,xmax,ymax")
+    p.add_argument("--extent_crs", help="CRS of --extent (default: the grid's CRS)")
+    for n in ("x0", "y0", "w", "h"):
+        p.add_argument(f"--{n}", type=int, help="tile range")
+    p.add_argument("--zoom", type=int, help="zoom level (default: the tile set's highest)")
+    p.add_argument("--max_height_m", type=float, help="tallest building, for seed tile sets that do not state it")
+
+
+@command("resolve")
+def _resolve(a: argparse.Namespace) -> int:
+    from .outputs import write_footprints, write_tile_vrt
+    from .resolve import resolve
+    from .sources import TileSource
+
+    res = resolve(a.tilejson, z=a.zoom, max_height_m=a.max_height_m, **region_args(a))
+    x0, y0, w, h = res.tile_range
+    out = {"x0": x0, "y0": y0, "w": w, "h": h, "z": res.z, "tile_count": res.tile_count, "tiles": res.tiles}
+    if a.footprints:
+        out["footprints"] = str(write_footprints(res.grid, res.tiles, a.footprints, res.z))
+    if a.vrt:
+        src = TileSource.for_layer(res.grid, a.layer)
+        try:
+            out["vrt"] = str(write_tile_vrt(res.grid, src, res.tiles, a.vrt, res.z))
+        except FileNotFoundError:
+            raise IsoInputError("LAYER", f"no tiles of layer {a.layer!r} exist in the range", "Check LAYER") from None
+    print(json.dumps(out))
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m iso_qgis", description="Iso Tile Stylizer engine")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("whitebox", help="render building footprints to an isometric whitebox tile set")
+    p.add_argument("input", help="polygon layer: .osm.pbf, GeoPackage, shapefile, GeoJSON ...")
+    p.add_argument("out_dir", help="tile set folder to write (tilejson.json + raw_whitebox/)")
+    p.add_argument("--input_layer", help="layer inside INPUT (default: the first; multipolygons for OSM)")
+    p.add_argument("--where", help="OGR attribute filter")
+    p.add_argument("--height_field", help="numeric height field in meters")
+    p.add_argument("--default_height_m", type=float, default=10.0)
+    p.add_argument("--ppm", type=float, default=1.0, help="pixels per ground meter")
+    p.add_argument("--tile_size", type=int, default=512)
+    p.add_argument("--overlap", type=float, default=0.0, help="tile padding as a fraction, like the seed (0..0.25)")
+    p.add_argument("--crs", help="ground CRS (default: the data's UTM zone)")
+    p.add_argument("--zoom", type=int, default=0)
+
+    p = sub.add_parser("reference", help="warp a raster onto the ground plane of a tile grid")
+    p.add_argument("input", help="any GDAL-readable raster")
+    p.add_argument("tilejson", help="the grid to follow (tilejson.json or its folder)")
+    p.add_argument("--out_dir", help="default: the tilejson's folder")
+    p.add_argument("--layer", default="raw_satellite")
+    p.add_argument("--zoom", type=int)
+    p.add_argument("--max_height_m", type=float)
+
+    p = sub.add_parser("resolve", help="which tiles a region covers")
+    p.add_argument("--tilejson", required=True, help="tilejson.json (file, folder or URL)")
+    p.add_argument("--layer", help="tile layer for --vrt (e.g. raw_whitebox)")
+    add_region_args(p)
+    p.add_argument("--footprints", help="write tile footprints here (.gpkg or .geojson)")
+    p.add_argument("--vrt", help="write a georeferenced VRT of the layer's tiles here")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except IsoInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (Canceled, KeyboardInterrupt):
+        print("canceled: work done so far is kept; run again to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

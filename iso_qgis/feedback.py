@@ -1,0 +1,43 @@
+"""Progress, messages and cancel: the engine's side of QgsProcessingFeedback."""
+
+from __future__ import annotations
+
+import sys
+
+
+class Canceled(Exception):
+    """The user asked to stop. Work done so far is kept."""
+
+
+class Feedback:
+    """Quiet by default; the CLI and the Processing algorithms subclass it."""
+
+    def progress(self, percent: float) -> None:  # 0..100
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def check_canceled(self) -> None:
+        if self.is_canceled():
+            raise Canceled("canceled by the user")
+
+
+class StderrFeedback(Feedback):
+    """Messages to stderr, for the command line."""
+
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose
+
+    def info(self, message: str) -> None:
+        if self.verbose:
+            print(message, file=sys.stderr)
+
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)

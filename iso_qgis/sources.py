@@ -1,0 +1,120 @@
+"""Where tiles live and how to read them: a folder or a URL template."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import IsoInputError
+from .grid import TileGrid
+
+#: Largest tile image we agree to decode (pixels); more is a broken or hostile file.
+MAX_TILE_PIXELS = 8192 * 8192
+
+
+def _is_url(template: str) -> bool:
+    return "://" in template and not template.startswith("file://")
+
+
+@dataclass(frozen=True)
+class TileSource:
+    """One layer of a tile set: ``<tiles_dir>/<layer>/{z}/{x}/{y}.png`` or the tilejson's own template."""
+
+    grid: TileGrid
+    template: str
+    layer: str = ""
+
+    @classmethod
+    def for_layer(cls, grid: TileGrid, layer: str | None = None) -> TileSource:
+        layer = (layer or "").strip().strip("/")
+        if layer and (".." in Path(layer).parts or Path(layer).is_absolute()):
+            raise IsoInputError(
+                "LAYER", f"{layer!r} must be a folder name inside the tile set", "Give e.g. raw_whitebox"
+            )
+        templates = [t for t in grid.tiles if isinstance(t, str)]
+        if layer:
+            with_layer = [t for t in templates if "{layer}" in t]
+            template = with_layer[0].replace("{layer}", layer) if with_layer else f"{layer}/{{z}}/{{x}}/{{y}}.png"
+        elif templates:
+            template = templates[0]
+        else:
+            raise IsoInputError(
+                "LAYER",
+                "the tilejson names no tiles template and no layer was given",
+                "Give LAYER, the tile folder inside the tile set (e.g. raw_whitebox)",
+            )
+        if not _is_url(template) and grid.base_dir is None:
+            raise IsoInputError("TILEJSON", "a tilejson read from a URL needs absolute tile URLs", "Use a local copy")
+        return cls(grid, template, layer)
+
+    @property
+    def is_remote(self) -> bool:
+        return _is_url(self.template)
+
+    def location(self, x: int, y: int, z: int) -> str:
+        """A local path (inside the tile set folder) or a URL."""
+        rel = self.template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
+        if self.is_remote:
+            return rel
+        rel = rel.removeprefix("file://")
+        base = Path(self.grid.base_dir or ".").resolve()
+        path = (base / rel).resolve()
+        if base != path and base not in path.parents:
+            raise IsoInputError(
+                "TILEJSON", f"tile template {self.template!r} points outside the tile set folder", "Use relative paths"
+            )
+        return str(path)
+
+    def exists(self, x: int, y: int, z: int) -> bool:
+        return self.is_remote or os.path.isfile(self.location(x, y, z))
+
+    def read(self, x: int, y: int, z: int) -> np.ndarray | None:
+        """The tile as an RGB uint8 array, or None if it does not exist."""
+        loc = self.location(x, y, z)
+        if self.is_remote:
+            data = _fetch(loc)
+            if data is None:
+                return None
+            return load_rgb(io.BytesIO(data), loc)
+        if not os.path.isfile(loc):
+            return None
+        return load_rgb(loc, loc)
+
+
+def _fetch(url: str) -> bytes | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (user's tile URL)
+            return resp.read(64 * 1024 * 1024)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: HTTP {exc.code}", "Check the tile URL") from None
+    except OSError as exc:
+        raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: {exc}", "Check the tile URL") from None
+
+
+def load_rgb(src: str | os.PathLike[str] | io.BytesIO, name: str) -> np.ndarray:
+    """Decode an image to RGB uint8, refusing oversized or unreadable files with a clear error."""
+    try:
+        with Image.open(src) as im:
+            if im.width * im.height > MAX_TILE_PIXELS:
+                raise IsoInputError("TILE", f"{name} is {im.width}x{im.height} px, too large for a tile", "Check it")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                arr = (arr * (255.0 / max(float(arr.max()), 1.0))).astype(np.uint8)
+                return np.repeat(arr[:, :, None], 3, axis=2)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+                return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise IsoInputError("TILE", f"{name} is not a readable image ({exc})", "Re-render or remove the file") from None

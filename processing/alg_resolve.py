@@ -1,0 +1,204 @@
+"""isotiles:resolvetiles: which tiles a region covers, as footprints, numbers and a VRT."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..iso_qgis.grid import TileGrid
+from ..iso_qgis.outputs import write_tile_vrt
+from ..iso_qgis.resolve import Resolution, resolve
+from ..iso_qgis.sources import TileSource
+from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+
+
+def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") -> None:
+    alg.addParameter(
+        QgsProcessingParameterFile(
+            "TILEJSON",
+            "Tile set (tilejson.json, or its URL)",
+            behavior=QgsProcessingParameterFile.File,
+            fileFilter="TileJSON (*.json);;All files (*.*)",
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterString("LAYER", "Tile layer (folder inside the tile set)", layer_default, optional=True)
+    )
+
+
+def add_region_params(alg: IsoAlgorithm) -> None:
+    alg.addParameter(
+        QgsProcessingParameterFeatureSource(
+            "REGION", "Region (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+        )
+    )
+    alg.addParameter(QgsProcessingParameterExtent("EXTENT", "Or: region extent", optional=True))
+    zoom = QgsProcessingParameterNumber(
+        "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Integer, -1, minValue=-1, maxValue=30
+    )
+    height = QgsProcessingParameterNumber(
+        "MAX_HEIGHT_M",
+        "Tallest building in meters (only for seed tile sets that do not state it)",
+        QgsProcessingParameterNumber.Double,
+        optional=True,
+        minValue=0,
+    )
+    for p in (zoom, height):
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        alg.addParameter(p)
+
+
+def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext) -> dict:
+    """The user's region as keyword arguments of ``iso_qgis.resolve.resolve``."""
+    import shapely
+    import shapely.wkb
+
+    kw: dict = {}
+    if parameters.get("REGION"):
+        source = alg.parameterAsSource(parameters, "REGION", context)
+        if source is None:
+            raise QgsProcessingException("REGION: the layer could not be read. Choose a polygon layer")
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+            raise QgsProcessingException(
+                f"REGION: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
+                "Choose a polygon layer"
+            )
+        geoms = [
+            shapely.wkb.loads(bytes(f.geometry().asWkb()))
+            for f in source.getFeatures()
+            if f.hasGeometry() and not f.geometry().isEmpty()
+        ]
+        if not geoms:
+            raise QgsProcessingException("REGION: the layer has no polygon (or no selected one). Draw one first")
+        kw["region"] = shapely.union_all(geoms)
+        kw["region_crs"] = source.sourceCrs().toWkt()
+    elif parameters.get("EXTENT"):
+        rect = alg.parameterAsExtent(parameters, "EXTENT", context)
+        crs = alg.parameterAsExtentCrs(parameters, "EXTENT", context)
+        kw["extent"] = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        kw["extent_crs"] = crs.toWkt() if crs.isValid() else None
+    return kw
+
+
+def zoom_and_height(
+    alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext
+) -> tuple[int | None, float | None]:
+    zoom = alg.parameterAsInt(parameters, "ZOOM", context)
+    height = parameters.get("MAX_HEIGHT_M")
+    return (None if zoom < 0 else zoom), (
+        None if height in (None, "") else alg.parameterAsDouble(parameters, "MAX_HEIGHT_M", context)
+    )
+
+
+def footprint_fields() -> QgsFields:
+    fields = QgsFields()
+    for name in ("x", "y", "z"):
+        fields.append(QgsField(name, QVariant.Int))
+    return fields
+
+
+def write_footprint_sink(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext, res: Resolution) -> str:
+    sink, dest = alg.parameterAsSink(
+        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Polygon, qgs_crs(res.grid.crs_wkt())
+    )
+    if sink is None:
+        raise QgsProcessingException("FOOTPRINTS: the output could not be created. Choose another file")
+    for x, y in res.tiles:
+        f = QgsFeature(footprint_fields())
+        f.setAttributes([x, y, res.z])
+        f.setGeometry(QgsGeometry.fromWkt(res.grid.footprint(x, y, res.z).wkt))
+        sink.addFeature(f, QgsFeatureSink.FastInsert)
+    return dest
+
+
+def vrt_path(path: str) -> str:
+    """Raster destinations default to .tif; what we write is a VRT."""
+    root, ext = os.path.splitext(path)
+    return path if ext.lower() == ".vrt" else root + ".vrt"
+
+
+def retarget_layer_to_load(context: QgsProcessingContext, old: str, new: str, name: str) -> None:
+    """The destination file changed extension: load the file we really wrote."""
+    if old == new:
+        return
+    pending = context.layersToLoadOnCompletion()
+    details = pending.pop(old, None)
+    if details is None:
+        return
+    details.name = details.name or name
+    pending[new] = details
+    context.setLayersToLoadOnCompletion(pending)
+
+
+class ResolveTilesAlgorithm(IsoAlgorithm):
+    HELP = (
+        "Resolves a region (polygon layer, or an extent) to the tiles of a tile set described by a tilejson.json: "
+        "the tiles whose core footprint shares area with the region (exact polygon test, not the bounding box). "
+        "Outputs the footprints (x, y, z fields, grid CRS), the tile range X0, Y0, W, H, the tile count, and a "
+        "georeferenced VRT of the layer's tiles over the range. Reads standard XYZ/TMS tilejson, this plugin's "
+        "iso_grid tile sets, and isometric_affine seed tile sets."
+    )
+
+    def name(self) -> str:
+        return "resolvetiles"
+
+    def displayName(self) -> str:
+        return "Resolve region to tiles"
+
+    def initAlgorithm(self, config=None) -> None:
+        add_tilejson_params(self)
+        add_region_params(self)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("FOOTPRINTS", "Tile footprints", QgsProcessing.TypeVectorPolygon)
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination("VRT", "Tiles mosaic (VRT)", optional=True, createByDefault=True)
+        )
+        for name, desc in (("X0", "First tile x"), ("Y0", "First tile y"), ("W", "Tiles across"), ("H", "Tiles down")):
+            self.addOutput(QgsProcessingOutputNumber(name, desc))
+        self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Number of tiles"))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
+        layer = self.parameterAsString(parameters, "LAYER", context)
+        zoom, height = zoom_and_height(self, parameters, context)
+        with engine_errors():
+            kw = region_kwargs(self, parameters, context)
+            res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+            feedback.pushInfo(f"{res.tile_count} tiles at zoom {res.z}, range {res.tile_range}")
+            x0, y0, w, h = TileGrid.tile_range(res.tiles)
+            results = {"X0": x0, "Y0": y0, "W": w, "H": h, "TILE_COUNT": res.tile_count}
+            results["FOOTPRINTS"] = write_footprint_sink(self, parameters, context, res)
+            dest = self.parameterAsOutputLayer(parameters, "VRT", context)
+            if dest:
+                path = vrt_path(dest)
+                try:
+                    write_tile_vrt(res.grid, TileSource.for_layer(res.grid, layer), res.tiles, path, res.z)
+                except FileNotFoundError:
+                    EngineFeedback(feedback).warning(f"LAYER: no tiles of {layer!r} exist in the range; no VRT")
+                    path = None
+                if path:
+                    retarget_layer_to_load(context, dest, path, f"{layer or 'tiles'} {x0},{y0} {w}x{h}")
+                results["VRT"] = path
+        return results

@@ -1,0 +1,40 @@
+"""The provider, the plugin object and its GUI entries inside QGIS."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.qgis
+
+EXPECTED = {"isotiles:resolvetiles", "isotiles:renderwhitebox", "isotiles:renderreference"}
+
+
+def test_provider_lists_the_algorithms(isotiles_provider):
+    ids = {a.id() for a in isotiles_provider.algorithms()}
+    assert EXPECTED <= ids
+    for alg in isotiles_provider.algorithms():
+        assert alg.shortHelpString(), f"{alg.id()} has no help"
+        for p in alg.parameterDefinitions():
+            assert p.description(), f"{alg.id()}:{p.name()} has no description"
+
+
+def test_plugin_init_gui_and_unload(qgis_iface, qgis_processing):
+    from qgis.core import QgsApplication
+
+    import iso_tile_stylizer
+
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("isotiles")
+    if existing is not None:  # the session fixture may have one; the plugin brings its own
+        registry.removeProvider(existing)
+    plugin = iso_tile_stylizer.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        assert registry.providerById("isotiles") is not None
+        names = {a.objectName() for a in plugin.actions}
+        assert {i.replace(":", "_") for i in EXPECTED} <= names
+        assert plugin.toolbar is not None and plugin.toolbar.actions()
+    finally:
+        plugin.unload()
+    assert registry.providerById("isotiles") is None
+    assert plugin.actions == []

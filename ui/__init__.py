@@ -1,0 +1,1 @@
+"""Plugin GUI: menu, toolbar, dialogs."""
