@@ -160,7 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_args(p)
     p.add_argument("--footprints", help="write tile footprints here (.gpkg or .geojson)")
     p.add_argument("--vrt", help="write a georeferenced VRT of the layer's tiles here")
+    from .cli_generate import add_generate_parser
+
+    add_generate_parser(sub, add_region_args)
     return ap
+
+
+@command("generate")
+def _generate(a: argparse.Namespace) -> int:
+    from .cli_generate import run_generate
+
+    return run_generate(a, region_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

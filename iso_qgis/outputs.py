@@ -131,3 +131,75 @@ def write_footprints(
         ds = None
 
     return atomic_write(out, write)
+
+
+def write_geotiff(
+    out_path: str | os.PathLike[str],
+    data: Any,
+    geotransform: tuple[float, ...],
+    crs_wkt: str,
+    nodata: float | None = None,
+    alpha: Any = None,
+) -> Path:
+    """A tiled, compressed GeoTIFF with overviews (atomic). ``data`` is (H, W) or (H, W, bands)."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import ColorInterp, Resampling
+
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    bands = [arr[..., i] for i in range(arr.shape[2])]
+    if alpha is not None:
+        bands.append(np.where(np.asarray(alpha), 255, 0).astype(arr.dtype))
+    h, w = arr.shape[:2]
+    gt = geotransform
+    transform = rasterio.Affine(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3])
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": len(bands),
+        "dtype": arr.dtype.name,
+        "crs": rasterio.crs.CRS.from_wkt(crs_wkt),
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "predictor": 2 if arr.dtype.kind in "ui" else 3,
+    }
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if arr.dtype == np.uint8 and len(bands) in (3, 4):
+        profile["photometric"] = "RGB"
+
+    def write(tmp: str) -> None:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for i, b in enumerate(bands, start=1):
+                dst.write(b, i)
+            if arr.dtype == np.uint8 and len(bands) == 4:
+                dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+            factors = [f for f in (2, 4, 8, 16, 32) if min(h, w) // f >= 64]
+            if factors:
+                dst.build_overviews(factors, Resampling.average if arr.dtype.kind == "f" else Resampling.nearest)
+
+    return atomic_write(out_path, write, suffix=".tif")
+
+
+def heatmap_rgba(heat: Any, vmax: float = 30.0) -> Any:
+    """Seam error (deltaE) as colors: transparent where there is no seam, yellow -> red -> purple."""
+    import numpy as np
+
+    h = np.asarray(heat, dtype=np.float32)
+    valid = np.isfinite(h)
+    t = np.clip(np.nan_to_num(h, nan=0.0) / vmax, 0, 1)
+    stops = np.array([[255, 255, 178], [254, 178, 76], [240, 59, 32], [189, 0, 38], [84, 0, 110]], np.float32)
+    pos = t * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    frac = (pos - i)[..., None]
+    rgb = stops[i] * (1 - frac) + stops[i + 1] * frac
+    out = np.zeros((*h.shape, 4), np.uint8)
+    out[..., :3] = rgb.astype(np.uint8)
+    out[..., 3] = np.where(valid, 230, 0)
+    return out

@@ -118,3 +118,62 @@ def load_rgb(src: str | os.PathLike[str] | io.BytesIO, name: str) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise IsoInputError("TILE", f"{name} is not a readable image ({exc})", "Re-render or remove the file") from None
+
+
+# ------------------------------------------------------------------ canvases
+def canvas_rect(grid: TileGrid, x: int, y: int, z: int, grow_px: int) -> tuple[int, int, int, int]:
+    """Global pixel rect of tile (x, y)'s canvas: its image, grown by ``grow_px`` per side."""
+    c0, r0 = grid.tile_origin_px(x, y, z)
+    size = grid.level(z).tile_size
+    c0, r0 = round(c0) - grow_px, round(r0) - grow_px
+    return (c0, r0, c0 + size + 2 * grow_px, r0 + size + 2 * grow_px)
+
+
+def assemble_canvas(
+    source: TileSource, x: int, y: int, z: int, grow_px: int, background: tuple[int, int, int] = (128, 128, 128)
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Tile (x, y) with a margin of ``grow_px`` taken from its neighbors' cores.
+
+    Returns ``(canvas, known)``: canvas is None if the tile itself is missing;
+    ``known`` marks pixels that came from existing tiles (the rest is background).
+    """
+    grid = source.grid
+    lv = grid.level(z)
+    own = source.read(x, y, z)
+    if own is None:
+        return None, np.zeros((0, 0), bool)
+    if own.shape[0] != lv.tile_size or own.shape[1] != lv.tile_size:
+        raise IsoInputError(
+            "TILE",
+            f"{source.location(x, y, z)} is {own.shape[1]}x{own.shape[0]} px, the tile set says {lv.tile_size}",
+            "Re-render the tile set or fix tileSize in its tilejson",
+        )
+    if grow_px == 0:
+        return own, np.ones(own.shape[:2], bool)
+    rect = canvas_rect(grid, x, y, z, grow_px)
+    w, h = rect[2] - rect[0], rect[3] - rect[1]
+    canvas = np.empty((h, w, 3), np.uint8)
+    canvas[:] = background
+    known = np.zeros((h, w), bool)
+    canvas[grow_px : grow_px + lv.tile_size, grow_px : grow_px + lv.tile_size] = own
+    known[grow_px : grow_px + lv.tile_size, grow_px : grow_px + lv.tile_size] = True
+    # the margin: from each neighbor's core (cores tile the plane, so every pixel has one owner)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dx == dy == 0:
+                continue
+            nx, ny = x + dx, y + dy
+            core = grid.core_px(nx, ny, z)
+            c0, r0, c1, r1 = (round(v) for v in core)
+            ic0, ir0, ic1, ir1 = max(c0, rect[0]), max(r0, rect[1]), min(c1, rect[2]), min(r1, rect[3])
+            if ic1 <= ic0 or ir1 <= ir0:
+                continue
+            img = source.read(nx, ny, z)
+            if img is None:
+                continue
+            oc, orow = (round(v) for v in grid.tile_origin_px(nx, ny, z))
+            canvas[ir0 - rect[1] : ir1 - rect[1], ic0 - rect[0] : ic1 - rect[0]] = img[
+                ir0 - orow : ir1 - orow, ic0 - oc : ic1 - oc
+            ]
+            known[ir0 - rect[1] : ir1 - rect[1], ic0 - rect[0] : ic1 - rect[0]] = True
+    return canvas, known

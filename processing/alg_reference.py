@@ -98,9 +98,11 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         )
         self.addParameter(QgsProcessingParameterString("LAYER", "Layer name to write", "raw_satellite"))
         out = QgsProcessingParameterFile(
-            "OUT_DIR", "Output tile set folder (default: beside the whitebox)", QgsProcessingParameterFile.Folder,
+            "OUT_DIR",
+            "Output tile set folder (default: beside the whitebox)",
+            QgsProcessingParameterFile.Folder,
             optional=True,
-        )  # fmt: skip
+        )
         zoom = QgsProcessingParameterNumber(
             "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Integer, -1, minValue=-1
         )

@@ -66,10 +66,13 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterField(
-                "HEIGHT_FIELD", "Height field (meters)", parentLayerParameterName="INPUT", optional=True,
+                "HEIGHT_FIELD",
+                "Height field (meters)",
+                parentLayerParameterName="INPUT",
+                optional=True,
                 type=QgsProcessingParameterField.Numeric,
             )
-        )  # fmt: skip
+        )
         num = QgsProcessingParameterNumber
         self.addParameter(num("PPM", "Pixels per ground meter", num.Double, 1.0, minValue=0.01))
         self.addParameter(num("TILE_SIZE", "Tile size (pixels)", num.Integer, 512, minValue=64, maxValue=4096))
@@ -78,7 +81,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             num("DEFAULT_HEIGHT_M", "Height of buildings with no height (m)", num.Double, 10.0, minValue=0.1),
             QgsProcessingParameterCrs("CRS", "Ground CRS (default: the data's UTM zone)", optional=True),
             num("ZOOM", "Zoom level to write", num.Integer, 0, minValue=0, maxValue=30),
-        ]  # fmt: skip
+        ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
@@ -124,8 +127,13 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                 lv = res.grid.level()
                 x0, y0, x1, y1 = lv.tile_range or (0, 0, 0, 0)
                 tiles = [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
-                vrt = write_tile_vrt(res.grid, TileSource.for_layer(res.grid, "raw_whitebox"), tiles,
-                                     os.path.join(out_dir, "raw_whitebox.vrt"), lv.z)  # fmt: skip
+                vrt = write_tile_vrt(
+                    res.grid,
+                    TileSource.for_layer(res.grid, "raw_whitebox"),
+                    tiles,
+                    os.path.join(out_dir, "raw_whitebox.vrt"),
+                    lv.z,
+                )
         context.addLayerToLoadOnCompletion(
             str(vrt), QgsProcessingContext.LayerDetails("Whitebox", context.project(), "WHITEBOX")
         )

