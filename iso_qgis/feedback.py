@@ -24,6 +24,9 @@ class Feedback:
     def is_canceled(self) -> bool:
         return False
 
+    def status(self, done: int, total: int, counters: dict[str, float]) -> None:
+        """A tile finished: ``counters`` has calls, failures, accepted, failed, elapsed_s."""
+
     def check_canceled(self) -> None:
         if self.is_canceled():
             raise Canceled("canceled by the user")

@@ -45,6 +45,6 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def save_png(image: Any, path: str | os.PathLike[str]) -> Path:
-    """Save a PIL image as PNG atomically."""
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")
+def save_png(image: Any, path: str | os.PathLike[str], compress_level: int = 6) -> Path:
+    """Save a PIL image as PNG atomically (``compress_level`` 1 is fast, for working files)."""
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=compress_level), suffix=".png")

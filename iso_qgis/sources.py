@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,10 @@ from .grid import TileGrid
 
 #: Largest tile image we agree to decode (pixels); more is a broken or hostile file.
 MAX_TILE_PIXELS = 8192 * 8192
+#: Decoded tiles kept: a canvas reads its tile and 8 neighbors, each read again by the next tiles.
+_CACHE_TILES = 48
+_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 def _is_url(template: str) -> bool:
@@ -81,9 +87,23 @@ class TileSource:
             if data is None:
                 return None
             return load_rgb(io.BytesIO(data), loc)
-        if not os.path.isfile(loc):
+        try:
+            st = os.stat(loc)
+        except FileNotFoundError:
             return None
-        return load_rgb(loc, loc)
+        key = (loc, st.st_mtime_ns, st.st_size)
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                _CACHE.move_to_end(key)
+                return hit
+        img = load_rgb(loc, loc)
+        img.setflags(write=False)  # shared by every canvas that reads it
+        with _CACHE_LOCK:
+            _CACHE[key] = img
+            while len(_CACHE) > _CACHE_TILES:
+                _CACHE.popitem(last=False)
+        return img
 
 
 def _fetch(url: str) -> bytes | None:

@@ -14,6 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from ..iso_qgis.deps import require
 from ..iso_qgis.errors import IsoInputError
 from ..iso_qgis.feedback import Canceled, Feedback
 
@@ -48,6 +49,7 @@ class EngineFeedback(Feedback):
 def engine_errors() -> Iterator[None]:
     """Engine errors become QgsProcessingException with the same clear text."""
     try:
+        require()
         yield
     except IsoInputError as exc:
         raise QgsProcessingException(str(exc)) from exc

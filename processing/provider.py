@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .alg_generate import GenerateTilesAlgorithm
 from .alg_reference import RenderReferenceAlgorithm
 from .alg_resolve import ResolveTilesAlgorithm
 from .alg_whitebox import RenderWhiteboxAlgorithm
@@ -12,7 +13,7 @@ from .common import plugin_icon
 
 
 def algorithm_classes() -> list[type]:
-    return [ResolveTilesAlgorithm, RenderWhiteboxAlgorithm, RenderReferenceAlgorithm]
+    return [ResolveTilesAlgorithm, GenerateTilesAlgorithm, RenderWhiteboxAlgorithm, RenderReferenceAlgorithm]
 
 
 class IsoTilesProvider(QgsProcessingProvider):

@@ -12,6 +12,7 @@ MENU = "&Iso Tile Stylizer"
 
 #: (algorithm id, menu text, on the toolbar)
 ACTIONS = [
+    ("isotiles:generatetiles", "Generate stylized tiles…", True),
     ("isotiles:resolvetiles", "Resolve region to tiles…", True),
     ("isotiles:renderwhitebox", "Render whitebox tiles from buildings…", False),
     ("isotiles:renderreference", "Render color reference tiles…", False),

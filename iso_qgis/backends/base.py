@@ -1,0 +1,94 @@
+"""The one small interface every image model backend implements.
+
+A backend takes an :class:`ImageRequest` and returns an :class:`ImageResult`:
+an image, or a typed failure. It never raises for a model's answer; only for
+programming errors.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+#: Sides of a tile, for neighbor context images.
+SIDES = ("left", "top", "right", "bottom")
+
+
+class FailureKind(str, enum.Enum):
+    BLOCKED = "blocked"  # the prompt or the image was refused (safety, prohibited content)
+    NO_IMAGE = "no_image"  # the answer had no image (text only, NO_IMAGE, empty)
+    QUOTA = "quota"  # 429 / RESOURCE_EXHAUSTED after all retries
+    TRANSPORT = "transport"  # connection, timeout, 5xx after all retries
+    BAD_RESPONSE = "bad_response"  # corrupt image bytes, unparseable answer
+    NOT_FOUND = "not_found"  # the model id does not exist or is not accessible
+    AUTH = "auth"  # credentials refused
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    message: str
+    retryable: bool = False
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind.value, "message": self.message}
+
+
+@dataclass
+class ImageRequest:
+    """Everything a model is asked with for one candidate of one tile.
+
+    Images are RGB uint8 arrays (H, W, 3). ``whitebox`` and ``reference`` are the
+    candidate canvas (the tile grown by its overlap); ``origin_px`` is the canvas's
+    top-left corner in global grid pixels, so deterministic backends can align
+    their pixel grid across tiles.
+    """
+
+    prompt: str
+    whitebox: np.ndarray
+    seed: int
+    model: str
+    negative_prompt: str = ""
+    anchors: list[np.ndarray] = field(default_factory=list)
+    reference: np.ndarray | None = None
+    neighbors: dict[str, np.ndarray] = field(default_factory=dict)
+    origin_px: tuple[int, int] = (0, 0)
+    tile: tuple[int, int, int] = (0, 0, 0)  # x, y, z
+    candidate: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the canvas the answer must have."""
+        h, w = self.whitebox.shape[:2]
+        return (w, h)
+
+
+@dataclass
+class ImageResult:
+    image: np.ndarray | None
+    model: str
+    failure: Failure | None = None
+    latency_s: float = 0.0
+    retries: int = 0
+    cached: bool = False
+    fallback: bool = False  # produced by the fallback model
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None and self.failure is None
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, request: ImageRequest) -> ImageResult: ...

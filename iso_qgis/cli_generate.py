@@ -1,0 +1,159 @@
+"""``python -m iso_qgis generate``: the seed pilot's flags, live progress, a one-screen summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import IsoInputError
+from .feedback import StderrFeedback
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class TerminalFeedback(StderrFeedback):
+    """One live status line on a terminal; a line per tile otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__(verbose=not sys.stderr.isatty())
+        self.tty = sys.stderr.isatty()
+
+    def status(self, done: int, total: int, counters: dict[str, float]) -> None:
+        elapsed = counters["elapsed_s"]
+        left = elapsed / done * (total - done) if done else 0.0
+        line = (
+            f"tiles {done}/{total} | accepted {int(counters['accepted'])} failed {int(counters['failed'])} | "
+            f"calls {int(counters['calls'])} failures {int(counters['failures'])} | "
+            f"elapsed {_hms(elapsed)} remaining ~{_hms(left)}"
+        )
+        if self.tty:
+            print("\r\033[K" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr)
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def add_generate_parser(sub: Any, add_region_args: Any) -> None:
+    p = sub.add_parser("generate", help="generate stylized tiles: K candidates per tile, seams scored")
+    p.add_argument("--run_id", help="resolve relative paths under data/releases/<run_id>/")
+    p.add_argument("--tiles_dir", help="whitebox tile set folder (holds tilejson.json)")
+    p.add_argument("--tilejson", help="or: the tilejson.json itself")
+    p.add_argument("--layer", default="raw_whitebox")
+    p.add_argument("--ref_tiles_dir", help="color reference tile set (default: the whitebox tile set)")
+    p.add_argument("--ref_layer", help="reference layer (default: raw_satellite if the tile set has it)")
+    add_region_args(p)
+    p.add_argument("--out_dir", help="output folder (default with --run_id: <release>/nb_pro)")
+    p.add_argument("--backend", default=os.environ.get("IMAGE_BACKEND") or "offline", help="offline, vertex, gemini")
+    p.add_argument("--model", default="")
+    p.add_argument("--fallback_model", default="")
+    p.add_argument("--anchors_dir", help="folder of style images")
+    p.add_argument("--anchors", nargs="*", default=[], help="style images")
+    p.add_argument("--prompt_file")
+    p.add_argument("--negative_prompt_file")
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--overlap_px", type=int, default=64)
+    p.add_argument("--neighbor_mode", default="left+top", help="left+top, left, top, none, all")
+    p.add_argument("--retry_max", type=int, default=6)
+    p.add_argument("--retry_max_ms", type=int, default=60000)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--no_candidates", action="store_true", help="do not keep every candidate on disk")
+    p.add_argument("--no_harmonize", action="store_true", help="no color harmonization of accepted tiles")
+    p.add_argument("--overwrite", action="store_true", help="start again in a used folder (the old run is moved aside)")
+
+
+def _release_path(a: argparse.Namespace, value: str | None) -> str | None:
+    if value is None or not a.run_id or Path(value).is_absolute():
+        return value
+    return str(Path("data") / "releases" / a.run_id / value)
+
+
+def _read_text(name: str, path: str | None) -> str:
+    if not path:
+        return ""
+    p = Path(path)
+    if not p.is_file():
+        raise IsoInputError(name, f"{p} does not exist", "Give an existing text file or leave it out")
+    return p.read_text(encoding="utf-8").strip()
+
+
+def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
+    files = list(anchors)
+    if anchors_dir:
+        d = Path(anchors_dir)
+        if not d.is_dir():
+            raise IsoInputError("ANCHORS_DIR", f"{d} is not a folder", "Give a folder of style images")
+        found = sorted(str(p) for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise IsoInputError(
+                "ANCHORS_DIR", f"{d} holds no PNG, JPEG or WebP images", "Put 3 to 6 style images in it"
+            )
+        files += found
+    return files
+
+
+def run_generate(a: argparse.Namespace, region_args: Any) -> int:
+    from .resolve import resolve
+    from .run import RunConfig, run_generation
+
+    for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
+                 "negative_prompt_file", "region"):  # fmt: skip
+        setattr(a, attr, _release_path(a, getattr(a, attr)))
+    a.anchors = [_release_path(a, p) for p in a.anchors]
+    tilejson = a.tilejson or (a.tiles_dir and str(Path(a.tiles_dir) / "tilejson.json"))
+    if not tilejson:
+        raise IsoInputError("TILES_DIR", "no tile set given", "Give --tiles_dir (or --tilejson)")
+    out_dir = a.out_dir or (a.run_id and str(Path("data") / "releases" / a.run_id / "nb_pro"))
+    if not out_dir:
+        raise IsoInputError("OUT_DIR", "no output folder given", "Give --out_dir")
+    region_kw = region_args(a)
+    res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, **region_kw)
+    ref_tilejson = str(Path(a.ref_tiles_dir) / "tilejson.json") if a.ref_tiles_dir else None
+    region_desc = {
+        k: v for k, v in vars(a).items() if k in ("region", "extent", "x0", "y0", "w", "h") and v is not None
+    }
+    cfg = RunConfig(
+        tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
+        ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
+        prompt=_read_text("PROMPT_FILE", a.prompt_file),
+        negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
+        backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, overlap_px=a.overlap_px,
+        neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
+        overwrite=a.overwrite, harmonize=not a.no_harmonize, max_height_m=a.max_height_m, region=region_desc,
+        backend_options={} if a.backend == "offline" else {"retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms},
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    result = run_generation(cfg, TerminalFeedback())
+    print_summary(result, time.perf_counter() - t0)
+    return 130 if result.canceled else 0
+
+
+def print_summary(result: Any, wall: float) -> None:
+    t = result.totals
+    run = t["this_run"]
+    metrics = result.report.get("metrics", {}).get("seam_step", {})
+    lines = [
+        "",
+        f"Iso Tile Stylizer: {'CANCELED, resumable' if result.canceled else 'done'} in {_hms(wall)}",
+        f"  tiles      {result.accepted_count} accepted, {result.failed_count} failed of {result.tile_count} "
+        f"(folder: {t['accepted']} accepted)",
+        f"  calls      {run['calls']} ({run['retries']} retries, {run['cache_hits']} cached, {run['failures']} failed)",
+        f"  cost       ~${run['estimated_cost_usd']:.2f} (tokens in {run['tokens_in']}, out {run['tokens_out']})",
+    ]
+    if metrics:
+        ratio, texture = metrics.get("ratio", float("nan")), metrics.get("texture", float("nan"))
+        lines.append(f"  seam-step  {ratio:.3f} (1.0 = invisible), texture {texture:.3f}")
+    for s in result.report.get("worst_seams", [])[:3]:
+        lines.append(f"  worst seam tile {s['tile'][0]},{s['tile'][1]} {s['side']}: score {s['score']:.2f}")
+    for key in ("mosaic", "heatmap", "tiles_vrt", "footprints", "report"):
+        if key in result.outputs:
+            lines.append(f"  {key:<10} {result.outputs[key]}")
+    print("\n".join(lines))

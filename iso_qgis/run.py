@@ -1,0 +1,391 @@
+"""One generation run: K candidates per tile, seam-scored against accepted neighbors, best kept.
+
+State lives in the output folder (``run_state.json`` + ``accepted/``), written
+atomically after every tile, so a run that stops (crash, cancel) resumes where it
+was when it is started again with the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .backends import Backend, make_backend
+from .backends.base import Failure, FailureKind, ImageRequest, ImageResult
+from .errors import IsoInputError
+from .feedback import Feedback
+from .fsutil import save_png
+from .grid import ZoomLevel, load_tilejson
+from .schedule import NEIGHBOR_MODES, dependencies, run_ready_queue
+from .seams import (
+    SeamWeights,
+    aggregate_seams,
+    color_term,
+    crop,
+    edge_map,
+    harmonize,
+    intersect,
+    rgb_to_lab,
+    score_seam,
+    small_lab,
+    structure_term,
+)
+from .sources import TileSource, assemble_canvas, canvas_rect, load_rgb
+from .state import RunState, file_digest, tile_key
+
+DEFAULT_PROMPT = (
+    "Isometric pixel-art city map tile. Keep every building exactly where the INPUT TILE has it, with the same "
+    "shapes, heights and roof outlines; color it in the style of the ANCHOR images, taking ground colors from the "
+    "COLOR REFERENCE. Clean pixel art, crisp outlines, no text, no labels, no people."
+)
+#: neighbor mode -> the sides whose accepted tiles a candidate is scored against
+MODE_SIDES: dict[str, tuple[str, ...]] = {
+    "left+top": ("left", "top"),
+    "left": ("left",),
+    "top": ("top",),
+    "none": (),
+    "all": ("left", "top", "right", "bottom"),
+}
+SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
+ANCHOR_MAX_PX = 1024
+
+Cell = tuple[int, int]  # (x, row): rows counted downward whatever the tile scheme
+
+
+@dataclass
+class RunConfig:
+    tilejson: str
+    out_dir: str
+    tiles: list[tuple[int, int]]
+    layer: str = "raw_whitebox"
+    z: int | None = None
+    ref_tilejson: str | None = None
+    ref_layer: str | None = None
+    anchors: list[str] = field(default_factory=list)
+    prompt: str = ""
+    negative_prompt: str = ""
+    backend: str = "offline"
+    model: str = ""
+    fallback_model: str = ""
+    k: int = 4
+    overlap_px: int = 64
+    neighbor_mode: str = "left+top"
+    seed: int = 1234
+    concurrency: int = 4
+    keep_candidates: bool = True
+    overwrite: bool = False
+    harmonize: bool = True
+    weights: SeamWeights = field(default_factory=SeamWeights)
+    max_height_m: float | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    region: dict[str, Any] = field(default_factory=dict)  # how the tiles were chosen, for the report
+
+    def settings(self, anchor_digests: list[str]) -> dict[str, Any]:
+        """What decides the pixels: a rerun with the same settings resumes, other settings are refused."""
+        return {
+            "tilejson": str(Path(self.tilejson).resolve()) if "://" not in self.tilejson else self.tilejson,
+            "layer": self.layer,
+            "ref_tilejson": self.ref_tilejson and str(Path(self.ref_tilejson).resolve()),
+            "ref_layer": self.ref_layer,
+            "anchors": anchor_digests,
+            "prompt": self.prompt or DEFAULT_PROMPT,
+            "negative_prompt": self.negative_prompt,
+            "backend": self.backend,
+            "model": self.model,
+            "fallback_model": self.fallback_model,
+            "k": self.k,
+            "overlap_px": self.overlap_px,
+            "neighbor_mode": self.neighbor_mode,
+            "seed": self.seed,
+            "harmonize": self.harmonize,
+            "weights": self.weights.as_dict(),
+        }
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    outputs: dict[str, str]
+    tile_count: int
+    accepted_count: int
+    failed_count: int
+    canceled: bool
+    totals: dict[str, Any]
+    report: dict[str, Any]
+
+
+def candidate_seed(base: int, x: int, y: int, i: int) -> int:
+    """Distinct, reproducible seeds per tile and candidate."""
+    return int(hashlib.sha256(f"{base}:{x}:{y}:{i}".encode()).hexdigest()[:8], 16) % 2_000_000_000
+
+
+# ------------------------------------------------------------------ validation
+def _load_anchors(paths: list[str]) -> list[np.ndarray]:
+    out = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise IsoInputError("ANCHORS", f"{p} does not exist", "Give style images (PNG or JPEG)")
+        try:
+            img = load_rgb(p, p)
+        except IsoInputError as exc:
+            raise IsoInputError("ANCHORS", exc.problem, "Remove it or replace it with a PNG or JPEG image") from None
+        if max(img.shape[:2]) > ANCHOR_MAX_PX:
+            im = Image.fromarray(img)
+            im.thumbnail((ANCHOR_MAX_PX, ANCHOR_MAX_PX))
+            img = np.asarray(im)
+        out.append(img)
+    return out
+
+
+def _validate(cfg: RunConfig, lv: ZoomLevel) -> None:
+    if cfg.k < 1:
+        raise IsoInputError("K", f"K={cfg.k}: at least one candidate per tile is needed", "Set K to 1 or more")
+    if cfg.neighbor_mode not in NEIGHBOR_MODES:
+        raise IsoInputError(
+            "NEIGHBOR_MODE", f"unknown mode {cfg.neighbor_mode!r}", f"Choose {', '.join(NEIGHBOR_MODES)}"
+        )
+    if cfg.concurrency < 1:
+        raise IsoInputError("CONCURRENCY", f"{cfg.concurrency} is below 1", "Set CONCURRENCY to 1 or more")
+    if lv.pad == 0 and not 0 <= cfg.overlap_px <= lv.step / 2:
+        raise IsoInputError(
+            "OVERLAP_PX",
+            f"{cfg.overlap_px} px is wider than half a tile ({lv.step / 2:g} px) or negative",
+            "Use 0 to half a tile; 32 to 96 px suit 512 px tiles",
+        )
+    if not cfg.tiles:
+        raise IsoInputError("REGION", "the region selects no tiles", "Choose a region over the tile set")
+
+
+def _same_grid(a: ZoomLevel, b: ZoomLevel) -> bool:
+    return (
+        a.tile_size == b.tile_size
+        and abs(a.step - b.step) < 1e-6
+        and np.allclose(a.affine.as_list(), b.affine.as_list(), rtol=1e-9, atol=1e-6)
+    )
+
+
+# ------------------------------------------------------------------ the run
+class _Run:
+    def __init__(self, cfg: RunConfig, feedback: Feedback, backend: Backend | None) -> None:
+        self.cfg = cfg
+        self.fb = feedback
+        self.grid = load_tilejson(cfg.tilejson, max_height_m=cfg.max_height_m)
+        self.lv = self.grid.level(cfg.z)
+        self.z = self.lv.z
+        _validate(cfg, self.lv)
+        self.src = TileSource.for_layer(self.grid, cfg.layer)
+        self.ref = self._reference_source()
+        self.anchors = _load_anchors(cfg.anchors)
+        self.prompt = cfg.prompt or DEFAULT_PROMPT
+        self.grow = cfg.overlap_px if self.lv.pad == 0 else 0
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state = RunState.open(self.out, cfg.settings([file_digest(p) for p in cfg.anchors]), self.z, cfg.overwrite)
+        self.backend = backend or make_backend(cfg.backend, **cfg.backend_options)
+        self.canvases: dict[Cell, np.ndarray] = {}
+        self.pending: dict[Cell, dict[str, Any]] = {}
+        self.calls = 0
+
+    def _reference_source(self) -> TileSource | None:
+        cfg = self.cfg
+        if cfg.ref_tilejson:
+            rgrid = load_tilejson(cfg.ref_tilejson, max_height_m=cfg.max_height_m)
+            if not _same_grid(rgrid.level(self.z), self.lv):
+                raise IsoInputError(
+                    "REF_TILEJSON",
+                    "the reference tile set is on another grid than the whitebox",
+                    "Render it with renderreference on this tile set",
+                )
+            return TileSource.for_layer(rgrid, cfg.ref_layer or "raw_satellite")
+        layers = self.grid.raw.get("iso_layers") or []
+        name = cfg.ref_layer or ("raw_satellite" if "raw_satellite" in layers else None)
+        return TileSource.for_layer(self.grid, name) if name else None
+
+    # -------------------------------------------------------------- cells
+    def cell(self, x: int, y: int) -> Cell:
+        return (x, self.lv.row_index(y))
+
+    def tile(self, c: Cell) -> tuple[int, int]:
+        return (c[0], self.lv.tile_y(c[1]))
+
+    def rect(self, c: Cell) -> tuple[int, int, int, int]:
+        return canvas_rect(self.grid, *self.tile(c), self.z, self.grow)
+
+    def core(self, c: Cell) -> tuple[int, int, int, int]:
+        return tuple(round(v) for v in self.grid.core_px(*self.tile(c), self.z))  # type: ignore[return-value]
+
+    def accepted_canvas(self, c: Cell) -> np.ndarray | None:
+        if c not in self.canvases:
+            rec = self.state.tiles.get(tile_key(*self.tile(c)))
+            if not rec or rec.get("status") != "accepted" or not self.state.canvas_path(*self.tile(c)).exists():
+                return None
+            self.canvases[c] = self.state.load_canvas(*self.tile(c))
+        return self.canvases[c]
+
+    def scoring_neighbors(self, c: Cell) -> list[tuple[str, Cell, np.ndarray]]:
+        out = []
+        for side in MODE_SIDES[self.cfg.neighbor_mode]:
+            dx, dy = SIDE_OFFSETS[side]
+            nb = (c[0] + dx, c[1] + dy)
+            canvas = self.accepted_canvas(nb)
+            if canvas is not None:
+                out.append((side, nb, canvas))
+        return out
+
+    # -------------------------------------------------------------- jobs
+    def make_jobs(self, c: Cell) -> list:
+        x, y = self.tile(c)
+        wb, _ = assemble_canvas(self.src, x, y, self.z, self.grow, background=(236, 236, 232))
+        if wb is None:
+            self.pending[c] = {"error": f"whitebox tile missing: {self.src.location(x, y, self.z)}"}
+            return []
+        ref = assemble_canvas(self.ref, x, y, self.z, self.grow)[0] if self.ref else None
+        rect = self.rect(c)
+        # what every candidate of this tile is scored against, computed once
+        bands = []
+        for side, nb, ncanvas in self.scoring_neighbors(c):
+            band = intersect(rect, self.rect(nb))
+            if band is not None:
+                nband = crop(ncanvas, self.rect(nb)[:2], band)
+                bands.append((side, self.tile(nb), band, nband, rgb_to_lab(nband)))
+        ctx = {
+            "rect": rect, "bands": bands, "edges": edge_map(wb), "started": time.perf_counter(),
+            "ref_lab": small_lab(ref, 16) if ref is not None else None,
+        }  # fmt: skip
+        self.pending[c] = ctx
+        neighbors = {side: canvas for side, _, canvas in self.scoring_neighbors(c)}
+        jobs = []
+        for i in range(self.cfg.k):
+            req = ImageRequest(
+                prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
+                anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
+                model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.z), candidate=i,
+            )  # fmt: skip
+            jobs.append(lambda r=req: self.generate(r, ctx))
+        return jobs
+
+    def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict, Any]:
+        """Runs on a worker thread: one model call, the candidate saved and scored as it arrives."""
+        try:
+            res = self.backend.generate(req)
+        except Exception as exc:  # noqa: BLE001 (a backend bug must not lose the run)
+            res = ImageResult(None, req.model, Failure(FailureKind.BAD_RESPONSE, f"{type(exc).__name__}: {exc}"))
+        rec: dict[str, Any] = {
+            "index": req.candidate, "seed": req.seed, "model": res.model, "latency_s": round(res.latency_s, 3),
+            "retries": res.retries, "cached": res.cached, "fallback": res.fallback, "tokens_in": res.tokens_in,
+            "tokens_out": res.tokens_out, "cost_usd": res.cost_usd, "file": None, "notes": res.notes,
+        }  # fmt: skip
+        if not res.ok or res.image is None:
+            rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
+            return req, res, rec, None
+        w, h = req.size
+        if res.image.shape[1] != w or res.image.shape[0] != h:
+            res.notes.append(f"answer was {res.image.shape[1]}x{res.image.shape[0]}, resized to {w}x{h}")
+            res.image = np.asarray(Image.fromarray(res.image).convert("RGB").resize((w, h), Image.LANCZOS))
+        if self.cfg.keep_candidates:
+            x, y, _ = req.tile
+            p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
+            save_png(Image.fromarray(res.image), p, compress_level=1)
+            rec["file"] = str(p.relative_to(self.out))
+        lab = rgb_to_lab(res.image)  # kept for harmonization, should this candidate win
+        rec.update(self.score(res, lab, ctx))
+        return req, res, rec, lab
+
+    def score(self, res: ImageResult, lab: np.ndarray, ctx: dict[str, Any]) -> dict[str, Any]:
+        w = self.cfg.weights
+        img = res.image
+        assert img is not None
+        rect = ctx["rect"]
+        seams = [
+            score_seam(nband, crop(img, rect[:2], band), side, nb, w, nlab, crop(lab, rect[:2], band))[0]
+            for side, nb, band, nband, nlab in ctx["bands"]
+        ]
+        seam_part = aggregate_seams(seams, w)
+        structure = structure_term(img, ctx["edges"])
+        color = color_term(img, ctx["ref_lab"]) if ctx["ref_lab"] is not None else 0.0
+        penalty = w.fallback_penalty if res.fallback else 0.0
+        total = seam_part + w.structure * structure + w.color * color + penalty
+        return {
+            "score": {
+                "total": round(total, 4), "seams": round(seam_part, 4), "structure": round(structure, 4),
+                "color": round(color, 4), "fallback_penalty": penalty,
+            },
+            "seams": [s.as_dict() for s in seams],
+        }  # fmt: skip
+
+    # -------------------------------------------------------------- selection
+    def finish(self, c: Cell, results: list) -> None:
+        """On the coordinating thread: keep the best candidate, harmonize it, save it."""
+        x, y = self.tile(c)
+        ctx = self.pending.pop(c)
+        candidates = []
+        best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+        for req, res, rec, lab in results:
+            self.calls += 0 if res.cached else 1 + res.retries
+            candidates.append(rec)
+            if "score" in rec and (best is None or rec["score"]["total"] < best[0]):
+                best = (rec["score"]["total"], req.candidate, res.image, lab)
+        tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": len(self.state.runs) - 1}
+        tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
+        if best is None:
+            tile_rec["error"] = ctx.get("error") or "every candidate failed"
+            self.state.record(x, y, tile_rec)
+            self.fb.warning(f"tile {x},{y}: failed ({tile_rec['error']})")
+            return
+        total, chosen, img, lab = best
+        rect = ctx["rect"]
+        if self.cfg.harmonize and ctx["bands"]:
+            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
+            img, tile_rec["harmonization"] = harmonize(lab, pairs)
+        tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]))
+        self.state.record(x, y, tile_rec, img)
+        self.canvases[c] = img
+
+    # -------------------------------------------------------------- main
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        self.state.runs.append(
+            {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "region": cfg.region, "tiles": len(cfg.tiles)}
+        )
+        self.state.save()
+        cells = [self.cell(x, y) for x, y in dict.fromkeys(cfg.tiles)]
+        todo = [c for c in cells if self.accepted_canvas(c) is None]
+        if len(todo) < len(cells):
+            self.fb.info(f"resuming: {len(cells) - len(todo)} of {len(cells)} tiles already accepted")
+        deps = dependencies(todo, cfg.neighbor_mode)
+        total = len(todo)
+        done = [0]
+        counters: dict[str, float] = {"accepted": 0, "failed": 0, "calls": 0, "failures": 0, "elapsed_s": 0.0}
+
+        def finish(c: Cell, results: list) -> None:
+            self.finish(c, results)
+            done[0] += 1
+            self.fb.progress(100.0 * done[0] / max(total, 1))
+            rec = self.state.tiles[tile_key(*self.tile(c))]
+            x, y = self.tile(c)
+            if rec["status"] == "accepted":
+                self.fb.info(
+                    f"tile {x},{y}: accepted v{rec['chosen']:02d} score {rec['score']:.2f} ({done[0]}/{total})"
+                )
+            counters["accepted" if rec["status"] == "accepted" else "failed"] += 1
+            counters["calls"] = self.calls
+            counters["failures"] += sum(1 for c in rec.get("candidates", []) if "error" in c)
+            counters["elapsed_s"] = time.perf_counter() - t0
+            self.fb.status(done[0], total, counters)
+
+        complete = run_ready_queue(todo, deps, self.make_jobs, finish, cfg.concurrency, self.fb.is_canceled)
+        from .finalize import finalize
+
+        return finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)
+
+
+def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Backend | None = None) -> RunResult:
+    """Generate the tiles of ``cfg.tiles`` into ``cfg.out_dir`` (resuming what is there)."""
+    return _Run(cfg, feedback or Feedback(), backend).run()

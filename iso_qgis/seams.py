@@ -1,0 +1,327 @@
+"""Seams: CIELAB, shared bands of the same ground, seam scores, minimum-error cuts, blending.
+
+All images are RGB uint8 arrays placed in *global grid pixels*; two canvases share
+a band where their rectangles overlap, and that band is the same ground in both.
+Scores are in CIELAB deltaE (CIE76) units, so they read as "how visible".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+Rect = tuple[int, int, int, int]  # col0, row0, col1, row1 (exclusive), global pixels
+
+
+# ------------------------------------------------------------------ color
+_SRGB = np.arange(256, dtype=np.float32) / 255.0
+#: sRGB uint8 -> linear light, as a lookup table (the power law is the costly part)
+SRGB_TO_LINEAR = np.where(_SRGB <= 0.04045, _SRGB / 12.92, ((_SRGB + 0.055) / 1.055) ** 2.4).astype(np.float32)
+_RGB_TO_XYZ = (
+    np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
+        dtype=np.float32,
+    )
+    / np.array([[0.95047], [1.0], [1.08883]], dtype=np.float32)
+).T
+
+
+def _f(t: np.ndarray) -> np.ndarray:
+    return np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 (..., 3) -> CIELAB float32 (D65)."""
+    xyz = SRGB_TO_LINEAR[rgb] @ _RGB_TO_XYZ
+    f = _f(xyz)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB L* only (cheaper than the full conversion)."""
+    lin = SRGB_TO_LINEAR[rgb]
+    y = lin[..., 0] * 0.2126729 + lin[..., 1] * 0.7151522 + lin[..., 2] * 0.0721750
+    return 116 * _f(y) - 16
+
+
+_LIN = np.linspace(0.0, 1.0, 4096)
+#: linear light (4096 steps) -> sRGB uint8, as a lookup table
+LINEAR_TO_SRGB = np.clip(
+    np.round(255 * np.where(_LIN <= 0.0031308, 12.92 * _LIN, 1.055 * _LIN ** (1 / 2.4) - 0.055)), 0, 255
+).astype(np.uint8)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ).astype(np.float32)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIELAB float -> sRGB uint8 (clipped)."""
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1).astype(np.float32)
+    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29))
+    lin = np.clip(xyz @ _XYZ_TO_RGB, 0.0, 1.0)
+    return LINEAR_TO_SRGB[np.rint(lin * 4095).astype(np.int32)]
+
+
+def delta_e(lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sum((lab_a - lab_b) ** 2, axis=-1))
+
+
+# ------------------------------------------------------------------ geometry
+def intersect(a: Rect, b: Rect) -> Rect | None:
+    r = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return r if r[2] > r[0] and r[3] > r[1] else None
+
+
+def crop(image: np.ndarray, origin: tuple[int, int], rect: Rect) -> np.ndarray:
+    """The part of ``image`` (top-left at global ``origin``) inside global ``rect``."""
+    c0, r0 = rect[0] - origin[0], rect[1] - origin[1]
+    return image[r0 : r0 + rect[3] - rect[1], c0 : c0 + rect[2] - rect[0]]
+
+
+#: side of the *neighbor* relative to the new tile -> (boundary is vertical, new tile lies after the cut)
+SIDE_GEOMETRY = {"left": (True, True), "right": (True, False), "top": (False, True), "bottom": (False, False)}
+
+
+# ------------------------------------------------------------------ weights and results
+@dataclass(frozen=True)
+class SeamWeights:
+    """Weights of the score; every component is reported, so a user can re-weigh.
+
+    Defaults: the cut error dominates (what remains visible after compositing);
+    the band offset catches a global color shift the cut cannot hide; gradient
+    disagreement catches structure that does not continue. ``worst`` mixes the
+    worst seam of a tile into the mean, so one bad seam counts more.
+    """
+
+    cut: float = 1.0
+    offset: float = 0.5
+    gradient: float = 0.5
+    worst: float = 0.5
+    structure: float = 10.0
+    color: float = 0.1
+    fallback_penalty: float = 2.0
+    blend_px: int = 4
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SeamScore:
+    side: str
+    neighbor: tuple[int, int]
+    cut_rms: float
+    offset: float
+    gradient: float
+    score: float
+    band_px: int
+
+    def as_dict(self) -> dict:
+        return {
+            "side": self.side,
+            "neighbor": list(self.neighbor),
+            "cut_rms": round(self.cut_rms, 3),
+            "offset": round(self.offset, 3),
+            "gradient": round(self.gradient, 3),
+            "score": round(self.score, 3),
+            "band_px": self.band_px,
+        }
+
+
+# ------------------------------------------------------------------ cut
+def min_error_path(err: np.ndarray, vertical: bool) -> np.ndarray:
+    """Minimum-error cut through a band (dynamic programming, 8-connected).
+
+    ``vertical``: the path runs top to bottom, one column index per row; else
+    left to right, one row index per column.
+    """
+    e = err if vertical else err.T
+    rows, cols = e.shape
+    cost = np.full((rows, cols + 2), np.inf)
+    cost[:, 1:-1] = e
+    for r in range(1, rows):
+        prev = cost[r - 1]
+        cost[r, 1:-1] += np.minimum(np.minimum(prev[:-2], prev[1:-1]), prev[2:])
+    # walk back up, choosing the cheapest of the three cells above
+    path = np.empty(rows, dtype=np.int64)
+    c = int(np.argmin(cost[-1, 1:-1]))
+    path[-1] = c
+    for r in range(rows - 1, 0, -1):
+        above = cost[r - 1, c : c + 3]  # padded columns c-1, c, c+1
+        c = c - 1 + int(np.argmin(above))
+        path[r - 1] = c
+    return path
+
+
+def cut_mask(shape: tuple[int, int], path: np.ndarray, vertical: bool, new_after: bool, blend_px: int) -> np.ndarray:
+    """Weight of the NEW tile in a band (0..1): 0 on the neighbor's side of the cut, 1 on the new side,
+    with a linear ramp of ``blend_px`` pixels centered on the cut."""
+    h, w = shape
+    if vertical:
+        dist = np.arange(w)[None, :] - path[:, None] - 0.5  # > 0: after the cut
+    else:
+        dist = np.arange(h)[:, None] - path[None, :] - 0.5
+    if not new_after:
+        dist = -dist
+    if blend_px <= 0:
+        return (dist > 0).astype(np.float32)
+    return np.clip(dist / blend_px + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _gradients(lab_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = np.zeros_like(lab_l)
+    gy = np.zeros_like(lab_l)
+    gx[:, 1:] = lab_l[:, 1:] - lab_l[:, :-1]
+    gy[1:, :] = lab_l[1:, :] - lab_l[:-1, :]
+    return gx, gy
+
+
+def score_seam(
+    band_neighbor: np.ndarray,
+    band_new: np.ndarray,
+    side: str,
+    neighbor: tuple[int, int],
+    weights: SeamWeights,
+    lab_neighbor: np.ndarray | None = None,
+    lab_new: np.ndarray | None = None,
+) -> tuple[SeamScore, np.ndarray, np.ndarray]:
+    """Score the seam between an accepted neighbor and a new candidate on the SAME ground.
+
+    ``lab_neighbor`` and ``lab_new`` may be given precomputed.
+    Returns the score, the minimum-error path, and the per-pixel deltaE of the band.
+    """
+    lab_a = rgb_to_lab(band_neighbor) if lab_neighbor is None else lab_neighbor
+    lab_b = rgb_to_lab(band_new) if lab_new is None else lab_new
+    err = delta_e(lab_a, lab_b)
+    vertical, _ = SIDE_GEOMETRY[side]
+    path = min_error_path(err, vertical)
+    along = np.arange(len(path))
+    on_cut = err[along, path] if vertical else err[path, along]
+    cut_rms = float(np.sqrt(np.mean(on_cut**2)))
+    offset = float(np.linalg.norm(lab_a.reshape(-1, 3).mean(0) - lab_b.reshape(-1, 3).mean(0)))
+    ga, gb = _gradients(lab_a[..., 0]), _gradients(lab_b[..., 0])
+    gradient = float(np.mean(np.abs(ga[0] - gb[0]) + np.abs(ga[1] - gb[1])) / 2)
+    score = weights.cut * cut_rms + weights.offset * offset + weights.gradient * gradient
+    return SeamScore(side, neighbor, cut_rms, offset, gradient, score, int(err.size)), path, err
+
+
+def aggregate_seams(seams: list[SeamScore], weights: SeamWeights) -> float:
+    """Mean seam score with the worst seam mixed in: a single bad seam counts more."""
+    if not seams:
+        return 0.0
+    scores = [s.score for s in seams]
+    return (1 - weights.worst) * float(np.mean(scores)) + weights.worst * max(scores)
+
+
+# ------------------------------------------------------------------ fidelity
+def small_lab(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """CIELAB of the image averaged over ``factor`` x ``factor`` blocks."""
+    h, w = rgb.shape[:2]
+    h2, w2 = h // factor * factor, w // factor * factor
+    lab = rgb_to_lab(rgb[:h2, :w2])
+    return lab.reshape(h2 // factor, factor, w2 // factor, factor, 3).mean(axis=(1, 3))
+
+
+def edge_map(rgb: np.ndarray) -> np.ndarray:
+    """Edge strength of L* at half resolution: what the structure term compares."""
+    h, w = rgb.shape[:2]
+    lum = luminance(rgb[: h // 2 * 2, : w // 2 * 2])
+    lum = lum.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return np.hypot(*_gradients(lum))
+
+
+def structure_term(candidate: np.ndarray, whitebox_edges: np.ndarray) -> float:
+    """1 - correlation of edge strength with the whitebox's (0: same structure, up to 2)."""
+    ea, eb = edge_map(candidate), whitebox_edges
+    sa, sb = ea.std(), eb.std()
+    if sa < 1e-6 or sb < 1e-6:
+        return 1.0
+    return float(1.0 - np.mean((ea - ea.mean()) * (eb - eb.mean())) / (sa * sb))
+
+
+def color_term(candidate: np.ndarray, reference_small_lab: np.ndarray) -> float:
+    """Large-scale color distance to the reference (mean deltaE of 16x block means)."""
+    return float(np.mean(delta_e(small_lab(candidate, 16), reference_small_lab)))
+
+
+# ------------------------------------------------------------------ harmonization
+def harmonize(
+    candidate_lab: np.ndarray,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    max_gain: float = 0.15,
+    max_offset: float = 6.0,
+) -> tuple[np.ndarray, dict]:
+    """Gain compensation in Lab: match the candidate's shared bands to its accepted neighbors.
+
+    ``candidate_lab`` is the whole candidate in Lab; ``pairs`` are (neighbor band,
+    candidate band) in Lab, on the same ground. The gain on L and the offsets on
+    L, a, b are clamped so the style is not washed out. Returns sRGB and the change.
+    """
+    if not pairs:
+        return lab_to_rgb(candidate_lab), {}
+    la = np.concatenate([n.reshape(-1, 3) for n, _ in pairs])
+    lb = np.concatenate([c.reshape(-1, 3) for _, c in pairs])
+    gain = float(np.clip(la[:, 0].std() / max(lb[:, 0].std(), 1e-3), 1 - max_gain, 1 + max_gain))
+    # after the change, the candidate's band means equal the neighbors' (within the clamps)
+    offset = np.clip(la.mean(0) - lb.mean(0) * np.array([gain, 1.0, 1.0]), -max_offset, max_offset)
+    lab = candidate_lab * np.array([gain, 1.0, 1.0], np.float32) + offset.astype(np.float32)
+    return lab_to_rgb(lab), {"gain_l": round(gain, 4), "offset_lab": [round(float(v), 3) for v in offset]}
+
+
+# ------------------------------------------------------------------ metric
+def seam_step_ratio(mosaic: np.ndarray, step: int, valid: np.ndarray | None = None, band: int = 8) -> dict:
+    """Seam visibility of a mosaic whose tile cores are ``step`` px squares from (0, 0).
+
+    ``ratio``: mean |dL*| across tile boundaries over mean |dL*| between same-tile
+    neighbor pixels near the boundary (offsets of 8..32 px, so pixel-art blocks of
+    2, 4 or 8 px keep their phase). 1.0 = invisible. ``texture``: mean |dL*| in the
+    band around boundaries over the same away from them; well below 1 means the
+    seams were blurred away rather than matched.
+    """
+    L = rgb_to_lab(mosaic)[..., 0]
+    h, w = L.shape
+    ok = np.ones_like(L, dtype=bool) if valid is None else valid
+    dx = np.abs(L[:, 1:] - L[:, :-1])
+    okx = ok[:, 1:] & ok[:, :-1]
+    across, within, near, far = [], [], [], []
+    for c in range(step, w, step):
+        across.append(dx[:, c - 1][okx[:, c - 1]])
+        for k in (8, 16, 24, 32):
+            for cc in (c - 1 - k, c - 1 + k):
+                if 0 <= cc < w - 1:
+                    within.append(dx[:, cc][okx[:, cc]])
+        lo, hi = max(c - band, 0), min(c + band, w - 1)
+        near.append(dx[:, lo:hi][okx[:, lo:hi]])
+        mid = c - step // 2
+        if mid - band >= 0:
+            far.append(dx[:, mid - band : mid + band][okx[:, mid - band : mid + band]])
+    dy = np.abs(L[1:, :] - L[:-1, :])
+    oky = ok[1:, :] & ok[:-1, :]
+    for r in range(step, h, step):
+        across.append(dy[r - 1][oky[r - 1]])
+        for k in (8, 16, 24, 32):
+            for rr in (r - 1 - k, r - 1 + k):
+                if 0 <= rr < h - 1:
+                    within.append(dy[rr][oky[rr]])
+        lo, hi = max(r - band, 0), min(r + band, h - 1)
+        near.append(dy[lo:hi][oky[lo:hi]])
+        mid = r - step // 2
+        if mid - band >= 0:
+            far.append(dy[mid - band : mid + band][oky[mid - band : mid + band]])
+
+    def mean(parts: list[np.ndarray]) -> float:
+        vals = np.concatenate(parts) if parts else np.array([])
+        return float(vals.mean()) if vals.size else float("nan")
+
+    a, b = mean(across), mean(within)
+    n, f = mean(near), mean(far)
+    return {
+        "ratio": a / b if b > 0 else float("nan"),
+        "texture": n / f if f > 0 else float("nan"),
+        "across": a,
+        "within": b,
+    }

@@ -1,0 +1,135 @@
+"""The run folder's state: what is accepted, with which settings; written atomically after every tile."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import IsoInputError
+from .fsutil import atomic_write_json, save_png
+
+STATE_FILE = "run_state.json"
+STATE_VERSION = 1
+
+
+def tile_key(x: int, y: int) -> str:
+    return f"{x}_{y}"
+
+
+class RunState:
+    """``run_state.json`` (settings, runs), one record per tile under ``state/``, and the raw
+    accepted canvases under ``accepted/{z}/``. A tile's record is written after its canvas,
+    each atomically, so the folder is consistent wherever a run stops."""
+
+    def __init__(self, out_dir: Path, settings: dict[str, Any], z: int) -> None:
+        self.out_dir = out_dir
+        self.settings = settings
+        self.key = settings_key(settings)
+        self.z = z
+        self.tiles: dict[str, dict[str, Any]] = {}
+        self.runs: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------ open
+    @classmethod
+    def open(cls, out_dir: Path, settings: dict[str, Any], z: int, overwrite: bool) -> RunState:
+        state = cls(out_dir, settings, z)
+        path = out_dir / STATE_FILE
+        if not path.exists():
+            return state
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IsoInputError(
+                "OUTPUT_DIR",
+                f"{path} is unreadable ({exc})",
+                "Set OVERWRITE to start again (the old files are kept aside)",
+            ) from None
+        if old.get("settings_key") != state.key or old.get("z") != z:
+            if not overwrite:
+                diff = [k for k in settings if old.get("settings", {}).get(k) != settings[k]]
+                if old.get("z") != z:
+                    diff.append("zoom")
+                raise IsoInputError(
+                    "OUTPUT_DIR",
+                    f"{out_dir} holds a run with other settings ({', '.join(diff) or 'version'} differ)",
+                    "Choose another output folder, or set OVERWRITE to start again (the old run is moved aside)",
+                )
+            state.move_aside()
+            return state
+        if overwrite:
+            state.move_aside()
+            return state
+        state.runs = old.get("runs", [])
+        for p in sorted((out_dir / "state").glob("*.json")):
+            try:
+                state.tiles[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # a record cut short by a crash: the tile is simply done again
+        return state
+
+    def move_aside(self) -> Path:
+        """OVERWRITE keeps the old run: it is moved to ``previous/<time>/``, never deleted."""
+        dest = self.out_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in (STATE_FILE, "state", "accepted", "tiles", "candidates", "report_nb_pro.json"):
+            src = self.out_dir / name
+            if src.exists():
+                shutil.move(str(src), str(dest / name))
+        return dest
+
+    # ------------------------------------------------------------ tiles
+    def canvas_path(self, x: int, y: int) -> Path:
+        return self.out_dir / "accepted" / str(self.z) / f"{x}_{y}.png"
+
+    def accepted(self) -> dict[tuple[int, int], dict[str, Any]]:
+        out = {}
+        for k, rec in self.tiles.items():
+            if rec.get("status") == "accepted":
+                x, y = (int(v) for v in k.split("_"))
+                if self.canvas_path(x, y).exists():
+                    out[(x, y)] = rec
+        return out
+
+    def load_canvas(self, x: int, y: int) -> np.ndarray:
+        with Image.open(self.canvas_path(x, y)) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def record(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
+        """Save one tile's outcome: the canvas first, then the state that points at it."""
+        if canvas is not None:
+            save_png(Image.fromarray(canvas), self.canvas_path(x, y), compress_level=1)
+        self.tiles[tile_key(x, y)] = rec
+        atomic_write_json(self.out_dir / "state" / f"{tile_key(x, y)}.json", rec)
+
+    def save(self) -> None:
+        """The run header: settings and the list of runs (tile records are written one by one)."""
+        atomic_write_json(
+            self.out_dir / STATE_FILE,
+            {
+                "version": STATE_VERSION,
+                "settings_key": self.key,
+                "settings": self.settings,
+                "z": self.z,
+                "runs": self.runs,
+            },
+        )
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,212 @@
+"""isotiles:generatetiles: K candidates per tile, seams scored, best kept, outputs loaded in a group."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..iso_qgis.cli_generate import anchor_files
+from ..iso_qgis.resolve import resolve
+from ..iso_qgis.schedule import NEIGHBOR_MODES
+from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
+from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .postprocess import load_output
+
+BACKENDS = ["offline", "vertex", "gemini"]
+
+
+def _text(alg: IsoAlgorithm, parameters: dict, context, text_key: str, file_key: str) -> str:
+    text = alg.parameterAsString(parameters, text_key, context)
+    path = alg.parameterAsFile(parameters, file_key, context)
+    if path:
+        if not os.path.isfile(path):
+            raise QgsProcessingException(f"{file_key}: {path} does not exist. Give an existing text file")
+        return Path(path).read_text(encoding="utf-8").strip()
+    return text.strip()
+
+
+class GenerateTilesAlgorithm(IsoAlgorithm):
+    HELP = (
+        "Generates stylized isometric tiles for a region of a whitebox tile set. For every tile, in dependency "
+        "order, the image model is asked for K candidates (style anchors, prompt, the whitebox tile, the color "
+        "reference tile, accepted neighbors as context); each candidate's seams are scored in CIELAB against the "
+        "accepted neighbors on the same ground, and the best is kept. Tiles are composited with minimum-error cuts "
+        "and written as tiles/{z}/{x}/{y}.png with a tilejson, a georeferenced mosaic GeoTIFF, a seam heatmap, a "
+        "VRT of the tiles, footprints and a JSON report. A rerun into the same folder resumes; other settings are "
+        "refused unless OVERWRITE is set (the old run is moved aside, never deleted). The offline backend is "
+        "embedded and free; vertex and gemini call Gemini image models."
+    )
+
+    def name(self) -> str:
+        return "generatetiles"
+
+    def displayName(self) -> str:
+        return "Generate stylized tiles"
+
+    def initAlgorithm(self, config=None) -> None:
+        add_tilejson_params(self)
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "REF_TILEJSON",
+                "Color reference tile set (default: the same)",
+                optional=True,
+                fileFilter="TileJSON (*.json)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString("REF_LAYER", "Color reference layer (default: raw_satellite)", optional=True)
+        )
+        add_region_params(self)
+        num = QgsProcessingParameterNumber
+        for key, desc in (
+            ("X0", "Or: first tile x"),
+            ("Y0", "first tile y"),
+            ("W", "tiles across"),
+            ("H", "tiles down"),
+        ):
+            self.addParameter(num(key, desc, num.Integer, optional=True))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "ANCHORS", "Style anchor images", QgsProcessing.TypeFile, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "ANCHORS_DIR", "Or: folder of style anchor images", QgsProcessingParameterFile.Folder, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString("PROMPT", "Prompt (empty: the built-in one)", multiLine=True, optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile("PROMPT_FILE", "Or: prompt file", optional=True, fileFilter="Text (*.txt *.md)")
+        )
+        self.addParameter(
+            QgsProcessingParameterString("NEGATIVE_PROMPT", "Negative prompt", multiLine=True, optional=True)
+        )
+        self.addParameter(QgsProcessingParameterFile("NEGATIVE_PROMPT_FILE", "Or: negative prompt file", optional=True))
+        self.addParameter(QgsProcessingParameterEnum("BACKEND", "Image model backend", BACKENDS, defaultValue=0))
+        self.addParameter(num("K", "Candidates per tile (K)", num.Integer, 4, minValue=1, maxValue=16))
+        advanced = [
+            QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
+            QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
+            num("OVERLAP_PX", "Canvas overlap per side, px (grids without padding)", num.Integer, 64, minValue=0),
+            QgsProcessingParameterEnum("NEIGHBOR_MODE", "Neighbors scored against", list(NEIGHBOR_MODES), False, 0),
+            num("SEED", "Base seed", num.Integer, 1234),
+            num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
+            QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
+            QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with accepted neighbors", True),
+            QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_DIR", "Output folder"))
+        self.addOutput(QgsProcessingOutputRasterLayer("MOSAIC", "Mosaic (GeoTIFF)"))
+        self.addOutput(QgsProcessingOutputRasterLayer("HEATMAP", "Seam heatmap (GeoTIFF, ΔE)"))
+        self.addOutput(QgsProcessingOutputRasterLayer("TILES", "Selected tiles (VRT)"))
+        self.addOutput(QgsProcessingOutputVectorLayer("FOOTPRINTS", "Tile footprints"))
+        self.addOutput(QgsProcessingOutputFile("REPORT", "Report (JSON)"))
+        self.addOutput(QgsProcessingOutputFile("TILES_TILEJSON", "Stylized tile set (tilejson.json)"))
+        self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Tiles accepted"))
+        self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", "Tiles failed"))
+
+    def _tile_range(self, parameters: dict, context) -> tuple[int, int, int, int] | None:
+        keys = ("X0", "Y0", "W", "H")
+        given = [parameters.get(k) not in (None, "") for k in keys]
+        if not any(given):
+            return None
+        if not all(given):
+            raise QgsProcessingException("X0/Y0/W/H: a tile range needs all four. Give X0, Y0, W and H")
+        return tuple(self.parameterAsInt(parameters, k, context) for k in keys)  # type: ignore[return-value]
+
+    def processAlgorithm(self, parameters, context, feedback):
+        from ..iso_qgis.run import RunConfig, run_generation
+
+        tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
+        zoom, height = zoom_and_height(self, parameters, context)
+        out_dir = self.parameterAsString(parameters, "OUTPUT_DIR", context)
+        with engine_errors():
+            kw = region_kwargs(self, parameters, context)
+            tile_range = self._tile_range(parameters, context)
+            if tile_range is not None:
+                if kw:
+                    raise QgsProcessingException("REGION: give a region or a tile range X0/Y0/W/H, not both")
+                kw = {"tile_range": tile_range}
+            res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+            anchors = anchor_files(
+                self.parameterAsFile(parameters, "ANCHORS_DIR", context) or None,
+                [p for p in self.parameterAsFileList(parameters, "ANCHORS", context) if p],
+            )
+            backend = BACKENDS[self.parameterAsEnum(parameters, "BACKEND", context)]
+            cfg = RunConfig(
+                tilejson=tilejson,
+                out_dir=out_dir,
+                tiles=res.tiles,
+                z=res.z,
+                layer=self.parameterAsString(parameters, "LAYER", context) or "raw_whitebox",
+                ref_tilejson=self.parameterAsFile(parameters, "REF_TILEJSON", context) or None,
+                ref_layer=self.parameterAsString(parameters, "REF_LAYER", context) or None,
+                anchors=anchors,
+                prompt=_text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
+                negative_prompt=_text(self, parameters, context, "NEGATIVE_PROMPT", "NEGATIVE_PROMPT_FILE"),
+                backend=backend,
+                model=self.parameterAsString(parameters, "MODEL", context),
+                fallback_model=self.parameterAsString(parameters, "FALLBACK_MODEL", context),
+                k=self.parameterAsInt(parameters, "K", context),
+                overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
+                neighbor_mode=NEIGHBOR_MODES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)],
+                seed=self.parameterAsInt(parameters, "SEED", context),
+                concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
+                keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
+                harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
+                overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+                max_height_m=height,
+                region={"source": "qgis", **{k: str(v) for k, v in kw.items() if k != "region"}},
+            )
+            feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}")
+            result = run_generation(cfg, EngineFeedback(feedback))
+        if result.canceled:
+            feedback.reportError(
+                "Canceled: accepted tiles are kept; run again with the same settings to continue", False
+            )
+        o = result.outputs
+        group = f"Iso tiles: {Path(out_dir).name}"
+        results = {
+            "OUTPUT_DIR": out_dir,
+            "REPORT": o.get("report"),
+            "TILES_TILEJSON": o.get("tilejson"),
+            "TILE_COUNT": result.accepted_count,
+            "FAILED_COUNT": result.failed_count,
+            "MOSAIC": o.get("mosaic"),
+            "HEATMAP": o.get("heatmap"),
+            "TILES": o.get("tiles_vrt"),
+            "FOOTPRINTS": o.get("footprints"),
+        }
+        loads = [
+            ("MOSAIC", "Mosaic", "mosaic"),
+            ("TILES", "Tiles", "tiles"),
+            ("HEATMAP", "Seam heatmap (ΔE)", "heatmap"),
+            ("FOOTPRINTS", "Tile footprints", "footprints"),
+        ]
+        for key, name, kind in loads:
+            if results[key]:
+                load_output(context, results[key], name, key, group, kind)
+        return results

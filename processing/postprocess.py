@@ -1,0 +1,103 @@
+"""Styling and grouping of loaded outputs (runs on the main thread, after the algorithm)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsPalLayerSettings,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsRendererCategory,
+    QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
+    QgsVectorLayerSimpleLabeling,
+)
+from qgis.PyQt.QtGui import QColor
+
+#: deltaE stops of the seam heatmap ramp: invisible .. glaring
+HEAT_STOPS = [
+    (0.0, "#ffffb2", "0 ΔE"),
+    (5.0, "#fecc5c", "5"),
+    (10.0, "#fd8d3c", "10"),
+    (20.0, "#e31a1c", "20"),
+    (30.0, "#54006e", "≥30 ΔE"),
+]
+STATUS_COLORS = {"accepted": "#2ca25f", "failed": "#de2d26", "": "#999999"}
+
+
+def style_heatmap(layer: QgsRasterLayer) -> None:
+    ramp = QgsColorRampShader(0.0, HEAT_STOPS[-1][0])
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS])
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(HEAT_STOPS[-1][0])
+    layer.setRenderer(renderer)
+    layer.renderer().setOpacity(0.8)
+
+
+def style_footprints(layer: QgsVectorLayer) -> None:
+    cats = []
+    for status, color in STATUS_COLORS.items():
+        sym = QgsFillSymbol.createSimple(
+            {"color": "0,0,0,0", "outline_color": color, "outline_width": "0.5", "outline_width_unit": "MM"}
+        )
+        cats.append(QgsRendererCategory(status, sym, status or "other"))
+    if layer.fields().indexOf("status") >= 0:
+        layer.setRenderer(QgsCategorizedSymbolRenderer("status", cats))
+    label = QgsPalLayerSettings()
+    label.fieldName = 'concat("x", \',\', "y")'
+    label.isExpression = True
+    label.placement = QgsPalLayerSettings.OverPoint
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(label))
+    layer.setLabelsEnabled(True)
+
+
+class LoadIntoGroup(QgsProcessingLayerPostProcessorInterface):
+    """Style a loaded output and move it into the run's layer group."""
+
+    _alive: ClassVar[list[LoadIntoGroup]] = []  # QGIS does not own Python post-processors: keep them referenced
+
+    def __init__(self, group: str, kind: str) -> None:
+        super().__init__()
+        self.group = group
+        self.kind = kind
+
+    @classmethod
+    def create(cls, group: str, kind: str) -> LoadIntoGroup:
+        proc = cls(group, kind)
+        cls._alive.append(proc)
+        return proc
+
+    def postProcessLayer(self, layer, context: QgsProcessingContext, feedback) -> None:
+        if self.kind == "heatmap" and isinstance(layer, QgsRasterLayer):
+            style_heatmap(layer)
+        elif self.kind == "footprints" and isinstance(layer, QgsVectorLayer):
+            style_footprints(layer)
+        elif isinstance(layer, QgsRasterLayer):
+            # pixel art: no resampling blur at native zoom and closer
+            layer.dataProvider().setZoomedInResamplingMethod(layer.dataProvider().ResamplingMethod.Nearest)
+        project = context.project()
+        if project is None:
+            return
+        root = project.layerTreeRoot()
+        node = root.findLayer(layer.id())
+        if node is None:
+            return
+        group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+        group.addChildNode(node.clone())
+        node.parent().removeChildNode(node)
+
+
+def load_output(context: QgsProcessingContext, path: str, name: str, output: str, group: str, kind: str = "") -> None:
+    details = QgsProcessingContext.LayerDetails(name, context.project(), output)
+    details.setPostProcessor(LoadIntoGroup.create(group, kind))
+    context.addLayerToLoadOnCompletion(path, details)

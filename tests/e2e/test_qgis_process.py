@@ -1,0 +1,110 @@
+"""Headless runs: qgis_process (plugin enabled in a fresh profile) and the plain command line agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's wrapper passes --noversioncheck, which 3.22 rejects
+
+
+@pytest.fixture(scope="session")
+def qgis_env(plugins_dir, tmp_path_factory):
+    if not Path(QGIS_PROCESS).exists():
+        pytest.fail("qgis_process.bin is missing: run scripts/setup.sh")
+    home = tmp_path_factory.mktemp("qgis-home")
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "QGIS_PLUGINPATH": str(plugins_dir),
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+    }
+    subprocess.run([QGIS_PROCESS, "plugins", "enable", "iso_tile_stylizer"], env=env, capture_output=True, check=True)
+    return env
+
+
+def qgis_process(env, *args):
+    proc = subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=600)
+    return proc
+
+
+def cli(repo_root, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "iso_qgis", *args], cwd=repo_root, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_qgis_process_lists_the_algorithms(qgis_env):
+    out = qgis_process(qgis_env, "list").stdout
+    for alg in ("generatetiles", "resolvetiles", "renderwhitebox", "renderreference"):
+        assert f"isotiles:{alg}" in out
+
+
+def test_resolvetiles_headless_agrees_with_the_cli(qgis_env, helsinki_tiles, repo_root, tmp_path):
+    from osgeo import ogr
+
+    region = repo_root / "examples" / "helsinki_region.geojson"
+    fp = tmp_path / "fp.gpkg"
+    proc = qgis_process(
+        qgis_env, "run", "isotiles:resolvetiles", "--json", "--",
+        f"TILEJSON={helsinki_tiles / 'tilejson.json'}", f"REGION={region}", f"FOOTPRINTS={fp}",
+        f"VRT={tmp_path / 'wb.vrt'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)["results"]
+    ds = ogr.Open(str(fp))
+    headless = sorted((f.GetField("x"), f.GetField("y")) for f in ds.GetLayer(0))
+    c = cli(repo_root, "resolve", "--tilejson", str(helsinki_tiles / "tilejson.json"), "--region", str(region))
+    assert c.returncode == 0, c.stderr
+    from_cli = json.loads(c.stdout)
+    assert sorted(tuple(t) for t in from_cli["tiles"]) == headless
+    assert (results["X0"], results["Y0"], results["W"], results["H"]) == (
+        from_cli["x0"], from_cli["y0"], from_cli["w"], from_cli["h"],
+    )  # fmt: skip
+    assert Path(results["VRT"]).is_file()
+
+
+def test_generatetiles_headless(qgis_env, helsinki_tiles, tmp_path):
+    out = tmp_path / "gen"
+    proc = qgis_process(
+        qgis_env, "run", "isotiles:generatetiles", "--json", "--",
+        f"TILEJSON={helsinki_tiles / 'tilejson.json'}", "X0=4", "Y0=3", "W=2", "H=1", "K=2", f"OUTPUT_DIR={out}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)["results"]
+    assert results["TILE_COUNT"] == 2 and results["FAILED_COUNT"] == 0
+    for key in ("MOSAIC", "HEATMAP", "TILES", "FOOTPRINTS", "REPORT"):
+        assert Path(results[key]).is_file(), key
+    assert (out / "tiles" / "0" / "4" / "3.png").is_file() and (out / "mosaic_nb_pro.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["resolve", "--tilejson", "/nonexistent/tilejson.json", "--x0", "0", "--y0", "0", "--w", "1", "--h", "1"],
+         "TILEJSON"),
+        (["generate", "--tiles_dir", "{tiles}", "--x0", "1", "--y0", "1", "--w", "1", "--h", "1", "--k", "0",
+          "--out_dir", "{tmp}/o"], "K="),
+        (["generate", "--tiles_dir", "{tiles}", "--x0", "1", "--y0", "1", "--w", "1", "--h", "1",
+          "--prompt_file", "{tmp}/missing.txt", "--out_dir", "{tmp}/o"], "PROMPT_FILE"),
+        (["generate", "--tiles_dir", "{tiles}", "--x0", "1", "--y0", "1", "--w", "1", "--h", "1",
+          "--anchors_dir", "{tmp}", "--out_dir", "{tmp}/o"], "ANCHORS_DIR"),
+        (["generate", "--tiles_dir", "{tiles}", "--x0", "1", "--y0", "1", "--w", "1", "--h", "1",
+          "--overlap_px", "999", "--out_dir", "{tmp}/o"], "OVERLAP_PX"),
+    ],
+)  # fmt: skip
+def test_cli_bad_input_is_one_line_and_exit_code_2(repo_root, helsinki_tiles, tmp_path, args, needle):
+    args = [a.format(tiles=helsinki_tiles, tmp=tmp_path) for a in args]
+    proc = cli(repo_root, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr

@@ -1,0 +1,210 @@
+"""The Processing algorithms, run through processing.run on the real Helsinki sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from pyproj import Transformer
+from shapely.geometry import Polygon, shape
+
+pytestmark = pytest.mark.qgis
+
+
+def region_polygon(repo_root):
+    gj = json.loads((repo_root / "examples" / "helsinki_region.geojson").read_text())
+    return shape(gj["features"][0]["geometry"])
+
+
+def independent_tiles(tilejson_path, region_wgs84):
+    """Tiles whose core meets the region, computed here from the tilejson's numbers alone."""
+    tj = json.loads(tilejson_path.read_text())
+    g = tj["iso_grid"]
+    a, b, c, d, e, f = g["zooms"]["0"]["affine"]
+    step = g["step_px"]
+    x0, y0, x1, y1 = g["zooms"]["0"]["tile_range"]
+    to_grid = Transformer.from_crs("EPSG:4326", g["crs"], always_xy=True)
+    region = shapely.transform(
+        shapely.segmentize(region_wgs84, 1e-5), lambda p: np.column_stack(to_grid.transform(p[:, 0], p[:, 1]))
+    )
+    hits = []
+    for ty in range(y0, y1 + 1):
+        for tx in range(x0, x1 + 1):
+            corners = [
+                (tx * step, ty * step),
+                ((tx + 1) * step, ty * step),
+                ((tx + 1) * step, (ty + 1) * step),
+                (tx * step, (ty + 1) * step),
+            ]
+            poly = Polygon([(a * col + b * row + c, d * col + e * row + f) for col, row in corners])
+            if poly.intersection(region).area > 1e-6:
+                hits.append((tx, ty))
+    return hits
+
+
+def region_layer(repo_root):
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(str(repo_root / "examples" / "helsinki_region.geojson"), "region", "ogr")
+    assert layer.isValid()
+    return layer
+
+
+def test_resolvetiles_matches_an_independent_computation(run_alg, helsinki_tiles, repo_root, tmp_path):
+    res = run_alg(
+        "isotiles:resolvetiles",
+        {
+            "TILEJSON": str(helsinki_tiles / "tilejson.json"),
+            "LAYER": "raw_whitebox",
+            "REGION": region_layer(repo_root),
+            "FOOTPRINTS": str(tmp_path / "fp.gpkg"),
+            "VRT": str(tmp_path / "wb.vrt"),
+        },
+    )
+    expected = independent_tiles(helsinki_tiles / "tilejson.json", region_polygon(repo_root))
+    xs, ys = [t[0] for t in expected], [t[1] for t in expected]
+    assert res["TILE_COUNT"] == len(expected) > 4
+    assert (res["X0"], res["Y0"], res["W"], res["H"]) == (
+        min(xs),
+        min(ys),
+        max(xs) - min(xs) + 1,
+        max(ys) - min(ys) + 1,
+    )
+    from qgis.core import QgsVectorLayer
+
+    fp = QgsVectorLayer(res["FOOTPRINTS"], "fp", "ogr")
+    assert sorted((f["x"], f["y"]) for f in fp.getFeatures()) == sorted(expected)
+    assert res["VRT"].endswith(".vrt")
+
+
+def test_vrt_puts_buildings_where_osm_has_them(run_alg, helsinki_tiles, helsinki_pbf, repo_root, tmp_path):
+    """Georeferencing check: at the ground point of OSM building centroids, the whitebox shows a building."""
+    from osgeo import ogr
+
+    res = run_alg(
+        "isotiles:resolvetiles",
+        {
+            "TILEJSON": str(helsinki_tiles / "tilejson.json"),
+            "REGION": region_layer(repo_root),
+            "FOOTPRINTS": "TEMPORARY_OUTPUT",
+            "VRT": str(tmp_path / "wb.vrt"),
+        },
+    )
+    region = region_polygon(repo_root)
+    ds = ogr.Open(str(helsinki_pbf))
+    lyr = ds.GetLayerByName("multipolygons")
+    lyr.SetAttributeFilter("building IS NOT NULL")
+    centroids = []
+    for f in lyr:
+        try:
+            g = shapely.wkb.loads(bytes(f.GetGeometryRef().ExportToWkb()))
+        except shapely.errors.GEOSException:  # rings cut off at the extract's edge
+            continue
+        if g.area > 2e-8 and region.contains(g.representative_point()):
+            centroids.append(g.representative_point())
+    assert len(centroids) > 10
+    with rasterio.open(res["VRT"]) as src:
+        to_grid = Transformer.from_crs("EPSG:4326", src.crs.to_wkt(), always_xy=True)
+        inv = ~src.transform
+        data = src.read()
+        on_building = 0
+        for p in centroids:
+            x, y = to_grid.transform(p.x, p.y)
+            col, row = (int(v) for v in inv * (x, y))
+            if 0 <= row < src.height and 0 <= col < src.width and data[3, row, col] == 255:
+                pixel = data[:3, row, col].astype(int)
+                on_building += int(np.abs(pixel - [236, 236, 232]).sum() > 12)
+    assert on_building >= 0.8 * len(centroids), f"{on_building} of {len(centroids)} building centroids hit a building"
+
+
+def test_renderwhitebox_from_a_qgis_layer(run_alg, helsinki_pbf, tmp_path):
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(f"{helsinki_pbf}|layername=multipolygons", "osm", "ogr")
+    layer.setSubsetString("building IS NOT NULL")
+    n = sum(1 for _ in layer.getFeatures())  # the OSM driver does not know its count up front
+    assert n > 400
+    res = run_alg(
+        "isotiles:renderwhitebox",
+        {"INPUT": layer, "PPM": 0.5, "TILE_SIZE": 256, "OUTPUT_DIR": str(tmp_path / "wb")},
+    )
+    tj = json.loads(Path(res["TILEJSON"]).read_text())
+    assert tj["iso_grid"]["tile_size"] == 256
+    pngs = list((tmp_path / "wb" / "raw_whitebox").rglob("*.png"))
+    assert res["TILE_COUNT"] == len(pngs) > 0
+    assert res["BUILDING_COUNT"] >= n - 20  # a few relations cut at the extract's edge are unusable
+    assert 10 < res["MAX_HEIGHT_M"] < 200
+
+
+def test_renderreference_from_a_raster_layer(run_alg, helsinki_tiles, tmp_path):
+    from qgis.core import QgsRasterLayer
+
+    ref = QgsRasterLayer(str(helsinki_tiles.parent / "reference.tif"), "ref")
+    assert ref.isValid()
+    res = run_alg(
+        "isotiles:renderreference",
+        {
+            "INPUT": ref,
+            "TILEJSON": str(helsinki_tiles / "tilejson.json"),
+            "LAYER": "ref2",
+            "OUT_DIR": str(tmp_path / "r"),
+        },
+    )
+    pngs = list((tmp_path / "r" / "ref2").rglob("*.png"))
+    assert res["TILE_COUNT"] == len(pngs) > 0
+
+
+def test_generatetiles_small_patch_outputs_are_georeferenced(run_alg, helsinki_tiles, tmp_path):
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+
+    grid = load_tilejson(helsinki_tiles / "tilejson.json")
+    x0, y0 = grid.level().tile_range[0] + 2, grid.level().tile_range[1] + 2
+    res = run_alg(
+        "isotiles:generatetiles",
+        {
+            "TILEJSON": str(helsinki_tiles / "tilejson.json"),
+            "X0": x0, "Y0": y0, "W": 2, "H": 2, "K": 2, "OVERLAP_PX": 32,
+            "OUTPUT_DIR": str(tmp_path / "gen"),
+        },
+    )  # fmt: skip
+    assert res["TILE_COUNT"] == 4 and res["FAILED_COUNT"] == 0
+    with rasterio.open(res["MOSAIC"]) as src:
+        assert src.count == 4 and src.width == 2 * 256
+        expected = grid.range_geotransform(x0, y0, 2, 2)
+        assert src.transform.to_gdal() == pytest.approx(expected)
+    report = json.loads(Path(res["REPORT"]).read_text())
+    assert report["totals"]["accepted"] == 4
+    assert all(len(t["candidates"]) == 2 for t in report["tiles"].values())
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"TILEJSON": "/nonexistent/tilejson.json"}, "TILEJSON"),
+        ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "REGION"),
+    ],
+)
+def test_bad_input_raises_a_clear_processing_exception(run_alg, helsinki_tiles, tmp_path, params, message):
+    from qgis.core import QgsProcessingException
+
+    base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "FOOTPRINTS": "TEMPORARY_OUTPUT", "VRT": None}
+    with pytest.raises(QgsProcessingException) as info:
+        run_alg("isotiles:resolvetiles", {**base, **params})
+    assert message in str(info.value)
+
+
+def test_generatetiles_refuses_k_zero_and_a_used_folder(run_alg, helsinki_tiles, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 3, "Y0": 3, "W": 1, "H": 1,
+            "OUTPUT_DIR": str(tmp_path / "g")}  # fmt: skip
+    run_alg("isotiles:generatetiles", {**base, "K": 1})
+    with pytest.raises(QgsProcessingException, match="OUTPUT_DIR"):
+        run_alg("isotiles:generatetiles", {**base, "K": 2})
+    res = run_alg("isotiles:generatetiles", {**base, "K": 2, "OVERWRITE": True})
+    assert res["TILE_COUNT"] == 1
+    assert list((tmp_path / "g" / "previous").iterdir()), "the overwritten run must be kept aside"

@@ -1,0 +1,268 @@
+"""A generation run end to end on a small synthetic city: selection, outputs, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest, ImageResult
+from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
+from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.feedback import Feedback
+from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+from iso_tile_stylizer.iso_qgis.run import RunConfig, candidate_seed, run_generation
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """A whitebox tile set of 128 px tiles rendered from a grid of blocks (EPSG:32635)."""
+    from osgeo import ogr, osr
+
+    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+
+    root = tmp_path_factory.mktemp("city")
+    gpkg = root / "blocks.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32635)
+    lyr = ds.CreateLayer("blocks", srs, ogr.wkbPolygon)
+    lyr.CreateField(ogr.FieldDefn("height", ogr.OFTReal))
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        for j in range(8):
+            x, y = 385000 + i * 40, 6670000 + j * 40
+            f = ogr.Feature(lyr.GetLayerDefn())
+            f.SetField("height", float(rng.uniform(6, 30)))
+            f.SetGeometry(
+                ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 25} {y},{x + 25} {y + 25},{x} {y + 25},{x} {y}))")
+            )
+            lyr.CreateFeature(f)
+    ds = None
+    render_whitebox(gpkg, root / "tiles", ppm=1.0, tile_size=128, height_field="height")
+    return root / "tiles" / "tilejson.json"
+
+
+def patch(city, w=3, h=2):
+    lv = load_tilejson(city).level()
+    x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1
+    return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
+
+
+def config(city, out, **kw):
+    base = {"tiles": patch(city), "k": 2, "overlap_px": 16, "concurrency": 3}
+    return RunConfig(tilejson=str(city), out_dir=str(out), **{**base, **kw})
+
+
+class Counting:
+    """Wraps a backend; counts calls (thread-safe)."""
+
+    name = "counting"
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def generate(self, req):
+        with self.lock:
+            self.calls += 1
+        return self.inner.generate(req)
+
+
+def test_every_tile_accepted_and_every_output_written(city, tmp_path):
+    res = run_generation(config(city, tmp_path))
+    assert res.accepted_count == 6 and res.failed_count == 0 and not res.canceled
+    grid = load_tilejson(city)
+    for x, y in patch(city):
+        assert (tmp_path / "tiles" / "0" / str(x) / f"{y}.png").is_file()
+        assert len(list((tmp_path / "candidates" / f"{x}_{y}").glob("v*-seed*.png"))) == 2
+    out_grid = load_tilejson(tmp_path / "tiles" / "tilejson.json")
+    assert out_grid.level(0).affine == grid.level(0).affine
+    for name in ("mosaic.tif", "seam_heatmap.tif", "tiles.vrt", "footprints.gpkg", "report_nb_pro.json",
+                 "mosaic_nb_pro.png", "seam_heatmap_nb_pro.png"):  # fmt: skip
+        assert (tmp_path / name).is_file(), name
+    (x0, y0), w, h = patch(city)[0], 3, 2
+    with rasterio.open(tmp_path / "mosaic.tif") as src:
+        assert src.transform.to_gdal() == pytest.approx(grid.range_geotransform(x0, y0, w, h))
+        assert src.count == 4 and src.width == 3 * 128
+        mosaic = np.dstack([src.read(i) for i in (1, 2, 3)])
+    with rasterio.open(tmp_path / "seam_heatmap.tif") as src:
+        heat = src.read(1)
+        assert src.nodata == -9999.0 and (heat == -9999.0).any() and (heat >= 0).any()
+    # final tiles are crops of the composited mosaic
+    for x, y in patch(city):
+        tile = np.asarray(Image.open(tmp_path / "tiles" / "0" / str(x) / f"{y}.png").convert("RGB"))
+        r0, c0 = (y - y0) * 128, (x - x0) * 128
+        assert np.array_equal(tile, mosaic[r0 : r0 + 128, c0 : c0 + 128])
+
+
+def test_report_has_every_candidate_and_the_choice_is_the_lowest_score(city, tmp_path):
+    run_generation(config(city, tmp_path, k=3))
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    assert report["totals"]["candidates"] == 18 and report["totals"]["calls"] == 18
+    seeds = set()
+    for key, tile in report["tiles"].items():
+        x, y = (int(v) for v in key.split("_"))
+        totals = [c["score"]["total"] for c in tile["candidates"]]
+        assert tile["chosen"] == int(np.argmin(totals))
+        assert [c["seed"] for c in tile["candidates"]] == [candidate_seed(1234, x, y, i) for i in range(3)]
+        seeds.update(c["seed"] for c in tile["candidates"])
+        for c in tile["candidates"]:
+            assert set(c["score"]) == {"total", "seams", "structure", "color", "fallback_penalty"}
+    assert len(seeds) == 18
+    assert report["worst_seams"] and report["worst_seams"][0]["score"] >= report["worst_seams"][-1]["score"]
+    assert "weights" in report["config"] and "api_key" not in json.dumps(report).lower()
+
+
+class Consistent:
+    """Candidate 1 is one consistent picture of the whole plane; the others are shifted and noisy."""
+
+    name = "consistent"
+
+    def generate(self, req: ImageRequest) -> ImageResult:
+        h, w = req.whitebox.shape[:2]
+        rows, cols = np.mgrid[0:h, 0:w]
+        rows, cols = rows + req.origin_px[1], cols + req.origin_px[0]
+        smooth = np.stack([np.sin(cols / 7.0), np.sin(rows / 5.0), np.sin((cols + rows) / 9.0)], -1)
+        base = req.whitebox.astype(float) * 0.5 + 60 + 50 * smooth
+        if req.candidate != 1:
+            rng = np.random.default_rng(req.seed)
+            base = base + rng.normal(0, 25, base.shape) + 40 * (req.candidate + 1)
+        return ImageResult(np.clip(base, 0, 255).astype(np.uint8), "consistent")
+
+
+def test_seam_scoring_picks_the_candidate_that_joins_its_neighbors(city, tmp_path):
+    run_generation(config(city, tmp_path, k=3, harmonize=False), backend=Consistent())
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    assert {t["chosen"] for t in report["tiles"].values()} == {1}
+    chosen = [c for t in report["tiles"].values() for c in t["candidates"] if c["index"] == t["chosen"]]
+    seams = [s for c in chosen for s in c["seams"]]
+    assert len(seams) == 7 and max(s["cut_rms"] + s["offset"] for s in seams) < 0.5  # the same picture on both sides
+
+
+def test_a_canceled_run_resumes_without_redoing_accepted_tiles(city, tmp_path):
+    class StopAfter(Feedback):
+        def __init__(self, n):
+            self.n, self.seen = n, 0
+
+        def status(self, done, total, counters):
+            self.seen = done
+
+        def is_canceled(self):
+            return self.seen >= self.n
+
+    first = Counting(OfflineBackend())
+    res = run_generation(config(city, tmp_path, concurrency=1), StopAfter(2), backend=first)
+    assert res.canceled and res.accepted_count >= 2
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "accepted" / "0").glob("*.png")}
+    second = Counting(OfflineBackend())
+    res2 = run_generation(config(city, tmp_path, concurrency=1), backend=second)
+    assert res2.accepted_count == 6 and not res2.canceled
+    assert second.calls == (6 - len(kept)) * 2
+    for name, data in kept.items():
+        assert (tmp_path / "accepted" / "0" / name).read_bytes() == data
+    third = Counting(OfflineBackend())
+    run_generation(config(city, tmp_path), backend=third)
+    assert third.calls == 0
+
+
+def test_a_run_is_reproducible(city, tmp_path):
+    run_generation(config(city, tmp_path / "a"))
+    run_generation(config(city, tmp_path / "b", concurrency=1))
+    for p in (tmp_path / "a" / "tiles" / "0").rglob("*.png"):
+        assert p.read_bytes() == (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_other_settings_are_refused_and_overwrite_keeps_the_old_run(city, tmp_path):
+    run_generation(config(city, tmp_path, k=1))
+    with pytest.raises(IsoInputError, match=r"OUTPUT_DIR: .*k differ"):
+        run_generation(config(city, tmp_path, k=2))
+    run_generation(config(city, tmp_path, k=2, overwrite=True))
+    previous = list((tmp_path / "previous").iterdir())
+    assert len(previous) == 1 and (previous[0] / "run_state.json").is_file()
+
+
+def test_missing_whitebox_tile_is_reported_and_the_run_goes_on(city, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiles"
+    shutil.copytree(city.parent, copy)
+    x, y = patch(city)[1]
+    (copy / "raw_whitebox" / "0" / str(x) / f"{y}.png").unlink()
+    res = run_generation(config(copy / "tilejson.json", tmp_path / "out"))
+    assert res.failed_count == 1 and res.accepted_count == 5
+    state = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())
+    assert "whitebox tile missing" in state["tiles"][f"{x}_{y}"]["error"]
+
+
+def test_failed_candidates_are_typed_in_the_report(city, tmp_path):
+    bad = patch(city)[0]
+    res = run_generation(config(city, tmp_path), backend=OfflineBackend(fail_tiles={bad: "blocked"}))
+    assert res.failed_count == 1 and res.accepted_count == 5
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    tile = report["tiles"][f"{bad[0]}_{bad[1]}"]
+    assert tile["status"] == "failed" and {c["error"]["kind"] for c in tile["candidates"]} == {"blocked"}
+    assert report["totals"]["failures"] == 2
+
+
+def test_a_backend_exception_becomes_a_candidate_failure(city, tmp_path):
+    class Broken:
+        name = "broken"
+
+        def generate(self, req):
+            if req.candidate == 0:
+                raise RuntimeError("boom")
+            return ImageResult(None, "b", Failure(FailureKind.NO_IMAGE, "text only"))
+
+    res = run_generation(config(city, tmp_path, tiles=patch(city, 1, 1)), backend=Broken())
+    assert res.failed_count == 1
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    kinds = [c["error"]["kind"] for t in report["tiles"].values() for c in t["candidates"]]
+    assert sorted(kinds) == ["bad_response", "no_image"]
+
+
+@pytest.mark.parametrize(("mode", "sides"), [("none", set()), ("left", {"left"}), ("left+top", {"left", "top"})])
+def test_neighbor_modes_decide_which_seams_are_scored(city, tmp_path, mode, sides):
+    run_generation(config(city, tmp_path, neighbor_mode=mode))
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    seen = {s["side"] for t in report["tiles"].values() for c in t["candidates"] for s in c["seams"]}
+    assert seen == sides
+
+
+def test_mode_all_scores_against_tiles_of_an_earlier_run(city, tmp_path):
+    tiles = patch(city, 3, 1)
+    run_generation(config(city, tmp_path, tiles=[tiles[2]], neighbor_mode="all"))
+    run_generation(config(city, tmp_path, tiles=tiles[:2], neighbor_mode="all"))
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    middle = report["tiles"][f"{tiles[1][0]}_{tiles[1][1]}"]
+    assert {s["side"] for c in middle["candidates"] for s in c["seams"]} == {"left", "right"}
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"k": 0}, "K="),
+        ({"overlap_px": 500}, "OVERLAP_PX"),
+        ({"neighbor_mode": "diagonal"}, "NEIGHBOR_MODE"),
+        ({"tiles": []}, "REGION"),
+        ({"anchors": ["/nonexistent.png"]}, "ANCHORS"),
+        ({"concurrency": 0}, "CONCURRENCY"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_call(city, tmp_path, kw, needle):
+    backend = Counting(OfflineBackend())
+    with pytest.raises(IsoInputError, match=needle):
+        run_generation(config(city, tmp_path, **kw), backend=backend)
+    assert backend.calls == 0
+
+
+def test_an_anchor_that_is_not_an_image_is_named(city, tmp_path):
+    fake = tmp_path / "anchor.png"
+    fake.write_text("not an image")
+    with pytest.raises(IsoInputError, match=r"ANCHORS: .*anchor\.png"):
+        run_generation(config(city, tmp_path / "o", anchors=[str(fake)]))

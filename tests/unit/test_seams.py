@@ -1,0 +1,119 @@
+"""Seam scoring, cuts, harmonization and the seam-step metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iso_tile_stylizer.iso_qgis import seams as s
+
+
+def noise_image(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_lab_round_trip_and_known_values():
+    rgb = noise_image(32, 32)
+    assert np.abs(s.lab_to_rgb(s.rgb_to_lab(rgb)).astype(int) - rgb).max() <= 1
+    white = s.rgb_to_lab(np.array([[[255, 255, 255]]], dtype=np.uint8))[0, 0]
+    assert white == pytest.approx([100, 0, 0], abs=0.05)
+    red = s.rgb_to_lab(np.array([[[255, 0, 0]]], dtype=np.uint8))[0, 0]
+    assert red == pytest.approx([53.24, 80.09, 67.20], abs=0.1)  # textbook sRGB red
+
+
+def test_min_error_path_follows_the_cheap_valley():
+    err = np.full((40, 12), 10.0)
+    valley = [3 + (r // 8) for r in range(40)]  # drifts right one column every 8 rows
+    for r, c in enumerate(valley):
+        err[r, c] = 0.0
+    assert s.min_error_path(err, vertical=True).tolist() == valley
+    assert s.min_error_path(err.T, vertical=False).tolist() == valley
+
+
+def test_cut_mask_sides_and_ramp():
+    path = np.full(10, 5)
+    m = s.cut_mask((10, 12), path, vertical=True, new_after=True, blend_px=0)
+    assert m[:, :6].max() == 0 and m[:, 6:].min() == 1
+    flipped = s.cut_mask((10, 12), path, vertical=True, new_after=False, blend_px=0)
+    assert np.array_equal(flipped, 1 - m)
+    ramp = s.cut_mask((10, 12), path, vertical=True, new_after=True, blend_px=4)
+    assert 0 < ramp[0, 5] < 1 and np.all(np.diff(ramp[0]) >= 0)
+
+
+def test_identical_bands_score_zero_and_offsets_are_seen():
+    band = noise_image(64, 16, 1)
+    score, _, err = s.score_seam(band, band, "left", (0, 0), s.SeamWeights())
+    assert score.score == 0 and err.max() == 0
+    shifted = np.clip(band.astype(int) + 30, 0, 255).astype(np.uint8)
+    worse, _, _ = s.score_seam(band, shifted, "left", (0, 0), s.SeamWeights())
+    assert worse.offset > 5 and worse.score > 5
+
+
+def test_cut_finds_a_matching_column_inside_a_band():
+    a = noise_image(50, 20, 2)
+    b = noise_image(50, 20, 3)
+    b[:, 7] = a[:, 7]  # the two agree only along column 7
+    score, path, _ = s.score_seam(a, b, "left", (0, 0), s.SeamWeights())
+    assert set(path.tolist()) == {7} and score.cut_rms == 0
+
+
+def test_min_error_path_matches_brute_force_on_small_bands():
+    import itertools
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        err = rng.uniform(0, 10, (5, 4))
+        best = min(
+            (sum(err[r, c] for r, c in enumerate(p)), p)
+            for p in itertools.product(range(4), repeat=5)
+            if all(abs(a - b) <= 1 for a, b in zip(p, p[1:]))
+        )
+        path = s.min_error_path(err, vertical=True)
+        assert sum(err[r, c] for r, c in enumerate(path)) == pytest.approx(best[0])
+
+
+def test_luminance_equals_the_l_of_lab():
+    rgb = noise_image(16, 16, 9)
+    assert np.allclose(s.luminance(rgb), s.rgb_to_lab(rgb)[..., 0], atol=1e-3)
+
+
+def test_aggregate_weighs_the_worst_seam_up():
+    w = s.SeamWeights(worst=0.5)
+    mk = lambda v: s.SeamScore("left", (0, 0), v, 0, 0, v, 1)  # noqa: E731
+    assert s.aggregate_seams([mk(1), mk(9)], w) > np.mean([1, 9])
+    assert s.aggregate_seams([], w) == 0
+
+
+def test_structure_term_prefers_the_whitebox_edges():
+    wb = np.full((64, 64, 3), 230, np.uint8)
+    wb[16:48, 16:48] = 90
+    good = 255 - wb  # same edges, other colors
+    bad = noise_image(64, 64, 4)
+    edges = s.edge_map(wb)
+    assert s.structure_term(good, edges) < 0.2 < s.structure_term(bad, edges)
+
+
+def test_harmonize_moves_the_band_means_together_within_clamps():
+    neighbor = np.full((20, 20, 3), 120, np.uint8)
+    cand = np.full((20, 20, 3), 135, np.uint8)
+    lab = s.rgb_to_lab
+    out, info = s.harmonize(lab(cand), [(lab(neighbor), lab(cand))])
+    d_before = s.delta_e(s.rgb_to_lab(neighbor), s.rgb_to_lab(cand)).mean()
+    d_after = s.delta_e(s.rgb_to_lab(neighbor), s.rgb_to_lab(out)).mean()
+    assert d_after < d_before / 3 and info["gain_l"] == pytest.approx(1.0, abs=0.16)
+    far = np.full((20, 20, 3), 250, np.uint8)
+    _out2, info2 = s.harmonize(lab(far), [(lab(neighbor), lab(far))], max_offset=6)
+    assert max(abs(v) for v in info2["offset_lab"]) <= 6 + 1e-6
+
+
+def test_seam_step_ratio_is_one_for_a_seamless_mosaic_and_high_for_steps():
+    rng = np.random.default_rng(5)
+    smooth = rng.integers(90, 110, (256, 256, 1)).repeat(3, axis=2).astype(np.uint8)
+    m = s.seam_step_ratio(smooth, 64)
+    assert m["ratio"] == pytest.approx(1.0, abs=0.15)
+    stepped = smooth.copy().astype(int)
+    for i in range(4):
+        stepped[:, i * 64 : (i + 1) * 64] += 25 * (i % 2)
+    m2 = s.seam_step_ratio(np.clip(stepped, 0, 255).astype(np.uint8), 64)
+    assert m2["ratio"] > 2.0
