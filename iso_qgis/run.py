@@ -8,7 +8,9 @@ was when it is started again with the same settings.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,9 @@ class _Run:
         self.canvases: dict[Cell, np.ndarray] = {}
         self.pending: dict[Cell, dict[str, Any]] = {}
         self.calls = 0
+        self.lock = threading.Lock()
+        self.static: dict[Cell, Future] = {}
+        self.todo: set[Cell] = set()
 
     def _reference_source(self) -> TileSource | None:
         cfg = self.cfg
@@ -239,13 +244,36 @@ class _Run:
         return out
 
     # -------------------------------------------------------------- jobs
-    def make_jobs(self, c: Cell) -> list:
+    def static_context(self, c: Cell) -> dict[str, Any]:
+        """What a tile's candidates need that no neighbor decides: canvases, edges, reference colors."""
         x, y = self.tile(c)
         wb, _ = assemble_canvas(self.src, x, y, self.z, self.grow, background=(236, 236, 232))
         if wb is None:
-            self.pending[c] = {"error": f"whitebox tile missing: {self.src.location(x, y, self.z)}"}
-            return []
+            return {"error": f"whitebox tile missing: {self.src.location(x, y, self.z)}"}
         ref = assemble_canvas(self.ref, x, y, self.z, self.grow)[0] if self.ref else None
+        return {
+            "whitebox": wb, "reference": ref, "edges": edge_map(wb),
+            "ref_lab": small_lab(ref, 16) if ref is not None else None,
+        }  # fmt: skip
+
+    def prefetch(self, cells: list[Cell]) -> None:
+        """Start the static context of tiles that will be ready soon, while models are busy."""
+        with self.lock:
+            for nc in cells:
+                if nc in self.todo and nc not in self.static:
+                    self.static[nc] = self.prefetch_pool.submit(self.static_context, nc)
+
+    def make_jobs(self, c: Cell) -> list:
+        """On a CPU worker, once the tile's neighbors are decided: its K candidate jobs."""
+        x, y = self.tile(c)
+        with self.lock:
+            fut = self.static.pop(c, None)
+        static = fut.result() if fut is not None else self.static_context(c)
+        self.prefetch([(c[0] + 1, c[1]), (c[0], c[1] + 1)])
+        if "error" in static:
+            self.pending[c] = static
+            return []
+        wb, ref = static["whitebox"], static["reference"]
         rect = self.rect(c)
         # what every candidate of this tile is scored against, computed once
         bands = []
@@ -255,8 +283,8 @@ class _Run:
                 nband = crop(ncanvas, self.rect(nb)[:2], band)
                 bands.append((side, self.tile(nb), band, nband, rgb_to_lab(nband)))
         ctx = {
-            "rect": rect, "bands": bands, "edges": edge_map(wb), "started": time.perf_counter(),
-            "ref_lab": small_lab(ref, 16) if ref is not None else None,
+            "rect": rect, "bands": bands, "edges": static["edges"], "started": time.perf_counter(),
+            "ref_lab": static["ref_lab"],
         }  # fmt: skip
         self.pending[c] = ctx
         neighbors = {side: canvas for side, _, canvas in self.scoring_neighbors(c)}
@@ -270,7 +298,7 @@ class _Run:
             jobs.append(lambda r=req: self.generate(r, ctx))
         return jobs
 
-    def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict, Any]:
+    def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict]:
         """Runs on a worker thread: one model call, the candidate saved and scored as it arrives."""
         try:
             res = self.backend.generate(req)
@@ -283,7 +311,7 @@ class _Run:
         }  # fmt: skip
         if not res.ok or res.image is None:
             rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
-            return req, res, rec, None
+            return req, res, rec
         w, h = req.size
         if res.image.shape[1] != w or res.image.shape[0] != h:
             res.notes.append(f"answer was {res.image.shape[1]}x{res.image.shape[0]}, resized to {w}x{h}")
@@ -293,17 +321,16 @@ class _Run:
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
             save_png(Image.fromarray(res.image), p, compress_level=1)
             rec["file"] = str(p.relative_to(self.out))
-        lab = rgb_to_lab(res.image)  # kept for harmonization, should this candidate win
-        rec.update(self.score(res, lab, ctx))
-        return req, res, rec, lab
+        rec.update(self.score(res, ctx))
+        return req, res, rec
 
-    def score(self, res: ImageResult, lab: np.ndarray, ctx: dict[str, Any]) -> dict[str, Any]:
+    def score(self, res: ImageResult, ctx: dict[str, Any]) -> dict[str, Any]:
         w = self.cfg.weights
         img = res.image
         assert img is not None
         rect = ctx["rect"]
         seams = [
-            score_seam(nband, crop(img, rect[:2], band), side, nb, w, nlab, crop(lab, rect[:2], band))[0]
+            score_seam(nband, crop(img, rect[:2], band), side, nb, w, nlab)[0]
             for side, nb, band, nband, nlab in ctx["bands"]
         ]
         seam_part = aggregate_seams(seams, w)
@@ -325,27 +352,32 @@ class _Run:
         x, y = self.tile(c)
         ctx = self.pending.pop(c)
         candidates = []
-        best: tuple[float, int, np.ndarray, np.ndarray] | None = None
-        for req, res, rec, lab in results:
-            self.calls += 0 if res.cached else 1 + res.retries
+        best: tuple[float, int, np.ndarray] | None = None
+        for req, res, rec in results:
+            with self.lock:
+                self.calls += 0 if res.cached else 1 + res.retries
             candidates.append(rec)
             if "score" in rec and (best is None or rec["score"]["total"] < best[0]):
-                best = (rec["score"]["total"], req.candidate, res.image, lab)
+                best = (rec["score"]["total"], req.candidate, res.image)
         tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": len(self.state.runs) - 1}
         tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
         if best is None:
             tile_rec["error"] = ctx.get("error") or "every candidate failed"
-            self.state.record(x, y, tile_rec)
+            self.state.tiles[tile_key(x, y)] = tile_rec
+            self.writer.submit(self.state.record, x, y, tile_rec)
             self.fb.warning(f"tile {x},{y}: failed ({tile_rec['error']})")
             return
-        total, chosen, img, lab = best
+        total, chosen, img = best
         rect = ctx["rect"]
         if self.cfg.harmonize and ctx["bands"]:
+            lab = rgb_to_lab(img)
             pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
             img, tile_rec["harmonization"] = harmonize(lab, pairs)
         tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]))
-        self.state.record(x, y, tile_rec, img)
+        # neighbors use the canvas at once; files are written behind (canvas first, then the record)
         self.canvases[c] = img
+        self.state.tiles[tile_key(x, y)] = tile_rec
+        self.writer.submit(self.state.record, x, y, tile_rec, img)
 
     # -------------------------------------------------------------- main
     def run(self) -> RunResult:
@@ -359,13 +391,13 @@ class _Run:
         todo = [c for c in cells if self.accepted_canvas(c) is None]
         if len(todo) < len(cells):
             self.fb.info(f"resuming: {len(cells) - len(todo)} of {len(cells)} tiles already accepted")
+        self.todo = set(todo)
         deps = dependencies(todo, cfg.neighbor_mode)
         total = len(todo)
         done = [0]
         counters: dict[str, float] = {"accepted": 0, "failed": 0, "calls": 0, "failures": 0, "elapsed_s": 0.0}
 
-        def finish(c: Cell, results: list) -> None:
-            self.finish(c, results)
+        def on_done(c: Cell) -> None:  # on the coordinating thread, after the tile is recorded
             done[0] += 1
             self.fb.progress(100.0 * done[0] / max(total, 1))
             rec = self.state.tiles[tile_key(*self.tile(c))]
@@ -380,7 +412,15 @@ class _Run:
             counters["elapsed_s"] = time.perf_counter() - t0
             self.fb.status(done[0], total, counters)
 
-        complete = run_ready_queue(todo, deps, self.make_jobs, finish, cfg.concurrency, self.fb.is_canceled)
+        with (
+            ThreadPoolExecutor(1, "isotiles-prefetch") as self.prefetch_pool,
+            ThreadPoolExecutor(1, "isotiles-writer") as self.writer,
+        ):
+            complete = run_ready_queue(
+                todo, deps, self.make_jobs, self.finish, cfg.concurrency, self.fb.is_canceled, on_done
+            )
+            for fut in list(self.static.values()):
+                fut.cancel()
         from .finalize import finalize
 
         return finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)

@@ -3,12 +3,14 @@
 A tile is ready once every tile it depends on (its left and top neighbors, by
 default) is finished, accepted or failed. Ready tiles' candidate jobs share one
 pool of ``concurrency`` workers, served in anti-diagonal order so the critical
-path keeps moving; there are no wave barriers.
+path keeps moving; there are no wave barriers. Preparing and finishing tiles
+(CPU work) runs on a second, small pool, so no tile waits for another's bookkeeping.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import queue
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,16 +46,20 @@ def priority(t: Tile) -> tuple[int, int, int]:
 def run_ready_queue(
     tiles: Iterable[Tile],
     deps: dict[Tile, set[Tile]],
-    make_jobs: Callable[[Tile], list[Callable[[], Any]]],
+    prepare: Callable[[Tile], list[Callable[[], Any]]],
     finish: Callable[[Tile, list[Any]], None],
     concurrency: int,
     is_canceled: Callable[[], bool] = lambda: False,
+    on_done: Callable[[Tile], None] = lambda t: None,
+    cpu_workers: int | None = None,
 ) -> bool:
-    """Run every tile's jobs, then ``finish(tile, results)`` on this thread, in dependency order.
+    """Run every tile: ``prepare(tile)`` gives its jobs, the jobs run, then ``finish(tile, results)``.
 
-    ``make_jobs`` and ``finish`` run on the calling thread only (no locking needed
-    for state they touch); jobs run on worker threads. Returns False if canceled:
-    jobs already running are waited for and their tiles finished, nothing new starts.
+    Jobs (model calls) share a pool of ``concurrency`` threads; ``prepare`` and
+    ``finish`` (CPU work: canvases, scores, files) run on a pool of ``cpu_workers``
+    so the coordinating thread only routes events. A tile is prepared once every
+    tile it depends on is finished. ``on_done`` runs on the calling thread.
+    Returns False if canceled: nothing new starts, work under way is finished.
     """
     tiles = list(tiles)
     waiting = {t: set(deps.get(t, ())) for t in tiles}
@@ -66,50 +72,59 @@ def run_ready_queue(
     jobs: list[tuple[tuple[int, int, int], int, Tile, int, Callable[[], Any]]] = []
     results: dict[Tile, list[Any]] = {}
     remaining: dict[Tile, int] = {}
-    done_q: queue.Queue[tuple[Tile, int, Future]] = queue.Queue()
-    in_flight = 0
+    events: queue.Queue[tuple[str, Tile, int, Future]] = queue.Queue()
+    calls_in_flight = 0
+    outstanding = 0  # submitted futures whose event is not handled yet
     finished = 0
     canceled = False
     seq = 0
+    cpu_workers = cpu_workers or max(1, min(4, os.cpu_count() or 1))
 
-    def complete(tile: Tile) -> None:
-        nonlocal finished
-        finish(tile, results.pop(tile))
-        finished += 1
-        for dep in dependents[tile]:
-            waiting[dep].discard(tile)
-            if not waiting[dep]:
-                heapq.heappush(ready, (priority(dep), dep))
+    with (
+        ThreadPoolExecutor(max(1, concurrency), "isotiles-call") as calls,
+        ThreadPoolExecutor(cpu_workers, "isotiles-cpu") as cpu,
+    ):
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="isotiles") as pool:
+        def submit(pool: ThreadPoolExecutor, kind: str, tile: Tile, index: int, fn: Callable[[], Any]) -> None:
+            nonlocal outstanding
+            fut = pool.submit(fn)
+            fut.add_done_callback(lambda f: events.put((kind, tile, index, f)))
+            outstanding += 1
+
         while finished < len(tiles):
             if not canceled and is_canceled():
                 canceled = True
-            # open every ready tile: its jobs join the shared queue in priority order
             while ready and not canceled:
                 _, tile = heapq.heappop(ready)
-                tile_jobs = make_jobs(tile)
-                results[tile] = [None] * len(tile_jobs)
-                remaining[tile] = len(tile_jobs)
-                if not tile_jobs:
-                    complete(tile)
-                    continue
-                for i, job in enumerate(tile_jobs):
-                    heapq.heappush(jobs, (priority(tile), seq, tile, i, job))
-                    seq += 1
-            while jobs and in_flight < concurrency and not canceled:
+                submit(cpu, "prepare", tile, -1, lambda t=tile: prepare(t))
+            while jobs and calls_in_flight < concurrency and not canceled:
                 _, _, tile, i, job = heapq.heappop(jobs)
-                fut = pool.submit(job)
-                fut.add_done_callback(lambda f, t=tile, k=i: done_q.put((t, k, f)))
-                in_flight += 1
-            if in_flight == 0:
-                if canceled or not (ready or jobs):
-                    break
-                continue
-            tile, i, fut = done_q.get()
-            in_flight -= 1
-            results[tile][i] = fut.result()
-            remaining[tile] -= 1
-            if remaining[tile] == 0:
-                complete(tile)
+                submit(calls, "job", tile, i, job)
+                calls_in_flight += 1
+            if outstanding == 0:
+                break  # canceled, or nothing left that can run
+            kind, tile, i, fut = events.get()
+            outstanding -= 1
+            value = fut.result()  # a failing prepare/finish is a bug: let it surface
+            if kind == "prepare":
+                results[tile] = [None] * len(value)
+                remaining[tile] = len(value)
+                if not value:
+                    submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
+                for k, job in enumerate(value):
+                    heapq.heappush(jobs, (priority(tile), seq, tile, k, job))
+                    seq += 1
+            elif kind == "job":
+                calls_in_flight -= 1
+                results[tile][i] = value
+                remaining[tile] -= 1
+                if remaining[tile] == 0:
+                    submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
+            else:
+                finished += 1
+                on_done(tile)
+                for dep in dependents[tile]:
+                    waiting[dep].discard(tile)
+                    if not waiting[dep]:
+                        heapq.heappush(ready, (priority(dep), dep))
     return not canceled and finished == len(tiles)

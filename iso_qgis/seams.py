@@ -33,7 +33,12 @@ def _f(t: np.ndarray) -> np.ndarray:
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB uint8 (..., 3) -> CIELAB float32 (D65)."""
-    xyz = SRGB_TO_LINEAR[rgb] @ _RGB_TO_XYZ
+    return linear_to_lab(SRGB_TO_LINEAR[rgb])
+
+
+def linear_to_lab(lin: np.ndarray) -> np.ndarray:
+    """Linear-light RGB float (..., 3) -> CIELAB float32 (D65)."""
+    xyz = lin @ _RGB_TO_XYZ
     f = _f(xyz)
     lab = np.empty_like(f)
     lab[..., 0] = 116 * f[..., 1] - 16
@@ -219,18 +224,16 @@ def aggregate_seams(seams: list[SeamScore], weights: SeamWeights) -> float:
 
 # ------------------------------------------------------------------ fidelity
 def small_lab(rgb: np.ndarray, factor: int) -> np.ndarray:
-    """CIELAB of the image averaged over ``factor`` x ``factor`` blocks."""
+    """CIELAB of the image averaged (in linear light) over ``factor`` x ``factor`` blocks."""
     h, w = rgb.shape[:2]
     h2, w2 = h // factor * factor, w // factor * factor
-    lab = rgb_to_lab(rgb[:h2, :w2])
-    return lab.reshape(h2 // factor, factor, w2 // factor, factor, 3).mean(axis=(1, 3))
+    lin = SRGB_TO_LINEAR[rgb[:h2, :w2]]
+    return linear_to_lab(lin.reshape(h2 // factor, factor, w2 // factor, factor, 3).mean(axis=(1, 3)))
 
 
 def edge_map(rgb: np.ndarray) -> np.ndarray:
-    """Edge strength of L* at half resolution: what the structure term compares."""
-    h, w = rgb.shape[:2]
-    lum = luminance(rgb[: h // 2 * 2, : w // 2 * 2])
-    lum = lum.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    """Edge strength of L* sampled every other pixel: what the structure term compares."""
+    lum = luminance(rgb[::2, ::2])
     return np.hypot(*_gradients(lum))
 
 

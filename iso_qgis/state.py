@@ -102,7 +102,10 @@ class RunState:
             return np.asarray(im.convert("RGB"))
 
     def record(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
-        """Save one tile's outcome: the canvas first, then the state that points at it."""
+        """Save one tile's outcome: the canvas first, then the state that points at it.
+
+        Safe to call from a writer thread: ``self.tiles`` is updated by the caller or here.
+        """
         if canvas is not None:
             save_png(Image.fromarray(canvas), self.canvas_path(x, y), compress_level=1)
         self.tiles[tile_key(x, y)] = rec

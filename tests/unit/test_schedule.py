@@ -18,8 +18,9 @@ def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None
     active = [0, 0]  # now, peak
 
     def make_jobs(t):
-        started[t] = len(finished)
-        assert all(d in finished for d in deps[t]), f"{t} started before its dependencies"
+        with lock:
+            started[t] = len(finished)
+            assert all(d in finished for d in deps[t]), f"{t} started before its dependencies"
 
         def job(i):
             with lock:
@@ -34,7 +35,8 @@ def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None
 
     def finish(t, results):
         assert results == [(t, i) for i in range(k)]
-        finished.append(t)
+        with lock:
+            finished.append(t)
 
     ok = run_ready_queue(
         tiles, deps, make_jobs, finish, concurrency,
