@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / ".build" / "plugins"))  # the plugin package, neve
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend  # noqa: E402
 from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.resolve import read_region, resolve  # noqa: E402
+from iso_tile_stylizer.iso_qgis.resolve import resolve  # noqa: E402
 from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
 from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio  # noqa: E402
 
@@ -70,14 +70,27 @@ def pasted_ratio(out: Path, tilejson: Path) -> float:
     return seam_step_ratio(mosaic, step, valid)
 
 
+def mosaic_chroma(path: Path) -> float:
+    import rasterio
+
+    from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab
+
+    with rasterio.open(path) as src:
+        rgb = np.dstack([src.read(i) for i in (1, 2, 3)])
+        valid = src.read(4) > 0
+    lab = rgb_to_lab(rgb)[valid]
+    return float(np.hypot(lab[:, 1], lab[:, 2]).mean())
+
+
 def seam_figures(tmp: Path, quick: bool) -> None:
     tilejson = ROOT / "sample" / "tiles" / "tilejson.json"
     if not tilejson.exists():
         print("seam figures: no sample (run scripts/make_sample.sh first)")
         return
-    region, crs = read_region(ROOT / "examples" / "helsinki_region.geojson")
-    tiles = resolve(tilejson, region=region, region_crs=crs).tiles
-    print(f"\n1. Seam visibility, Helsinki sample, {len(tiles)} tiles (ratio: 1.0 = invisible; texture < 1 = blurred)")
+    x0, y0, x1, y1 = load_tilejson(tilejson).level().tile_range
+    tiles = resolve(tilejson, tile_range=(x0, y0, x1 - x0 + 1, y1 - y0 + 1)).tiles
+    print(f"\n1. Seam visibility, the whole Helsinki sample, {len(tiles)} tiles")
+    print("   (seam-step: 1.0 = invisible; texture < 1 = blurred; chroma: mean C* of the mosaic, style strength)")
     rows = [
         ("K=1 pasted (no cut, no harmonization)", 1, False, "pasted"),
         ("K=4 cut, no harmonization", 4, False, "cut"),
@@ -90,7 +103,8 @@ def seam_figures(tmp: Path, quick: bool) -> None:
             RunConfig(str(tilejson), str(out), tiles, k=k, harmonize=harm, keep_candidates=False, concurrency=4)
         )
         m = pasted_ratio(out, tilejson) if kind == "pasted" else res.report["metrics"]["seam_step"]
-        print(f"   {label:<40} seam-step {m['ratio']:.3f}  texture {m['texture']:.3f}")
+        chroma = mosaic_chroma(out / "mosaic.tif")
+        print(f"   {label:<40} seam-step {m['ratio']:.3f}  texture {m['texture']:.3f}  chroma {chroma:.1f}")
 
 
 def schedule_figures(tmp: Path, quick: bool) -> None:

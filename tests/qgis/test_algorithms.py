@@ -208,3 +208,35 @@ def test_generatetiles_refuses_k_zero_and_a_used_folder(run_alg, helsinki_tiles,
     res = run_alg("isotiles:generatetiles", {**base, "K": 2, "OVERWRITE": True})
     assert res["TILE_COUNT"] == 1
     assert list((tmp_path / "g" / "previous").iterdir()), "the overwritten run must be kept aside"
+
+
+def test_generatetiles_loads_styled_outputs_into_one_group(isotiles_provider, helsinki_tiles, tmp_path):
+    """What the toolbox does after a run: load the outputs, style them, group them."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+        QgsSingleBandPseudoColorRenderer,
+    )
+
+    project = QgsProject.instance()
+    project.clear()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
+    params = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 1,
+              "OUTPUT_DIR": str(tmp_path / "run7")}  # fmt: skip
+    _results, ok = alg.run(params, context, feedback)
+    assert ok, feedback.textLog()
+    assert handleAlgorithmResults(alg, context, feedback, False, params)
+    group = project.layerTreeRoot().findGroup("Iso tiles: run7")
+    assert group is not None
+    names = sorted(node.layer().name() for node in group.findLayers())
+    assert names == sorted(["Mosaic", "Tiles", "Seam heatmap (ΔE)", "Tile footprints"])
+    heat = next(n.layer() for n in group.findLayers() if n.layer().name().startswith("Seam"))
+    assert isinstance(heat.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert heat.renderer().classificationMax() == 30
+    project.clear()
