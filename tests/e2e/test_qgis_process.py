@@ -24,11 +24,14 @@ def qgis_env(plugins_dir, tmp_path_factory):
     env = {
         **os.environ,
         "HOME": str(home),
+        "QGIS_CUSTOM_CONFIG_PATH": str(home),  # a profile of its own, not the one pytest-qgis set up
         "QGIS_PLUGINPATH": str(plugins_dir),
         "QT_QPA_PLATFORM": "offscreen",
         "PYTHONPATH": sysconfig.get_paths()["purelib"],
     }
-    subprocess.run([QGIS_PROCESS, "plugins", "enable", "iso_tile_stylizer"], env=env, capture_output=True, check=True)
+    enable = [QGIS_PROCESS, "plugins", "enable", "iso_tile_stylizer"]
+    proc = subprocess.run(enable, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
     return env
 
 
@@ -108,3 +111,23 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(repo_root, helsinki_tiles, tm
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+
+
+def test_renderwhitebox_and_renderreference_headless(qgis_env, helsinki_pbf, helsinki_tiles, tmp_path):
+    wb = tmp_path / "wb"
+    proc = qgis_process(
+        qgis_env, "run", "isotiles:renderwhitebox", "--json", "--",
+        f"INPUT={helsinki_pbf}|layername=multipolygons|subset=building IS NOT NULL", "PPM=0.5", "TILE_SIZE=256",
+        f"OUTPUT_DIR={wb}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)["results"]
+    assert results["BUILDING_COUNT"] > 400 and Path(results["TILEJSON"]).is_file()
+    proc = qgis_process(
+        qgis_env, "run", "isotiles:renderreference", "--json", "--",
+        f"INPUT={helsinki_tiles.parent / 'reference.tif'}", f"TILEJSON={results['TILEJSON']}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = json.loads(proc.stdout)["results"]
+    assert ref["TILE_COUNT"] == results["TILE_COUNT"]
+    assert len(list((wb / "raw_satellite").rglob("*.png"))) == ref["TILE_COUNT"]
