@@ -66,7 +66,7 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no_candidates", action="store_true", help="do not keep every candidate on disk")
-    p.add_argument("--no_harmonize", action="store_true", help="no color harmonization of accepted tiles")
+    p.add_argument("--harmonize", action="store_true", help="harmonize accepted tiles' colors with their neighbors")
     p.add_argument("--overwrite", action="store_true", help="start again in a used folder (the old run is moved aside)")
 
 
@@ -127,7 +127,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, overlap_px=a.overlap_px,
         neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
-        overwrite=a.overwrite, harmonize=not a.no_harmonize, max_height_m=a.max_height_m, region=region_desc,
+        overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options={} if a.backend == "offline" else {"retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms},
     )  # fmt: skip
     t0 = time.perf_counter()

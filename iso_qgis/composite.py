@@ -103,6 +103,5 @@ class Compositor:
         if inside is not None:
             sl = self._local(inside)
             loc = (slice(inside[1] - rect[1], inside[3] - rect[1]), slice(inside[0] - rect[0], inside[2] - rect[0]))
-            f = self.filled[sl]
-            out[loc][f] = self.mosaic[sl][f]
+            np.copyto(out[loc], self.mosaic[sl], where=self.filled[sl][..., None])
         return out

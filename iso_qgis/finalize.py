@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,70 @@ def composite(run: _Run) -> tuple[Compositor, list]:
     return comp, cells
 
 
+def _write_rasters(run: _Run, comp: Compositor, cells: list, ogrid: TileGrid, pool: ThreadPoolExecutor,
+                   outputs: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    out, z, g = run.out, run.z, run.grow
+    # final tiles: crops of the composited result
+    tile_jobs = []
+    for c in cells:
+        x, y = run.tile(c)
+        rect = run.rect(c)
+        image_rect = (rect[0] + g, rect[1] + g, rect[2] - g, rect[3] - g)
+        tile = comp.read(image_rect, run.accepted_canvas(c), (rect[0], rect[1]))
+        tile_jobs.append(pool.submit(save_png, Image.fromarray(tile), out / "tiles" / str(z) / str(x) / f"{y}.png"))
+    tj = ogrid.to_tilejson(name=f"{run.grid.name or 'iso tiles'} (stylized)")
+    if run.grid.kind == "xyz" and not run.lv.y_down:
+        tj["scheme"] = "tms"
+    atomic_write_json(out / "tiles" / "tilejson.json", tj)
+    outputs["tilejson"] = str(out / "tiles" / "tilejson.json")
+    # mosaic of the accepted cores
+    step = run.lv.step
+    xs = [c[0] for c in cells]
+    rows = [c[1] for c in cells]
+    box = (round(min(xs) * step), round(min(rows) * step), round((max(xs) + 1) * step), round((max(rows) + 1) * step))
+    mosaic = comp.read(box)
+    valid = np.zeros(mosaic.shape[:2], bool)
+    for c in cells:
+        k = run.core(c)
+        valid[k[1] - box[1] : k[3] - box[1], k[0] - box[0] : k[2] - box[0]] = True
+    gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
+    wkt = run.grid.crs_wkt()
+    rgba = np.dstack([mosaic, np.where(valid, 255, 0).astype(np.uint8)])
+    # seam heatmap: deltaE between the two sides of every band, nodata elsewhere
+    heat = comp.heat[
+        box[1] - comp.bounds[1] : box[3] - comp.bounds[1], box[0] - comp.bounds[0] : box[2] - comp.bounds[0]
+    ]
+    heat = np.where(valid, heat, np.nan)
+
+    def heat_png() -> None:
+        gray = np.asarray(Image.fromarray(mosaic).convert("L").convert("RGBA"))
+        over = Image.alpha_composite(Image.fromarray(gray.copy()), Image.fromarray(heatmap_rgba(heat)))
+        save_png(over.convert("RGB"), out / "seam_heatmap_nb_pro.png")
+
+    jobs = {
+        "mosaic_png": pool.submit(save_png, Image.fromarray(rgba, "RGBA"), out / "mosaic_nb_pro.png"),
+        "mosaic": pool.submit(write_geotiff, out / "mosaic.tif", mosaic, gt, wkt, alpha=valid),
+        "heatmap": pool.submit(
+            write_geotiff, out / "seam_heatmap.tif", np.nan_to_num(heat, nan=NODATA), gt, wkt, NODATA
+        ),
+        "heatmap_png": pool.submit(heat_png),
+        "metrics": pool.submit(seam_step_ratio, mosaic, round(step), valid),
+    }
+    for f in tile_jobs:
+        f.result()
+    tiles_xy = [run.tile(c) for c in cells]
+    outputs["tiles_vrt"] = str(
+        write_tile_vrt(ogrid, TileSource(ogrid, "{z}/{x}/{y}.png"), tiles_xy, out / "tiles.vrt", z)
+    )
+    jobs["heatmap_png"].result()
+    outputs["mosaic_png"] = str(out / "mosaic_nb_pro.png")
+    outputs["heatmap_png"] = str(out / "seam_heatmap_nb_pro.png")
+    outputs["mosaic"] = str(jobs["mosaic"].result())
+    outputs["heatmap"] = str(jobs["heatmap"].result())
+    jobs["mosaic_png"].result()
+    return {k: round(v, 4) for k, v in jobs["metrics"].result().items()}
+
+
 def finalize(run: _Run, canceled: bool, wall_s: float, t0: float | None = None) -> RunResult:
     from .run import RunResult
 
@@ -57,59 +122,11 @@ def finalize(run: _Run, canceled: bool, wall_s: float, t0: float | None = None) 
     comp, cells = composite(run)
     outputs: dict[str, str] = {"out_dir": str(out)}
     ogrid = _output_grid(run)
-    g = run.grow
     metrics: dict[str, Any] = {}
     if cells:
-        # final tiles: crops of the composited result
-        for c in cells:
-            x, y = run.tile(c)
-            rect = run.rect(c)
-            image_rect = (rect[0] + g, rect[1] + g, rect[2] - g, rect[3] - g)
-            tile = comp.read(image_rect, run.accepted_canvas(c), (rect[0], rect[1]))
-            save_png(Image.fromarray(tile), out / "tiles" / str(z) / str(x) / f"{y}.png")
-        tj = ogrid.to_tilejson(name=f"{run.grid.name or 'iso tiles'} (stylized)")
-        if run.grid.kind == "xyz" and not run.lv.y_down:
-            tj["scheme"] = "tms"
-        atomic_write_json(out / "tiles" / "tilejson.json", tj)
-        outputs["tilejson"] = str(out / "tiles" / "tilejson.json")
-        # mosaic of the accepted cores
-        step = run.lv.step
-        xs = [c[0] for c in cells]
-        rows = [c[1] for c in cells]
-        box = (
-            round(min(xs) * step),
-            round(min(rows) * step),
-            round((max(xs) + 1) * step),
-            round((max(rows) + 1) * step),
-        )
-        mosaic = comp.read(box)
-        valid = np.zeros(mosaic.shape[:2], bool)
-        for c in cells:
-            k = run.core(c)
-            valid[k[1] - box[1] : k[3] - box[1], k[0] - box[0] : k[2] - box[0]] = True
-        gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
-        wkt = run.grid.crs_wkt()
-        rgba = np.dstack([mosaic, np.where(valid, 255, 0).astype(np.uint8)])
-        save_png(Image.fromarray(rgba, "RGBA"), out / "mosaic_nb_pro.png")
-        outputs["mosaic"] = str(write_geotiff(out / "mosaic.tif", mosaic, gt, wkt, alpha=valid))
-        # seam heatmap: deltaE between the two sides of every band, nodata elsewhere
-        heat = comp.heat[
-            box[1] - comp.bounds[1] : box[3] - comp.bounds[1], box[0] - comp.bounds[0] : box[2] - comp.bounds[0]
-        ]
-        heat = np.where(valid, heat, np.nan)
-        outputs["heatmap"] = str(
-            write_geotiff(out / "seam_heatmap.tif", np.nan_to_num(heat, nan=NODATA), gt, wkt, NODATA)
-        )
-        gray = np.asarray(Image.fromarray(mosaic).convert("L").convert("RGBA"))
-        over = Image.alpha_composite(Image.fromarray(gray.copy()), Image.fromarray(heatmap_rgba(heat)))
-        save_png(over.convert("RGB"), out / "seam_heatmap_nb_pro.png")
-        tiles_xy = [run.tile(c) for c in cells]
-        outputs["tiles_vrt"] = str(
-            write_tile_vrt(ogrid, TileSource(ogrid, "{z}/{x}/{y}.png"), tiles_xy, out / "tiles.vrt", z)
-        )
-        metrics = {k: round(v, 4) for k, v in seam_step_ratio(mosaic, round(step), valid).items()}
-        outputs["mosaic_png"] = str(out / "mosaic_nb_pro.png")
-        outputs["heatmap_png"] = str(out / "seam_heatmap_nb_pro.png")
+        # independent writers run side by side (PNG, zlib and GDAL release the GIL)
+        with ThreadPoolExecutor(4, "isotiles-out") as pool:
+            metrics = _write_rasters(run, comp, cells, ogrid, pool, outputs)
     # footprints of every tile the folder knows, with its outcome
     known = {tuple(int(v) for v in k.split("_")): rec for k, rec in run.state.tiles.items()}
     if known:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import threading
@@ -68,13 +69,13 @@ class TileSource:
         if self.is_remote:
             return rel
         rel = rel.removeprefix("file://")
-        base = Path(self.grid.base_dir or ".").resolve()
-        path = (base / rel).resolve()
-        if base != path and base not in path.parents:
+        base = _abs_dir(self.grid.base_dir or ".")
+        path = os.path.normpath(os.path.join(base, rel))  # no file system calls: this runs for every tile
+        if not path.startswith(base + os.sep):
             raise IsoInputError(
                 "TILEJSON", f"tile template {self.template!r} points outside the tile set folder", "Use relative paths"
             )
-        return str(path)
+        return path
 
     def exists(self, x: int, y: int, z: int) -> bool:
         return self.is_remote or os.path.isfile(self.location(x, y, z))
@@ -104,6 +105,11 @@ class TileSource:
             while len(_CACHE) > _CACHE_TILES:
                 _CACHE.popitem(last=False)
         return img
+
+
+@functools.lru_cache(maxsize=64)
+def _abs_dir(path: str) -> str:
+    return os.path.normpath(os.path.abspath(path))
 
 
 def _fetch(url: str) -> bytes | None:

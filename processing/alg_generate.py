@@ -112,7 +112,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             num("SEED", "Base seed", num.Integer, 1234),
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
-            QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with accepted neighbors", True),
+            QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
         ]
         for p in advanced:

@@ -266,3 +266,13 @@ def test_an_anchor_that_is_not_an_image_is_named(city, tmp_path):
     fake.write_text("not an image")
     with pytest.raises(IsoInputError, match=r"ANCHORS: .*anchor\.png"):
         run_generation(config(city, tmp_path / "o", anchors=[str(fake)]))
+
+
+def test_harmonization_is_recorded_for_tiles_with_neighbors(city, tmp_path):
+    run_generation(config(city, tmp_path, harmonize=True))
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    first = report["tiles"][f"{patch(city)[0][0]}_{patch(city)[0][1]}"]
+    assert "harmonization" not in first  # no neighbor to match
+    others = [t for k, t in report["tiles"].items() if t is not first]
+    assert all(0.85 <= t["harmonization"]["gain_l"] <= 1.15 for t in others)
+    assert report["config"]["harmonize"] is True
