@@ -68,6 +68,22 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument("--no_candidates", action="store_true", help="do not keep every candidate on disk")
     p.add_argument("--harmonize", action="store_true", help="harmonize accepted tiles' colors with their neighbors")
     p.add_argument("--overwrite", action="store_true", help="start again in a used folder (the old run is moved aside)")
+    p.add_argument(
+        "--dry_run", action="store_true", help="build every request, count calls, estimate the cost; no call"
+    )
+    g = p.add_argument_group("vertex and gemini backends (credentials: GOOGLE_API_KEY; VERTEX_PROJECT, "
+                             "VERTEX_LOCATION, VERTEX_ACCESS_TOKEN; else Application Default Credentials)")  # fmt: skip
+    g.add_argument("--project", help="Vertex AI project (default: $VERTEX_PROJECT)")
+    g.add_argument("--location", help="Vertex AI location (default: $VERTEX_LOCATION, else global)")
+    g.add_argument("--timeout_s", type=float, default=180.0, help="per call")
+    g.add_argument("--requests_per_minute", type=float, default=0.0, help="0: only the concurrency limits calls")
+    g.add_argument("--image_size", default="", help="1K, 2K or 4K (default: from the canvas)")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top_p", type=float)
+    g.add_argument("--cache_dir", help="answer cache (default: $ISOTILES_CACHE_DIR, else ~/.cache/iso_tile_stylizer)")
+    g.add_argument("--no_cache", action="store_true", help="do not reuse or keep answers")
+    g.add_argument("--prices", help="price table JSON (USD per million tokens per model)")
+    g.add_argument("--base_url", help="a private endpoint for the API")
 
 
 def _release_path(a: argparse.Namespace, value: str | None) -> str | None:
@@ -128,7 +144,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, overlap_px=a.overlap_px,
         neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
-        backend_options={} if a.backend == "offline" else {"retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms},
+        backend_options=genai_options(a), dry_run=a.dry_run,
     )  # fmt: skip
     t0 = time.perf_counter()
     result = run_generation(cfg, TerminalFeedback())
@@ -136,9 +152,33 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     return 130 if result.canceled else 0
 
 
+def genai_options(a: argparse.Namespace) -> dict[str, Any]:
+    if a.backend == "offline":
+        return {}
+    opts: dict[str, Any] = {
+        "retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms, "timeout_s": a.timeout_s,
+        "requests_per_minute": a.requests_per_minute, "image_size": a.image_size, "temperature": a.temperature,
+        "top_p": a.top_p, "cache_dir": a.cache_dir, "use_cache": not a.no_cache, "prices_file": a.prices,
+        "base_url": a.base_url,
+    }  # fmt: skip
+    if a.project:
+        opts["project"] = a.project
+    if a.location:
+        opts["location"] = a.location
+    return opts
+
+
 def print_summary(result: Any, wall: float) -> None:
     t = result.totals
     run = t["this_run"]
+    if t.get("dry_run"):
+        print(
+            f"Iso Tile Stylizer: dry run, nothing called\n  {t['calls']} calls to {t['model']} for "
+            f"{t['tiles'] - t['already_accepted']} tiles ({t['already_accepted']} already accepted)\n"
+            f"  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out; cost ~${t['estimated_cost_usd']:.2f}"
+            f"{'' if t['priced'] else ' (model not in the price table)'}\n  report     {result.outputs['report']}"
+        )
+        return
     metrics = result.report.get("metrics", {}).get("seam_step", {})
     lines = [
         "",

@@ -155,6 +155,14 @@ def finalize(run: _Run, canceled: bool, wall_s: float, t0: float | None = None) 
     )
 
 
+def _cache_info(run: _Run) -> dict[str, Any] | None:
+    cache = getattr(run.backend, "cache", None)
+    if cache is None:
+        return None
+    entries, size = cache.size()
+    return {"dir": str(cache.dir), "entries": entries, "bytes": size}
+
+
 def build_report(run: _Run, canceled: bool, wall_s: float, outputs: dict, metrics: dict) -> dict[str, Any]:
     tiles = run.state.tiles
     cands = [c for rec in tiles.values() for c in rec.get("candidates", [])]
@@ -211,6 +219,7 @@ def build_report(run: _Run, canceled: bool, wall_s: float, outputs: dict, metric
             "accepted": statuses.count("accepted"),
             "failed": statuses.count("failed"),
             "this_run": {**totals(run_cands), "wall_time_s": round(wall_s, 3), "canceled": canceled},
+            "cache": _cache_info(run),
         },
         "worst_seams": seams[:10],
         "metrics": {"seam_step": metrics},

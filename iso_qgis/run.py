@@ -87,6 +87,7 @@ class RunConfig:
     max_height_m: float | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
     region: dict[str, Any] = field(default_factory=dict)  # how the tiles were chosen, for the report
+    dry_run: bool = False  # build every request, count calls, estimate the cost; call nothing
 
     def settings(self, anchor_digests: list[str]) -> dict[str, Any]:
         """What decides the pixels: a rerun with the same settings resumes, other settings are refused."""
@@ -186,16 +187,35 @@ class _Run:
         self.anchors = _load_anchors(cfg.anchors)
         self.prompt = cfg.prompt or DEFAULT_PROMPT
         self.grow = cfg.overlap_px if self.lv.pad == 0 else 0
+        # the backend (credentials, model limits) is checked before the output folder is touched
+        self.backend = backend or make_backend(cfg.backend, **self._backend_options())
+        preflight = getattr(self.backend, "preflight", None)
+        if preflight is not None:
+            sides = len(MODE_SIDES[cfg.neighbor_mode])
+            preflight(len(self.anchors) + sides + (1 if self.ref else 0) + 1)
         self.out = Path(cfg.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.state = RunState.open(self.out, cfg.settings([file_digest(p) for p in cfg.anchors]), self.z, cfg.overwrite)
-        self.backend = backend or make_backend(cfg.backend, **cfg.backend_options)
+        settings = cfg.settings([file_digest(p) for p in cfg.anchors])
+        if cfg.dry_run and not self.out.exists():
+            self.state = RunState(self.out, settings, self.z)
+        else:
+            if not cfg.dry_run:
+                self.out.mkdir(parents=True, exist_ok=True)
+            self.state = RunState.open(self.out, settings, self.z, cfg.overwrite and not cfg.dry_run)
         self.canvases: dict[Cell, np.ndarray] = {}
         self.pending: dict[Cell, dict[str, Any]] = {}
         self.calls = 0
         self.lock = threading.Lock()
         self.static: dict[Cell, Future] = {}
         self.todo: set[Cell] = set()
+
+    def _backend_options(self) -> dict[str, Any]:
+        options = dict(self.cfg.backend_options)
+        if self.cfg.backend != "offline":
+            if self.cfg.model:
+                options.setdefault("model", self.cfg.model)
+            if self.cfg.fallback_model:
+                options.setdefault("fallback_model", self.cfg.fallback_model)
+        return options
 
     def _reference_source(self) -> TileSource | None:
         cfg = self.cfg
@@ -381,6 +401,10 @@ class _Run:
 
     # -------------------------------------------------------------- main
     def run(self) -> RunResult:
+        if self.cfg.dry_run:
+            from .dryrun import dry_run
+
+            return dry_run(self)
         t0 = time.perf_counter()
         cfg = self.cfg
         self.state.runs.append(

@@ -1,0 +1,67 @@
+"""Content-addressed cache of model answers: a rerun never pays twice for the same request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import atomic_write_bytes, atomic_write_json
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("ISOTILES_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "iso_tile_stylizer" / "genai"
+
+
+def request_key(model: str, parts: list[Any], config: dict[str, Any]) -> str:
+    """sha256 over the model, every part's text or bytes in order, and the generation config (seed included)."""
+    h = hashlib.sha256()
+    h.update(b"isotiles-genai-v1\0")
+    h.update(model.encode() + b"\0")
+    for part in parts:
+        if isinstance(part, bytes):
+            h.update(b"B" + len(part).to_bytes(8, "big") + part)
+        else:
+            text = str(part).encode()
+            h.update(b"T" + len(text).to_bytes(8, "big") + text)
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class AnswerCache:
+    """``<dir>/<key[:2]>/<key>.png`` plus ``.json`` (model, tokens). Safe for concurrent writers."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.dir = Path(directory) if directory else default_cache_dir()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        d = self.dir / key[:2]
+        return d / f"{key}.png", d / f"{key}.json"
+
+    def get(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
+        png, meta = self._paths(key)
+        try:
+            return png.read_bytes(), json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, image_png: bytes, meta: dict[str, Any]) -> None:
+        png, meta_path = self._paths(key)
+        atomic_write_bytes(png, image_png)
+        atomic_write_json(meta_path, meta)  # written last: an entry counts only once complete
+
+    def size(self) -> tuple[int, int]:
+        """(entries, bytes) on disk."""
+        n = total = 0
+        if self.dir.exists():
+            for p in self.dir.rglob("*"):
+                if p.is_file():
+                    total += p.stat().st_size
+                    n += p.suffix == ".json"
+        return n, total

@@ -1,0 +1,66 @@
+"""What calls cost: an editable price table, token estimates for dry runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IsoInputError
+
+#: USD per million tokens. Edit with a JSON file of the same shape (PRICES / --prices / ISOTILES_PRICES).
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    "gemini-3-pro-image": {"input": 2.0, "output_text": 12.0, "output_image": 120.0},
+    "gemini-3-pro-image-preview": {"input": 2.0, "output_text": 12.0, "output_image": 120.0},
+    "gemini-2.5-flash-image": {"input": 0.30, "output_text": 2.5, "output_image": 30.0},
+    "gemini-2.5-flash-image-preview": {"input": 0.30, "output_text": 2.5, "output_image": 30.0},
+}
+#: tokens per 768 px square of an input image, and per generated image by size
+TOKENS_PER_IMAGE_TILE = 258
+OUTPUT_IMAGE_TOKENS = {"1K": 1120, "2K": 1120, "4K": 2000}
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    output_tokens: int = 0  # candidates (the image)
+    thought_tokens: int = 0
+
+
+def load_prices(path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, float]]:
+    """The default table, updated with the user's JSON file if one is given (or ISOTILES_PRICES)."""
+    prices = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
+    path = path or os.environ.get("ISOTILES_PRICES")
+    if path:
+        try:
+            user = json.loads(Path(path).read_text(encoding="utf-8"))
+            for model, row in user.items():
+                prices[model] = {k: float(v) for k, v in row.items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            example = '{"model": {"input": 2.0, "output_image": 120.0}}'
+            raise IsoInputError("PRICES", f"{path} is not a price table ({exc})", f"Write {example}") from None
+    return prices
+
+
+def cost_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage) -> float | None:
+    """Estimated cost of one call, or None when the model has no price."""
+    row = prices.get(model) or prices.get(model.split("/")[-1])
+    if row is None:
+        return None
+    return (
+        usage.prompt_tokens * row.get("input", 0.0)
+        + usage.output_tokens * row.get("output_image", 0.0)
+        + usage.thought_tokens * row.get("output_text", 0.0)
+    ) / 1e6
+
+
+def image_input_tokens(width: int, height: int) -> int:
+    return TOKENS_PER_IMAGE_TILE * math.ceil(width / 768) * math.ceil(height / 768)
+
+
+def estimate_usage(text_chars: int, image_sizes: list[tuple[int, int]], image_size: str) -> Usage:
+    """A dry run's guess of one call's tokens (text at ~4 characters per token)."""
+    prompt = math.ceil(text_chars / 4) + sum(image_input_tokens(w, h) for w, h in image_sizes)
+    return Usage(prompt_tokens=prompt, output_tokens=OUTPUT_IMAGE_TOKENS.get(image_size, 1120))

@@ -1,0 +1,111 @@
+"""A whole run on the gemini backend, the real client against the fake service: faults, resume, accounting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_gemini import FakeGemini
+
+from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+
+MODEL = "gemini-3-pro-image"
+
+
+def tiles4x4(city):
+    lv = load_tilejson(city).level()
+    x0, y0, x1, y1 = lv.tile_range
+    assert x1 - x0 >= 3 and y1 - y0 >= 3
+    return [(x0 + x, y0 + y) for y in range(4) for x in range(4)]
+
+
+def config(city, out, fake, cache, **kw):
+    opts = {"api_key": "test-key-123", "base_url": fake.base_url, "cache_dir": str(cache), "retry_base_ms": 1,
+            "retry_max_ms": 20, "retry_max": 3, "timeout_s": 10}  # fmt: skip
+    return RunConfig(tilejson=str(city), out_dir=str(out), tiles=tiles4x4(city), k=4, overlap_px=16, concurrency=8,
+                     backend="gemini", model=MODEL, backend_options=opts, **kw)  # fmt: skip
+
+
+def test_4x4_k4_with_429s_and_blocks_then_a_free_rerun(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        # a 429 storm at the start, blocks and text-only answers scattered among the rest
+        fake.script(MODEL, ["429"] * 6 + ["ok", "blocked_prompt", "ok", "image_safety", "text_only"] + ["ok"] * 10)
+        res = run_generation(config(city, tmp_path / "out", fake, tmp_path / "cache"))
+        report = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())
+        assert res.accepted_count + res.failed_count == 16
+        for key, tile in report["tiles"].items():
+            assert tile["status"] == "accepted" or tile.get("error"), key
+            for c in tile["candidates"]:
+                assert "score" in c or c["error"]["kind"] in ("blocked", "no_image", "quota"), c
+        kinds = [c["error"]["kind"] for t in report["tiles"].values() for c in t["candidates"] if "error" in c]
+        assert sorted(kinds) == ["blocked", "blocked", "no_image"]
+        # the report's accounting matches the server's own log
+        totals = report["totals"]
+        assert totals["calls"] == fake.calls() == 64 + 6
+        assert totals["retries"] == 6
+        usage = fake.usage_totals()
+        assert totals["tokens_in"] == usage["promptTokenCount"]
+        assert totals["tokens_out"] == usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0)
+        assert totals["estimated_cost_usd"] > 0
+        assert totals["cache"]["entries"] == 61  # every image answered once
+        seeds = [json.loads(json.dumps(r["json"]))["generationConfig"]["seed"] for r in fake.requests]
+        assert len(set(seeds)) == 64
+        text = (tmp_path / "out" / "report_nb_pro.json").read_text()
+        assert "test-key-123" not in text and all("test-key-123" not in r["path"] for r in fake.requests)
+
+        # resume in the same folder: accepted tiles are kept; only failed tiles are redone, and of
+        # those only the candidates that never got an image are paid again (the rest is cached)
+        failed_tiles = [t for t in report["tiles"].values() if t["status"] == "failed"]
+        unpaid = sum(1 for t in failed_tiles for c in t["candidates"] if "error" in c)
+        before = fake.calls()
+        run_generation(config(city, tmp_path / "out", fake, tmp_path / "cache"))
+        assert fake.calls() - before == unpaid
+
+
+def test_a_rerun_pays_nothing_twice(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        first = run_generation(config(city, tmp_path / "a", fake, tmp_path / "cache"))
+        assert first.accepted_count == 16 and fake.calls() == 64
+        again = run_generation(config(city, tmp_path / "a", fake, tmp_path / "cache"))  # same folder: resume
+        assert fake.calls() == 64 and again.totals["this_run"]["candidates"] == 0
+        fresh = run_generation(config(city, tmp_path / "b", fake, tmp_path / "cache"))  # new folder: the cache
+        assert fake.calls() == 64 and fresh.totals["this_run"]["cache_hits"] == 64
+        a = (tmp_path / "a" / "tiles" / "0").rglob("*.png")
+        for p in a:
+            assert p.read_bytes() == (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_dry_run_counts_calls_and_estimates_cost_without_calling(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        res = run_generation(config(city, tmp_path / "dry", fake, tmp_path / "cache", dry_run=True))
+        assert fake.calls() == 0
+        assert res.totals["calls"] == 64 and res.totals["estimated_cost_usd"] > 0
+        # about $0.13 per 1K image with gemini-3-pro-image: 64 calls
+        assert 64 * 0.10 < res.totals["estimated_cost_usd"] < 64 * 0.25
+        assert not (tmp_path / "dry" / "accepted").exists()
+
+
+def test_a_typo_in_the_model_fails_every_tile_with_the_setting_named(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        cfg = config(city, tmp_path / "typo", fake, tmp_path / "cache")
+        cfg.model = "gemini-3-pro-imgae"
+        cfg.tiles = cfg.tiles[:1]
+        res = run_generation(cfg)
+        report = json.loads((tmp_path / "typo" / "report_nb_pro.json").read_text())
+        errors = [c["error"]["message"] for t in report["tiles"].values() for c in t["candidates"]]
+        assert res.failed_count == 1 and all("MODEL" in e and "gemini-3-pro-imgae" in e for e in errors)
+
+
+@pytest.mark.parametrize("missing", ["api_key"])
+def test_no_key_is_refused_before_the_folder_is_touched(city, tmp_path, monkeypatch, missing):
+    from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    with FakeGemini() as fake:
+        cfg = config(city, tmp_path / "nokey", fake, tmp_path / "cache")
+        cfg.backend_options.pop(missing)
+        with pytest.raises(IsoInputError, match="API_KEY"):
+            run_generation(cfg)
+        assert not (tmp_path / "nokey").exists() and fake.calls() == 0
