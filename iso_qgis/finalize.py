@@ -95,7 +95,15 @@ def _write_rasters(run: _Run, comp: Compositor, cells: list, ogrid: TileGrid, po
             write_geotiff, out / "seam_heatmap.tif", np.nan_to_num(heat, nan=NODATA), gt, wkt, NODATA
         ),
         "heatmap_png": pool.submit(heat_png),
-        "metrics": pool.submit(seam_step_ratio, mosaic, round(step), valid),
+        "metrics": pool.submit(
+            seam_step_ratio,
+            mosaic,
+            None,
+            valid,
+            8,
+            sorted({round((x + 1) * step) - box[0] for x in xs if round((x + 1) * step) - box[0] < mosaic.shape[1]}),
+            sorted({round((r + 1) * step) - box[1] for r in rows if round((r + 1) * step) - box[1] < mosaic.shape[0]}),
+        ),
     }
     for f in tile_jobs:
         f.result()

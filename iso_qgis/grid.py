@@ -247,8 +247,18 @@ class TileGrid:
         minx, miny, maxx, maxy = geom.bounds
         diag = math.hypot(maxx - minx, maxy - miny) or 1.0
         dense = shapely.segmentize(geom, diag / 64)
-        tr = Transformer.from_crs(geom_crs, self.crs, always_xy=True)
-        return shapely.transform(dense, lambda pts: np.column_stack(tr.transform(pts[:, 0], pts[:, 1])))
+        try:
+            tr = Transformer.from_crs(geom_crs, self.crs, always_xy=True)
+        except Exception:  # noqa: BLE001 (pyproj raises several kinds)
+            raise IsoInputError("REGION", "the region's CRS is not understood", "Set the layer's CRS") from None
+        out = shapely.transform(dense, lambda pts: np.column_stack(tr.transform(pts[:, 0], pts[:, 1])))
+        if not np.isfinite(shapely.get_coordinates(out)).all():
+            raise IsoInputError(
+                "REGION",
+                "the region's coordinates do not fit its CRS (they fall outside it once transformed)",
+                "Check the layer's CRS: coordinates in meters labeled as degrees are a common cause",
+            )
+        return out
 
     @staticmethod
     def tile_range(tiles: Iterable[tuple[int, int]]) -> tuple[int, int, int, int]:
@@ -273,6 +283,8 @@ class TileGrid:
             entry: dict[str, Any] = {"affine": lv.affine.as_list()}
             if lv.tile_range is not None:
                 entry["tile_range"] = list(lv.tile_range)
+            if lv.rows is not None:
+                entry["rows"] = lv.rows
             zooms[str(z)] = entry
         lv0 = self.level()
         out: dict[str, Any] = {
@@ -426,9 +438,12 @@ def _iso_grid(tj: dict[str, Any], base_dir: str | None) -> TileGrid:
         aff = Affine(*[float(v) for v in entry["affine"]])
         aff.inverse()  # raises on a singular affine
         tr = entry.get("tile_range")
-        levels[z] = ZoomLevel(
-            z, aff, step, pad, size, bool(g.get("y_down", True)), None, tuple(int(v) for v in tr) if tr else None
-        )  # type: ignore[arg-type]
+        y_down = bool(g.get("y_down", True))
+        rows = int(entry["rows"]) if entry.get("rows") is not None else (int(tr[3]) + 1 if tr and not y_down else None)
+        if not y_down and rows is None:
+            raise ValueError("iso_grid.y_down is false: zooms need 'rows' (or a tile_range)")
+        tile_range = tuple(int(v) for v in tr) if tr else None
+        levels[z] = ZoomLevel(z, aff, step, pad, size, y_down, rows, tile_range)  # type: ignore[arg-type]
     if not levels:
         raise ValueError("iso_grid.zooms is empty")
     return TileGrid("iso", crs, levels, list(tj.get("tiles", [])), _bounds(tj), base_dir, tj.get("name", ""), tj)

@@ -105,6 +105,7 @@ def read_region(path: str | Path, crs: str | None = None, layer: str | None = No
     for f in lyr:
         g = f.GetGeometryRef()
         if g is not None:
+            g = g.GetLinearGeometry()  # curves (CurvePolygon, MultiSurface) to straight segments
             geoms.append(shapely.wkb.loads(bytes(g.ExportToIsoWkb())))
     ds = None
     region_crs = crs or (srs.ExportToWkt() if srs is not None else None)

@@ -89,9 +89,10 @@ class RunConfig:
     region: dict[str, Any] = field(default_factory=dict)  # how the tiles were chosen, for the report
     dry_run: bool = False  # build every request, count calls, estimate the cost; call nothing
 
-    def settings(self, anchor_digests: list[str]) -> dict[str, Any]:
+    def settings(self, anchor_digests: list[str], grid: dict[str, Any] | None = None) -> dict[str, Any]:
         """What decides the pixels: a rerun with the same settings resumes, other settings are refused."""
         return {
+            "grid": grid or {},
             "tilejson": str(Path(self.tilejson).resolve()) if "://" not in self.tilejson else self.tilejson,
             "layer": self.layer,
             "ref_tilejson": self.ref_tilejson and str(Path(self.ref_tilejson).resolve()),
@@ -194,7 +195,10 @@ class _Run:
             sides = len(MODE_SIDES[cfg.neighbor_mode])
             preflight(len(self.anchors) + sides + (1 if self.ref else 0) + 1)
         self.out = Path(cfg.out_dir)
-        settings = cfg.settings([file_digest(p) for p in cfg.anchors])
+        lv = self.lv
+        grid_fp = {"crs": self.grid.crs, "affine": lv.affine.as_list(), "step": lv.step, "pad": lv.pad,
+                   "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
+        settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp)
         if cfg.dry_run and not self.out.exists():
             self.state = RunState(self.out, settings, self.z)
         else:
@@ -206,6 +210,7 @@ class _Run:
         self.calls = 0
         self.lock = threading.Lock()
         self.static: dict[Cell, Future] = {}
+        self.writes: list[Future] = []
         self.todo: set[Cell] = set()
 
     def _backend_options(self) -> dict[str, Any]:
@@ -264,17 +269,38 @@ class _Run:
         return out
 
     # -------------------------------------------------------------- jobs
+    def inputs(self, c: Cell) -> dict[str, Any]:
+        """The tile's whitebox and reference canvases and their digest, or why they cannot be had."""
+        x, y = self.tile(c)
+        try:
+            wb, _ = assemble_canvas(self.src, x, y, self.z, self.grow, background=(236, 236, 232))
+            if wb is None:
+                return {"error": f"whitebox tile missing: {self.src.location(x, y, self.z)}"}
+            ref = assemble_canvas(self.ref, x, y, self.z, self.grow)[0] if self.ref else None
+        except IsoInputError as exc:  # a corrupt or odd tile (or a neighbor giving margin pixels): this tile fails
+            return {"error": str(exc)}
+        h = hashlib.sha256(wb.tobytes())
+        if ref is not None:
+            h.update(ref.tobytes())
+        return {"whitebox": wb, "reference": ref, "digest": h.hexdigest()[:16]}
+
     def static_context(self, c: Cell) -> dict[str, Any]:
         """What a tile's candidates need that no neighbor decides: canvases, edges, reference colors."""
-        x, y = self.tile(c)
-        wb, _ = assemble_canvas(self.src, x, y, self.z, self.grow, background=(236, 236, 232))
-        if wb is None:
-            return {"error": f"whitebox tile missing: {self.src.location(x, y, self.z)}"}
-        ref = assemble_canvas(self.ref, x, y, self.z, self.grow)[0] if self.ref else None
-        return {
-            "whitebox": wb, "reference": ref, "edges": edge_map(wb),
-            "ref_lab": small_lab(ref, 16) if ref is not None else None,
-        }  # fmt: skip
+        ctx = self.inputs(c)
+        if "error" not in ctx:
+            ref = ctx["reference"]
+            ctx.update(edges=edge_map(ctx["whitebox"]), ref_lab=small_lab(ref, 16) if ref is not None else None)
+        return ctx
+
+    def inputs_changed(self, c: Cell) -> bool:
+        """An accepted tile whose whitebox or reference changed since is done again."""
+        rec = self.state.tiles.get(tile_key(*self.tile(c)), {})
+        now = self.inputs(c).get("digest")
+        if rec.get("input") in (None, now):
+            return False
+        self.fb.warning(f"tile {c[0]},{self.tile(c)[1]}: its input tiles changed since it was accepted; doing it again")
+        self.canvases.pop(c, None)
+        return True
 
     def prefetch(self, cells: list[Cell]) -> None:
         """Start the static context of tiles that will be ready soon, while models are busy."""
@@ -304,7 +330,7 @@ class _Run:
                 bands.append((side, self.tile(nb), band, nband, rgb_to_lab(nband)))
         ctx = {
             "rect": rect, "bands": bands, "edges": static["edges"], "started": time.perf_counter(),
-            "ref_lab": static["ref_lab"],
+            "ref_lab": static["ref_lab"], "digest": static["digest"],
         }  # fmt: skip
         self.pending[c] = ctx
         neighbors = {side: canvas for side, _, canvas in self.scoring_neighbors(c)}
@@ -373,18 +399,25 @@ class _Run:
         ctx = self.pending.pop(c)
         candidates = []
         best: tuple[float, int, np.ndarray] | None = None
+        if any(r is None for r in results):  # canceled part way: keep what was paid for, decide nothing
+            ctx["error"] = "canceled before every candidate was asked; run again to continue"
+            results = [r for r in results if r is not None]
+            best_allowed = False
+        else:
+            best_allowed = True
         for req, res, rec in results:
             with self.lock:
                 self.calls += 0 if res.cached else 1 + res.retries
             candidates.append(rec)
-            if "score" in rec and (best is None or rec["score"]["total"] < best[0]):
+            if best_allowed and "score" in rec and (best is None or rec["score"]["total"] < best[0]):
                 best = (rec["score"]["total"], req.candidate, res.image)
         tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": len(self.state.runs) - 1}
         tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
         if best is None:
             tile_rec["error"] = ctx.get("error") or "every candidate failed"
+            tile_rec["status"] = "canceled" if not best_allowed else "failed"
             self.state.tiles[tile_key(x, y)] = tile_rec
-            self.writer.submit(self.state.record, x, y, tile_rec)
+            self.persist(x, y, tile_rec)
             self.fb.warning(f"tile {x},{y}: failed ({tile_rec['error']})")
             return
         total, chosen, img = best
@@ -393,11 +426,25 @@ class _Run:
             lab = rgb_to_lab(img)
             pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
             img, tile_rec["harmonization"] = harmonize(lab, pairs)
-        tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]))
+        tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
         # neighbors use the canvas at once; files are written behind (canvas first, then the record)
         self.canvases[c] = img
         self.state.tiles[tile_key(x, y)] = tile_rec
-        self.writer.submit(self.state.record, x, y, tile_rec, img)
+        self.persist(x, y, tile_rec, img)
+
+    def persist(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
+        """Write a tile's canvas and record behind the run; a failed write stops the run (see write_error)."""
+        fut = self.writer.submit(self.state.record, x, y, rec, canvas)
+        with self.lock:
+            self.writes.append(fut)
+
+    def write_error(self) -> BaseException | None:
+        with self.lock:
+            done = [f for f in self.writes if f.done()]
+        for f in done:
+            if f.exception() is not None:
+                return f.exception()
+        return None
 
     # -------------------------------------------------------------- main
     def run(self) -> RunResult:
@@ -412,7 +459,7 @@ class _Run:
         )
         self.state.save()
         cells = [self.cell(x, y) for x, y in dict.fromkeys(cfg.tiles)]
-        todo = [c for c in cells if self.accepted_canvas(c) is None]
+        todo = [c for c in cells if self.accepted_canvas(c) is None or self.inputs_changed(c)]
         if len(todo) < len(cells):
             self.fb.info(f"resuming: {len(cells) - len(todo)} of {len(cells)} tiles already accepted")
         self.todo = set(todo)
@@ -441,13 +488,24 @@ class _Run:
             ThreadPoolExecutor(1, "isotiles-writer") as self.writer,
         ):
             complete = run_ready_queue(
-                todo, deps, self.make_jobs, self.finish, cfg.concurrency, self.fb.is_canceled, on_done
-            )
+                todo, deps, self.make_jobs, self.finish, cfg.concurrency,
+                lambda: self.fb.is_canceled() or self.write_error() is not None, on_done,
+            )  # fmt: skip
             for fut in list(self.static.values()):
                 fut.cancel()
         from .finalize import finalize
 
-        return finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)
+        try:
+            error = self.write_error()
+            if error is not None:
+                raise error
+            return finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)
+        except OSError as exc:
+            raise IsoInputError(
+                "OUTPUT_DIR",
+                f"cannot write in {self.out} ({exc.strerror or exc})",
+                "Free some space or fix the permissions; what is on disk is kept, run again to continue",
+            ) from None
 
 
 def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Backend | None = None) -> RunResult:

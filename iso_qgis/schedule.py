@@ -59,7 +59,8 @@ def run_ready_queue(
     ``finish`` (CPU work: canvases, scores, files) run on a pool of ``cpu_workers``
     so the coordinating thread only routes events. A tile is prepared once every
     tile it depends on is finished. ``on_done`` runs on the calling thread.
-    Returns False if canceled: nothing new starts, work under way is finished.
+    Returns False if canceled: nothing new starts, work under way is finished, and a tile
+    whose jobs were cut short is finished with None in place of the jobs that never ran.
     """
     tiles = list(tiles)
     waiting = {t: set(deps.get(t, ())) for t in tiles}
@@ -94,6 +95,13 @@ def run_ready_queue(
         while finished < len(tiles):
             if not canceled and is_canceled():
                 canceled = True
+                # jobs not yet started are dropped; their tiles are finished with what they have (None
+                # for the dropped ones), so calls already paid for are recorded, never lost
+                while jobs:
+                    _, _, tile, i, _ = heapq.heappop(jobs)
+                    remaining[tile] -= 1
+                    if remaining[tile] == 0:
+                        submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
             while ready and not canceled:
                 _, tile = heapq.heappop(ready)
                 submit(cpu, "prepare", tile, -1, lambda t=tile: prepare(t))

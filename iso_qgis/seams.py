@@ -276,55 +276,62 @@ def harmonize(
 
 
 # ------------------------------------------------------------------ metric
-def seam_step_ratio(mosaic: np.ndarray, step: int, valid: np.ndarray | None = None, band: int = 8) -> dict:
-    """Seam visibility of a mosaic whose tile cores are ``step`` px squares from (0, 0).
+def seam_step_ratio(
+    mosaic: np.ndarray,
+    step: float | None = None,
+    valid: np.ndarray | None = None,
+    band: int = 8,
+    cols: list[int] | None = None,
+    rows: list[int] | None = None,
+) -> dict:
+    """Seam visibility of a mosaic of tile cores.
 
+    Tile boundaries are the pixel columns ``cols`` and rows ``rows`` (a boundary at
+    ``c`` lies between pixels ``c - 1`` and ``c``), or every ``step`` px from (0, 0)
+    (``round(k * step)``, so fractional steps stay on their boundaries).
     ``ratio``: mean |dL*| across tile boundaries over mean |dL*| between same-tile
     neighbor pixels near the boundary (offsets of 8..32 px, so pixel-art blocks of
     2, 4 or 8 px keep their phase). 1.0 = invisible. ``texture``: mean |dL*| in the
-    band around boundaries over the same away from them; well below 1 means the
-    seams were blurred away rather than matched.
+    band around boundaries over the same midway between them; well below 1 means
+    the seams were blurred away rather than matched.
     """
     L = rgb_to_lab(mosaic)[..., 0]
-    h, w = L.shape
     ok = np.ones_like(L, dtype=bool) if valid is None else valid
-    dx = np.abs(L[:, 1:] - L[:, :-1])
-    okx = ok[:, 1:] & ok[:, :-1]
-    across, within, near, far = [], [], [], []
-    for c in range(step, w, step):
-        across.append(dx[:, c - 1][okx[:, c - 1]])
-        for k in (8, 16, 24, 32):
-            for cc in (c - 1 - k, c - 1 + k):
-                if 0 <= cc < w - 1:
-                    within.append(dx[:, cc][okx[:, cc]])
-        lo, hi = max(c - band, 0), min(c + band, w - 1)
-        near.append(dx[:, lo:hi][okx[:, lo:hi]])
-        mid = c - step // 2
-        if mid - band >= 0:
-            far.append(dx[:, mid - band : mid + band][okx[:, mid - band : mid + band]])
-    dy = np.abs(L[1:, :] - L[:-1, :])
-    oky = ok[1:, :] & ok[:-1, :]
-    for r in range(step, h, step):
-        across.append(dy[r - 1][oky[r - 1]])
-        for k in (8, 16, 24, 32):
-            for rr in (r - 1 - k, r - 1 + k):
-                if 0 <= rr < h - 1:
-                    within.append(dy[rr][oky[rr]])
-        lo, hi = max(r - band, 0), min(r + band, h - 1)
-        near.append(dy[lo:hi][oky[lo:hi]])
-        mid = r - step // 2
-        if mid - band >= 0:
-            far.append(dy[mid - band : mid + band][oky[mid - band : mid + band]])
+    h, w = L.shape
+    if cols is None or rows is None:
+        assert step is not None
+        cols = (
+            cols if cols is not None else [round(k * step) for k in range(1, int(w / step) + 1) if round(k * step) < w]
+        )
+        rows = (
+            rows if rows is not None else [round(k * step) for k in range(1, int(h / step) + 1) if round(k * step) < h]
+        )
+    parts: dict[str, list[np.ndarray]] = {"across": [], "within": [], "near": [], "far": []}
+    for image, mask, lines in ((L, ok, cols), (L.T, ok.T, rows)):  # columns, then rows as columns
+        d = np.abs(image[:, 1:] - image[:, :-1])
+        okd = mask[:, 1:] & mask[:, :-1]
+        n = d.shape[1]
+        spacing = np.diff([0, *lines]).min() if lines else 0
+        for c in lines:
+            parts["across"].append(d[:, c - 1][okd[:, c - 1]])
+            for k in (8, 16, 24, 32):
+                for cc in (c - 1 - k, c - 1 + k):
+                    if 0 <= cc < n:
+                        parts["within"].append(d[:, cc][okd[:, cc]])
+            lo, hi = max(c - band, 0), min(c + band, n)
+            parts["near"].append(d[:, lo:hi][okd[:, lo:hi]])
+            mid = c - int(spacing) // 2
+            if mid - band >= 0:
+                parts["far"].append(d[:, mid - band : mid + band][okd[:, mid - band : mid + band]])
 
-    def mean(parts: list[np.ndarray]) -> float:
-        vals = np.concatenate(parts) if parts else np.array([])
+    def mean(key: str) -> float:
+        vals = np.concatenate(parts[key]) if parts[key] else np.array([])
         return float(vals.mean()) if vals.size else float("nan")
 
-    a, b = mean(across), mean(within)
-    n, f = mean(near), mean(far)
+    a, b, near, far = mean("across"), mean("within"), mean("near"), mean("far")
     return {
         "ratio": a / b if b > 0 else float("nan"),
-        "texture": n / f if f > 0 else float("nan"),
+        "texture": near / far if far > 0 else float("nan"),
         "across": a,
         "within": b,
     }

@@ -44,9 +44,13 @@ class TileSource:
                 "LAYER", f"{layer!r} must be a folder name inside the tile set", "Give e.g. raw_whitebox"
             )
         templates = [t for t in grid.tiles if isinstance(t, str)]
-        if layer:
-            with_layer = [t for t in templates if "{layer}" in t]
-            template = with_layer[0].replace("{layer}", layer) if with_layer else f"{layer}/{{z}}/{{x}}/{{y}}.png"
+        # a layered tile set keeps each layer in <tiles_dir>/<layer>/; a plain one has one template
+        layered = bool(grid.raw.get("iso_layers")) or grid.kind == "seed" or not templates
+        with_layer = [t for t in templates if "{layer}" in t]
+        if layer and with_layer:
+            template = with_layer[0].replace("{layer}", layer)
+        elif layer and layered:
+            template = f"{layer}/{{z}}/{{x}}/{{y}}.png"
         elif templates:
             template = templates[0]
         else:
@@ -84,21 +88,25 @@ class TileSource:
         """The tile as an RGB uint8 array, or None if it does not exist."""
         loc = self.location(x, y, z)
         if self.is_remote:
-            data = _fetch(loc)
-            if data is None:
+            key: tuple = (loc,)
+        else:
+            try:
+                st = os.stat(loc)
+            except FileNotFoundError:
                 return None
-            return load_rgb(io.BytesIO(data), loc)
-        try:
-            st = os.stat(loc)
-        except FileNotFoundError:
-            return None
-        key = (loc, st.st_mtime_ns, st.st_size)
+            key = (loc, st.st_mtime_ns, st.st_size)
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
             if hit is not None:
                 _CACHE.move_to_end(key)
                 return hit
-        img = load_rgb(loc, loc)
+        if self.is_remote:
+            data = _fetch(loc)
+            if data is None:
+                return None
+            img = load_rgb(io.BytesIO(data), loc)
+        else:
+            img = load_rgb(loc, loc)
         img.setflags(write=False)  # shared by every canvas that reads it
         with _CACHE_LOCK:
             _CACHE[key] = img
@@ -112,19 +120,27 @@ def _abs_dir(path: str) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def _fetch(url: str) -> bytes | None:
+def _fetch(url: str, attempts: int = 3) -> bytes | None:
+    """A tile over HTTP: None for 404, retries for 5xx and network errors, then a clear error."""
+    import time
     import urllib.error
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (user's tile URL)
-            return resp.read(64 * 1024 * 1024)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: HTTP {exc.code}", "Check the tile URL") from None
-    except OSError as exc:
-        raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: {exc}", "Check the tile URL") from None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (user's tile URL)
+                return resp.read(64 * 1024 * 1024)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            problem = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code != 429:
+                break
+        except OSError as exc:
+            problem = str(exc)
+        if attempt < attempts - 1:
+            time.sleep(0.5 * 2**attempt)
+    raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: {problem}", "Check the tile URL and the network")
 
 
 def load_rgb(src: str | os.PathLike[str] | io.BytesIO, name: str) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class RunState:
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
+            if overwrite:
+                state.move_aside()
+                return state
             raise IsoInputError(
                 "OUTPUT_DIR",
                 f"{path} is unreadable ({exc})",
@@ -76,8 +80,8 @@ class RunState:
 
     def move_aside(self) -> Path:
         """OVERWRITE keeps the old run: it is moved to ``previous/<time>/``, never deleted."""
-        dest = self.out_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "previous").mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=self.out_dir / "previous"))
         for name in (STATE_FILE, "state", "accepted", "tiles", "candidates", "report_nb_pro.json"):
             src = self.out_dir / name
             if src.exists():

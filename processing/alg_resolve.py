@@ -84,11 +84,15 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
                 f"REGION: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
                 "Choose a polygon layer"
             )
-        geoms = [
-            shapely.wkb.loads(bytes(f.geometry().asWkb()))
-            for f in source.getFeatures()
-            if f.hasGeometry() and not f.geometry().isEmpty()
-        ]
+        if not source.sourceCrs().isValid():
+            raise QgsProcessingException("REGION: the layer has no CRS. Set its CRS (Layer Properties > Source)")
+        geoms = []
+        for f in source.getFeatures():
+            if f.hasGeometry() and not f.geometry().isEmpty():
+                g = f.geometry()
+                if QgsWkbTypes.isCurvedType(g.wkbType()):
+                    g = QgsGeometry(g.constGet().segmentize())  # arcs to straight segments
+                geoms.append(shapely.wkb.loads(bytes(g.asWkb())))
         if not geoms:
             raise QgsProcessingException("REGION: the layer has no polygon (or no selected one). Draw one first")
         kw["region"] = shapely.union_all(geoms)
@@ -97,7 +101,7 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
         rect = alg.parameterAsExtent(parameters, "EXTENT", context)
         crs = alg.parameterAsExtentCrs(parameters, "EXTENT", context)
         kw["extent"] = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-        kw["extent_crs"] = crs.toWkt() if crs.isValid() else None
+        kw["extent_crs"] = crs.toWkt() if crs.isValid() else None  # none: the extent is in the grid CRS
     return kw
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 
 from qgis.core import (
@@ -27,19 +28,27 @@ def plugin_icon() -> QIcon:
 
 
 class EngineFeedback(Feedback):
-    """The engine's feedback, forwarded to a QgsProcessingFeedback."""
+    """The engine's feedback, forwarded to a QgsProcessingFeedback.
+
+    The engine reports from worker threads; QgsProcessingFeedback's log is not
+    thread-safe, so every write goes through one lock.
+    """
 
     def __init__(self, feedback: QgsProcessingFeedback | None) -> None:
         self.fb = feedback or QgsProcessingFeedback()
+        self.lock = threading.Lock()
 
     def progress(self, percent: float) -> None:
-        self.fb.setProgress(percent)
+        with self.lock:
+            self.fb.setProgress(percent)
 
     def info(self, message: str) -> None:
-        self.fb.pushInfo(message)
+        with self.lock:
+            self.fb.pushInfo(message)
 
     def warning(self, message: str) -> None:
-        self.fb.reportError(message, False)
+        with self.lock:
+            self.fb.reportError(message, False)
 
     def is_canceled(self) -> bool:
         return self.fb.isCanceled()

@@ -64,7 +64,9 @@ def style_footprints(layer: QgsVectorLayer) -> None:
 class LoadIntoGroup(QgsProcessingLayerPostProcessorInterface):
     """Style a loaded output and move it into the run's layer group."""
 
-    _alive: ClassVar[list[LoadIntoGroup]] = []  # QGIS does not own Python post-processors: keep them referenced
+    # The context owns a post-processor once set; the Python side keeps the last few alive as well,
+    # so that a wrapper is never collected while QGIS may still call into it.
+    _alive: ClassVar[list[LoadIntoGroup]] = []
 
     def __init__(self, group: str, kind: str) -> None:
         super().__init__()
@@ -74,7 +76,7 @@ class LoadIntoGroup(QgsProcessingLayerPostProcessorInterface):
     @classmethod
     def create(cls, group: str, kind: str) -> LoadIntoGroup:
         proc = cls(group, kind)
-        cls._alive.append(proc)
+        cls._alive = [*cls._alive[-63:], proc]
         return proc
 
     def postProcessLayer(self, layer, context: QgsProcessingContext, feedback) -> None:

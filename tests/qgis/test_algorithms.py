@@ -240,3 +240,28 @@ def test_generatetiles_loads_styled_outputs_into_one_group(isotiles_provider, he
     assert isinstance(heat.renderer(), QgsSingleBandPseudoColorRenderer)
     assert heat.renderer().classificationMax() == 30
     project.clear()
+
+
+def test_region_without_a_crs_or_with_curves(run_alg, helsinki_tiles):
+    from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVectorLayer
+
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+
+    grid = load_tilejson(helsinki_tiles / "tilejson.json")
+    c = grid.footprint(5, 3).centroid
+    for uri, wkt in (
+        ("Polygon", f"POLYGON(({c.x} {c.y},{c.x + 5} {c.y},{c.x + 5} {c.y + 5},{c.x} {c.y}))"),
+        (f"CurvePolygon?crs={grid.crs}",
+         f"CURVEPOLYGON(CIRCULARSTRING({c.x} {c.y},{c.x + 4} {c.y + 4},{c.x} {c.y + 8},"
+         f"{c.x - 4} {c.y + 4},{c.x} {c.y}))"),
+    ):  # fmt: skip
+        layer = QgsVectorLayer(uri, "r", "memory")
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(wkt))
+        layer.dataProvider().addFeatures([f])
+        params = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "REGION": layer, "FOOTPRINTS": "TEMPORARY_OUTPUT"}
+        if "crs=" not in uri:
+            with pytest.raises(QgsProcessingException, match=r"REGION: the (layer has no CRS|region's coordinates)"):
+                run_alg("isotiles:resolvetiles", params)
+        else:
+            assert run_alg("isotiles:resolvetiles", params)["TILE_COUNT"] >= 1

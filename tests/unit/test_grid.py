@@ -226,3 +226,11 @@ def test_missing_tilejson_says_how_to_make_one(tmp_path):
 
 def test_tile_range_of_a_tile_list():
     assert g.TileGrid.tile_range([(3, 4), (5, 4), (4, 7)]) == (3, 4, 3, 4)
+
+
+def test_a_tms_grid_survives_the_round_trip_through_to_tilejson(tmp_path):
+    tms = g.load_tilejson(write(tmp_path, {"tilejson": "3.0.0", "tiles": ["a"], "maxzoom": 3, "scheme": "tms"}))
+    again = g.grid_from_tilejson(json.loads(json.dumps(tms.to_tilejson())))
+    for x, y in [(0, 0), (2, 5), (7, 7)]:
+        assert again.footprint(x, y, z=3).equals_exact(tms.footprint(x, y, z=3), 1e-6)
+    assert again.tiles_in_region(tms.footprint(2, 5, z=3), z=3) == [(2, 5)]

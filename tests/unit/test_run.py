@@ -247,3 +247,88 @@ def test_harmonization_is_recorded_for_tiles_with_neighbors(city, tmp_path):
     others = [t for k, t in report["tiles"].items() if t is not first]
     assert all(0.85 <= t["harmonization"]["gain_l"] <= 1.15 for t in others)
     assert report["config"]["harmonize"] is True
+
+
+def test_a_re_rendered_grid_is_refused_and_changed_tiles_are_redone(city, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiles"
+    shutil.copytree(city.parent, copy)
+    cfg = config(copy / "tilejson.json", tmp_path / "out")
+    run_generation(cfg)
+    # one input tile changes (same grid): that tile, and those whose margins it feeds, are done again
+    x, y = patch(city)[4]
+    p = copy / "raw_whitebox" / "0" / str(x) / f"{y}.png"
+    img = np.asarray(Image.open(p).convert("RGB")).copy()
+    img[40:60, 40:60] = (20, 20, 20)
+    Image.fromarray(img).save(p)
+    backend = Counting(OfflineBackend())
+    run_generation(cfg, backend=backend)
+    assert 0 < backend.calls < 6 * 2
+    # the grid itself changes: the folder's run is refused, not silently re-georeferenced
+    tj = json.loads((copy / "tilejson.json").read_text())
+    tj["iso_grid"]["zooms"]["0"]["affine"][2] += 10.0
+    (copy / "tilejson.json").write_text(json.dumps(tj))
+    with pytest.raises(IsoInputError, match=r"OUTPUT_DIR: .*grid"):
+        run_generation(cfg)
+
+
+def test_a_write_failure_stops_the_run_with_a_clear_error(city, tmp_path):
+    (tmp_path / "accepted").write_text("a file where a folder must go")
+    with pytest.raises(IsoInputError, match="OUTPUT_DIR: cannot write"):
+        run_generation(config(city, tmp_path))
+
+
+def test_two_overwrites_keep_both_old_runs(city, tmp_path):
+    run_generation(config(city, tmp_path, k=1))
+    run_generation(config(city, tmp_path, k=2, overwrite=True))
+    run_generation(config(city, tmp_path, k=1, overwrite=True))
+    kept = sorted((tmp_path / "previous").iterdir())
+    assert len(kept) == 2 and all((d / "run_state.json").is_file() and (d / "state").is_dir() for d in kept)
+
+
+def test_an_unreadable_state_can_be_overwritten(city, tmp_path):
+    run_generation(config(city, tmp_path, k=1))
+    (tmp_path / "run_state.json").write_text("{broken")
+    with pytest.raises(IsoInputError, match=r"OUTPUT_DIR: .*unreadable"):
+        run_generation(config(city, tmp_path, k=1))
+    assert run_generation(config(city, tmp_path, k=1, overwrite=True)).accepted_count == 6
+
+
+def test_a_corrupt_tile_fails_its_tiles_and_the_run_goes_on(city, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiles"
+    shutil.copytree(city.parent, copy)
+    x, y = patch(city)[2]  # a corner of the patch: its neighbors fail with it, the far tiles do not
+    (copy / "raw_whitebox" / "0" / str(x) / f"{y}.png").write_bytes(b"not a png")
+    res = run_generation(config(copy / "tilejson.json", tmp_path / "out"))
+    report = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())
+    assert res.failed_count >= 1 and res.accepted_count >= 1 and res.accepted_count + res.failed_count == 6
+    assert "not a readable image" in report["tiles"][f"{x}_{y}"]["error"]
+
+
+def test_cancel_in_the_middle_of_a_tile_keeps_the_answers_it_has(city, tmp_path):
+    class CancelAfterFirstCall(Feedback):
+        def __init__(self):
+            self.calls = 0
+
+        def is_canceled(self):
+            return self.calls >= 1
+
+    fb = CancelAfterFirstCall()
+
+    class Backend:
+        name = "slow"
+
+        def generate(self, req):
+            fb.calls += 1
+            return OfflineBackend().generate(req)
+
+    res = run_generation(config(city, tmp_path, k=4, concurrency=1), fb, backend=Backend())
+    assert res.canceled
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    canceled = [t for t in report["tiles"].values() if t["status"] == "canceled"]
+    assert len(canceled) == 1 and 1 <= len(canceled[0]["candidates"]) < 4
+    # and the next run finishes the job
+    assert run_generation(config(city, tmp_path, k=4)).accepted_count == 6

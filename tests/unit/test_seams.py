@@ -117,3 +117,15 @@ def test_seam_step_ratio_is_one_for_a_seamless_mosaic_and_high_for_steps():
         stepped[:, i * 64 : (i + 1) * 64] += 25 * (i % 2)
     m2 = s.seam_step_ratio(np.clip(stepped, 0, 255).astype(np.uint8), 64)
     assert m2["ratio"] > 2.0
+
+
+def test_seam_step_ratio_follows_fractional_tile_boundaries():
+    rng = np.random.default_rng(6)
+    step = 409.6
+    img = rng.integers(90, 110, (300, 2048, 1)).repeat(3, axis=2).astype(int)
+    bounds = [round(k * step) for k in range(1, 5)]  # 410, 819, 1229, 1638
+    for i, b in enumerate(bounds):
+        img[:, b:] += 40 if i % 2 == 0 else -40
+    stepped = np.clip(img, 0, 255).astype(np.uint8)
+    assert s.seam_step_ratio(stepped, step)["ratio"] > 2.0
+    assert s.seam_step_ratio(stepped, None, cols=bounds, rows=[])["ratio"] > 2.0

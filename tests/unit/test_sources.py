@@ -99,3 +99,10 @@ def test_vrt_mosaic_matches_the_tiles(tmp_path):
     assert tuple(data[:3, 40, 40]) == (40, 40, 200) and data[3, 40, 40] == 255
     assert data[3, 40, 8] == 0  # tile (0, 1) was not listed: transparent
     assert np.all(data[:3, :32, 32:64] == np.array([40, 0, 200])[:, None, None])
+
+
+def test_a_plain_xyz_template_is_used_whatever_the_default_layer(tmp_path):
+    tj = {"tilejson": "3.0.0", "tiles": ["tiles/{z}/{x}/{y}.png"], "maxzoom": 2}
+    (tmp_path / "tilejson.json").write_text(json.dumps(tj))
+    src = TileSource.for_layer(load_tilejson(tmp_path / "tilejson.json"), "raw_whitebox")
+    assert src.location(1, 2, 2).endswith("/tiles/2/1/2.png")

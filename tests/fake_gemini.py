@@ -1,0 +1,377 @@
+"""A local fake of the Gemini API and Vertex AI ``generateContent`` endpoints.
+
+It speaks the real wire format, so the real ``google-genai`` client can be pointed at it with
+``types.HttpOptions(base_url=fake.base_url)`` (or ``GOOGLE_GEMINI_BASE_URL`` / ``GOOGLE_VERTEX_BASE_URL``)::
+
+    with FakeGemini() as fake:
+        fake.script("gemini-2.5-flash-image", ["429", "ok"])
+        client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=fake.base_url))
+
+Paths served (POST): ``/{v1,v1beta,v1alpha}/models/{model}:generateContent`` (Gemini API) and
+``/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/{pub}/models/{model}:generateContent`` (Vertex AI);
+``:streamGenerateContent`` answers the same payload as one SSE event.
+
+A scenario is a string or a dict ``{"kind": name, **options}`` (``kind`` defaults to ``"ok"``); every
+scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:
+
+- ``ok``: ``text`` (str or None), ``b64`` ("std" | "urlsafe" | "auto": alternate per image),
+  ``mime_key`` ("mimeType" | "mime_type"), ``size`` ([w, h], default: the size of the input tile)
+- ``thoughts``: thought text/image parts, ``thoughtSignature``, then two final images (the last is the answer)
+- ``text_only``; ``no_image``; ``image_safety``; ``prohibited``; ``other_finish`` (``finish_reason``)
+- ``blocked_prompt``: ``block_reason`` ("SAFETY" | "PROHIBITED_CONTENT" | ...)
+- ``missing_parts``: a STOP candidate whose content has no parts
+- ``corrupt_b64``: ``mode`` "invalid" (not base64) | "not_png" (base64 of junk) | "truncated" (a cut PNG)
+- ``429`` (``retry_delay``: "0.2s" or None for no RetryInfo; ``"429_bare"`` = no RetryInfo), ``401``, ``404``,
+  ``503``, ``500_html``, ``error`` (``code``, ``status``, ``message``, ``details``)
+- ``drop``: close the connection without an answer
+
+The output image is the LAST ``inlineData`` image of the request, tinted by ``generationConfig.seed``.
+Requests refused by ``require_key`` / ``accept_tokens`` / ``known_models`` consume no scenario.  Each record in
+``fake.requests`` has method, path, query, headers (lowercased), json, model, api ("gemini" | "vertex"), time,
+scenario, status (0: dropped) and response (the JSON sent) and usage (its ``usageMetadata``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import re
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from PIL import Image
+
+GEMINI_PATH = re.compile(r"^/(?P<version>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
+VERTEX_PATH = re.compile(
+    r"^/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+    r"/publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+):(?P<method>\w+)$"
+)
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+FINISH = {"no_image": "NO_IMAGE", "image_safety": "IMAGE_SAFETY", "prohibited": "IMAGE_PROHIBITED_CONTENT"}
+HARMS = ("SEXUALLY_EXPLICIT", "HATE_SPEECH", "HARASSMENT", "DANGEROUS_CONTENT")
+SAFETY_RATINGS = [{"category": f"HARM_CATEGORY_{h}", "probability": "NEGLIGIBLE"} for h in HARMS]
+HTML_500 = (
+    "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 500 (Server Error)!!1</title>\n"
+    "  <p><b>500.</b> <ins>That's an error.</ins>\n  <p>There was an error. Please try again later.</html>\n"
+)
+MESSAGES = {  # the real services' wording
+    "vertex_404": "Publisher Model `{name}` was not found or your project does not have access to it. Please ensure"
+    " you are using a valid model version. For more information, see:"
+    " https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions",
+    "gemini_404": "models/{model} is not found for API version {version}, or is not supported for generateContent."
+    " Call ListModels to see the list of available models and their supported methods.",
+    "401": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid"
+    " authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    "403": "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or"
+    " other form of API consumer identity to call this API.",
+    "bad_key": "API key not valid. Please pass a valid API key.",
+    "bad_image": "Unable to process input image. Please retry or report in"
+    " https://developers.generativeai.google/guide/troubleshooting",
+    "429": "Resource exhausted. Please try again later.",
+    "503": "The model is overloaded. Please try again later.",
+}
+
+
+def b64decode_any(text: str) -> bytes:
+    """Decode standard or URL-safe base64, padded or not (the SDK *sends* URL-safe)."""
+    text = text.strip().replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def tint(img: Image.Image, seed: Optional[int], size: Optional[tuple[int, int]] = None) -> Image.Image:
+    """Deterministic stand-in for a stylized tile: the input blended with a seed-dependent color."""
+    color = np.random.default_rng(0 if seed is None else int(seed) & 0xFFFFFFFF).integers(0, 256, 3)
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) * 0.55 + color.astype(np.float32) * 0.45
+    out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    return out.resize(tuple(size), Image.BILINEAR) if size and tuple(size) != out.size else out
+
+
+class FakeGemini:
+    def __init__(self, *, known_models=None, require_key=None, require_token=None, default="ok"):
+        self.default: Any = default
+        self.require_key: Optional[str] = require_key
+        self.accept_tokens: set[str] = {require_token} if require_token else set()
+        self.known_models: Optional[set[str]] = set(known_models) if known_models is not None else None
+        self.requests: list[dict[str, Any]] = []
+        self._queues: dict[Optional[str], deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._images_sent = 0
+        self._server: Optional[ThreadingHTTPServer] = None
+        self.base_url = ""
+
+    # ------------------------------------------------------------------ lifecycle / scripting
+    @property
+    def require_token(self) -> Optional[str]:
+        return next(iter(self.accept_tokens), None)
+
+    @require_token.setter
+    def require_token(self, token: Optional[str]) -> None:
+        self.accept_tokens = {token} if token else set()
+
+    def __enter__(self) -> FakeGemini:
+        self._stop.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": self}))
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="FakeGemini", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()  # wakes up "slow" handlers
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def script(self, model: Optional[str], scenarios: list) -> None:
+        """Queue scenarios, consumed one per request for ``model`` (None: any model, used after the model's own)."""
+        with self._lock:
+            self._queues[model].extend([scenarios] if isinstance(scenarios, (str, dict)) else scenarios)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._queues.clear()
+            self._images_sent = 0
+
+    def calls(self, model: Optional[str] = None) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if model is None or r["model"] == model)
+
+    def usage_totals(self) -> dict[str, int]:
+        """Sum of the ``usageMetadata`` counts this server sent."""
+        totals: dict[str, int] = defaultdict(int)
+        with self._lock:
+            for rec in self.requests:
+                for key, value in (rec.get("usage") or {}).items():
+                    if isinstance(value, int):
+                        totals[key] += value
+        return dict(totals)
+
+    def _next_scenario(self, model: str) -> dict[str, Any]:
+        with self._lock:
+            queue = self._queues.get(model) or self._queues.get(None)
+            scenario = queue.popleft() if queue else self.default
+        return dict(scenario) if isinstance(scenario, dict) else {"kind": scenario}
+
+    # ------------------------------------------------------------------ answers
+    def _error(self, code: int, status: str, message: str, details: Optional[list] = None):
+        return code, {"error": {"code": code, "message": message, "status": status, "details": details or []}}
+
+    def _not_found(self, rec: dict[str, Any]):
+        m = rec["match"]
+        if rec["api"] == "vertex":
+            name = f"projects/{m['project']}/locations/{m['location']}/publishers/{m['publisher']}/models/{m['model']}"
+            return self._error(404, "NOT_FOUND", MESSAGES["vertex_404"].format(name=name))
+        return self._error(404, "NOT_FOUND", MESSAGES["gemini_404"].format(model=m["model"], version=m["version"]))
+
+    def _unauthenticated(self, rec: dict[str, Any], reason: str):
+        service = "aiplatform.googleapis.com" if rec["api"] == "vertex" else "generativelanguage.googleapis.com"
+        info = {"@type": ERROR_INFO, "reason": reason, "domain": "googleapis.com", "metadata": {"service": service}}
+        return self._error(401, "UNAUTHENTICATED", MESSAGES["401"], [info])
+
+    def _auth_error(self, rec: dict[str, Any]):
+        if rec["api"] == "gemini" and self.require_key is not None:
+            key = rec["headers"].get("x-goog-api-key") or (rec["query"].get("key") or [None])[0]
+            if not key:
+                return self._error(403, "PERMISSION_DENIED", MESSAGES["403"])
+            if key != self.require_key:
+                msg = MESSAGES["bad_key"]
+                info = {"@type": ERROR_INFO, "reason": "API_KEY_INVALID", "domain": "googleapis.com"}
+                info["metadata"] = {"service": "generativelanguage.googleapis.com"}
+                loc = {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": msg}
+                return self._error(400, "INVALID_ARGUMENT", msg, [info, loc])
+        if rec["api"] == "vertex" and self.accept_tokens:
+            auth = rec["headers"].get("authorization", "")
+            if not auth.startswith("Bearer "):
+                return self._unauthenticated(rec, "CREDENTIALS_MISSING")
+            if auth[len("Bearer ") :] not in self.accept_tokens:
+                return self._unauthenticated(rec, "ACCESS_TOKEN_EXPIRED")
+        if self.known_models is not None and rec["model"] not in self.known_models:
+            return self._not_found(rec)
+        return None
+
+    def _answer(self, rec: dict[str, Any], sc: dict[str, Any]):
+        """(status, body) for a scenario; body is a dict (JSON), a str (HTML) or None (drop the connection)."""
+        kind = str(sc.get("kind", "ok"))
+        if kind == "drop":
+            return 0, None
+        if kind == "500_html":
+            return 500, HTML_500
+        if kind in ("429", "429_bare"):
+            delay = None if kind == "429_bare" else sc.get("retry_delay", "0.2s")
+            details = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaId": "rpm"}]}]
+            if delay:
+                details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
+            return self._error(429, "RESOURCE_EXHAUSTED", sc.get("message", MESSAGES["429"]), details)
+        if kind == "503":
+            return self._error(503, "UNAVAILABLE", MESSAGES["503"])
+        if kind == "401":
+            return self._unauthenticated(rec, "ACCESS_TOKEN_EXPIRED")
+        if kind == "404":
+            return self._not_found(rec)
+        if kind == "error":
+            code, status = int(sc["code"]), sc.get("status", "INTERNAL")
+            return self._error(code, status, sc.get("message", "error"), sc.get("details"))
+
+        body = rec["json"] if isinstance(rec["json"], dict) else {}
+        gen = body.get("generationConfig") or {}
+        texts, images = [], []
+        for content in body.get("contents") or []:
+            for part in content.get("parts") or []:
+                blob = part.get("inlineData") or part.get("inline_data") or {}  # the SDK sends "mime_type"
+                if str(blob.get("mimeType") or blob.get("mime_type") or "").startswith("image/"):
+                    images.append(blob)
+                elif isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+        prompt_tokens = sum(len(t) // 4 + 1 for t in texts) + 258 * len(images)
+        try:
+            src = Image.open(io.BytesIO(b64decode_any(images[-1]["data"]))) if images else Image.new("RGB", (1024,) * 2)
+            src.load()
+        except (ValueError, OSError):
+            return self._error(400, "INVALID_ARGUMENT", MESSAGES["bad_image"])
+        seed = gen.get("seed")
+
+        def image_part(img: Image.Image, **extra: Any) -> dict[str, Any]:
+            data = png_bytes(img)
+            mode = sc.get("b64", "auto")
+            if mode == "auto":
+                with self._lock:
+                    mode, self._images_sent = ("urlsafe" if self._images_sent % 2 else "std"), self._images_sent + 1
+            enc = base64.urlsafe_b64encode if mode == "urlsafe" else base64.b64encode
+            blob = {sc.get("mime_key", "mimeType"): "image/png", "data": enc(data).decode("ascii")}
+            return {"inlineData": blob, **extra}
+
+        answer = tint(src, seed, sc.get("size"))
+        out_tokens, thoughts, finish = 0, 0, "STOP"
+        candidate: dict[str, Any] = {"index": 0}
+        if kind == "ok":
+            text = sc.get("text", "Here is the stylized tile.")
+            parts = [{"text": text}] if text else []
+            parts.append(image_part(answer))
+            out_tokens = 1290 + (len(parts) - 1) * 8
+        elif kind == "thoughts":
+            sig = base64.b64encode(b"fake-thought-signature-" + str(seed).encode()).decode("ascii")
+            parts = [
+                {"text": "**Planning the style**\nKeep the roads, recolor the blocks.", "thought": True},
+                image_part(src.convert("L").convert("RGB").resize(answer.size), thought=True),
+                {"text": "**Refining**\nThe draft needs softer shadows.", "thought": True},
+                image_part(tint(src, (seed or 0) + 1, sc.get("size")), thoughtSignature=sig),
+                image_part(answer, thoughtSignature=sig),
+            ]
+            out_tokens, thoughts = 2 * 1290, 1290 + 180
+        elif kind == "text_only":
+            parts, out_tokens = [{"text": sc.get("text", "I cannot draw that tile, but here is a description.")}], 12
+        elif kind == "corrupt_b64":
+            mode = sc.get("mode", "invalid")
+            raw = png_bytes(answer)
+            data = {"invalid": "!!not*base64@@" * 8, "not_png": base64.b64encode(b"\x00junk" * 64).decode()}.get(
+                mode, base64.b64encode(raw[: len(raw) // 2]).decode()
+            )
+            parts, out_tokens = [{"inlineData": {"mimeType": "image/png", "data": data}}], 1290
+        elif kind == "missing_parts":
+            parts = None
+            candidate["content"] = {}
+        elif kind == "blocked_prompt":
+            usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+            feedback = {"blockReason": sc.get("block_reason", "SAFETY"), "safetyRatings": SAFETY_RATINGS}
+            return 200, {"promptFeedback": feedback, "usageMetadata": usage, "modelVersion": rec["model"]}
+        elif kind in FINISH or kind == "other_finish":
+            parts, finish = None, FINISH.get(kind) or sc.get("finish_reason", "RECITATION")
+            candidate["finishMessage"] = f"Unable to show the generated image (finish reason {finish})."
+        else:
+            raise ValueError(f"unknown scenario {sc!r}")
+        if parts is not None:
+            candidate["content"] = {"parts": parts, "role": "model"}
+        candidate["finishReason"] = finish
+        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": out_tokens}
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        usage["totalTokenCount"] = prompt_tokens + out_tokens + thoughts
+        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens - 258 * len(images)}]
+        if images:
+            usage["promptTokensDetails"].append({"modality": "IMAGE", "tokenCount": 258 * len(images)})
+        if rec["api"] == "vertex":
+            usage["trafficType"] = "ON_DEMAND"
+        answer_json = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": rec["model"]}
+        return 200, {**answer_json, "responseId": f"fake-{len(self.requests)}"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGemini
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:
+        fake = self.fake
+        url = urlsplit(self.path)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        match = GEMINI_PATH.match(url.path) or VERTEX_PATH.match(url.path)
+        rec: dict[str, Any] = dict.fromkeys(("scenario", "status", "usage", "response"))
+        rec.update(method="POST", path=url.path, query=parse_qs(url.query), json=body, time=time.time())
+        rec["headers"] = {k.lower(): v for k, v in self.headers.items()}
+        rec["match"] = match.groupdict() if match else {}
+        rec["model"] = rec["match"].get("model")
+        rec["api"] = None if not match else ("vertex" if "project" in rec["match"] else "gemini")
+        with fake._lock:
+            fake.requests.append(rec)
+        if not match or match["method"] not in ("generateContent", "streamGenerateContent"):
+            status, payload = fake._error(404, "NOT_FOUND", f"The requested URL {url.path} was not found.")
+        else:
+            status, payload = fake._auth_error(rec) or (None, None)
+            if status is None:
+                scenario = fake._next_scenario(rec["model"])
+                rec["scenario"] = scenario
+                if scenario.get("slow") and fake._stop.wait(float(scenario["slow"])):
+                    return self._drop()
+                try:
+                    status, payload = fake._answer(rec, scenario)
+                except Exception as exc:  # a bug in a scenario: answer it loudly rather than dropping
+                    status, payload = fake._error(500, "INTERNAL", f"fake_gemini: {exc!r}")
+        rec["status"], rec["response"] = status, payload
+        if payload is None:
+            return self._drop()
+        if status == 200:
+            rec["usage"] = payload.get("usageMetadata")
+        if isinstance(payload, str):
+            self._send(status, payload.encode(), "text/html; charset=UTF-8")
+        elif match and match["method"] == "streamGenerateContent" and status == 200:
+            self._send(status, b"data: " + json.dumps(payload).encode() + b"\r\n\r\n", "text/event-stream")
+        else:
+            self._send(status, json.dumps(payload, indent=2).encode(), "application/json; charset=UTF-8")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (timeout); nothing to answer
+            self.close_connection = True
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
