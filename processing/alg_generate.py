@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
     QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterAuthConfig,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
@@ -28,6 +29,7 @@ from ..iso_qgis.schedule import NEIGHBOR_MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 from .postprocess import load_output
+from .settings import backend_options, read_settings
 
 BACKENDS = ["offline", "vertex", "gemini"]
 
@@ -104,6 +106,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         self.addParameter(QgsProcessingParameterFile("NEGATIVE_PROMPT_FILE", "Or: negative prompt file", optional=True))
         self.addParameter(QgsProcessingParameterEnum("BACKEND", "Image model backend", BACKENDS, defaultValue=0))
         self.addParameter(num("K", "Candidates per tile (K)", num.Integer, 4, minValue=1, maxValue=16))
+        self.addParameter(
+            QgsProcessingParameterBoolean("DRY_RUN", "Dry run: count calls and estimate the cost, call nothing", False)
+        )
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
             QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
@@ -114,6 +119,13 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
             QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
+            QgsProcessingParameterAuthConfig(
+                "AUTHCFG", "API key / access token (default: the plugin settings)", optional=True
+            ),
+            QgsProcessingParameterString("PROJECT", "Vertex AI project (default: the plugin settings)", optional=True),
+            QgsProcessingParameterString(
+                "LOCATION", "Vertex AI location (default: the plugin settings)", optional=True
+            ),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -127,6 +139,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         self.addOutput(QgsProcessingOutputFile("TILES_TILEJSON", "Stylized tile set (tilejson.json)"))
         self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Tiles accepted"))
         self.addOutput(QgsProcessingOutputNumber("FAILED_COUNT", "Tiles failed"))
+        self.addOutput(QgsProcessingOutputNumber("CALLS", "Model calls"))
+        self.addOutput(QgsProcessingOutputNumber("ESTIMATED_COST_USD", "Estimated cost (USD)"))
 
     def _tile_range(self, parameters: dict, context) -> tuple[int, int, int, int] | None:
         keys = ("X0", "Y0", "W", "H")
@@ -136,6 +150,16 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         if not all(given):
             raise QgsProcessingException("X0/Y0/W/H: a tile range needs all four. Give X0, Y0, W and H")
         return tuple(self.parameterAsInt(parameters, k, context) for k in keys)  # type: ignore[return-value]
+
+    def prepareAlgorithm(self, parameters, context, feedback):
+        # on the main thread: the settings and the authentication database
+        backend = BACKENDS[self.parameterAsEnum(parameters, "BACKEND", context)]
+        overrides = {
+            key.lower(): self.parameterAsString(parameters, key, context) for key in ("AUTHCFG", "PROJECT", "LOCATION")
+        }
+        self._backend_options = backend_options(backend, overrides)
+        self._defaults = read_settings()
+        return True
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..iso_qgis.run import RunConfig, run_generation
@@ -168,8 +192,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 prompt=_text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
                 negative_prompt=_text(self, parameters, context, "NEGATIVE_PROMPT", "NEGATIVE_PROMPT_FILE"),
                 backend=backend,
-                model=self.parameterAsString(parameters, "MODEL", context),
-                fallback_model=self.parameterAsString(parameters, "FALLBACK_MODEL", context),
+                model=self.parameterAsString(parameters, "MODEL", context) or self._defaults["model"],
+                fallback_model=self.parameterAsString(parameters, "FALLBACK_MODEL", context)
+                or self._defaults["fallback_model"],
+                backend_options=self._backend_options,
+                dry_run=self.parameterAsBool(parameters, "DRY_RUN", context),
                 k=self.parameterAsInt(parameters, "K", context),
                 overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
                 neighbor_mode=NEIGHBOR_MODES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)],
@@ -183,6 +210,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             )
             feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}")
             result = run_generation(cfg, EngineFeedback(feedback))
+        if cfg.dry_run:
+            t = result.totals
+            feedback.pushInfo(f"Dry run: {t['calls']} calls to {t['model']}, about ${t['estimated_cost_usd']:.2f}")
+            return {"OUTPUT_DIR": out_dir, "REPORT": result.outputs["report"], "TILE_COUNT": 0, "FAILED_COUNT": 0,
+                    "CALLS": t["calls"], "ESTIMATED_COST_USD": t["estimated_cost_usd"]}  # fmt: skip
         if result.canceled:
             feedback.reportError(
                 "Canceled: accepted tiles are kept; run again with the same settings to continue", False
@@ -199,6 +231,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             "HEATMAP": o.get("heatmap"),
             "TILES": o.get("tiles_vrt"),
             "FOOTPRINTS": o.get("footprints"),
+            "CALLS": result.totals["this_run"]["calls"],
+            "ESTIMATED_COST_USD": result.totals["this_run"]["estimated_cost_usd"],
         }
         loads = [
             ("MOSAIC", "Mosaic", "mosaic"),

@@ -44,6 +44,16 @@ class IsoTileStylizerPlugin:
             if on_toolbar:
                 self.toolbar.addAction(action)
             self.actions.append(action)
+        settings = QAction(plugin_icon(), "Settings…", self.iface.mainWindow())
+        settings.setObjectName("isotiles_settings")
+        settings.triggered.connect(self.open_settings)
+        self.iface.addPluginToMenu(MENU, settings)
+        self.actions.append(settings)
+
+    def open_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        SettingsDialog(self.iface.mainWindow()).exec_()
 
     def open_algorithm(self, alg_id: str) -> None:
         import processing  # QGIS's own package: only reachable inside QGIS

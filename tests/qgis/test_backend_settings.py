@@ -1,0 +1,83 @@
+"""Credentials in QGIS: the key stays in the auth database; settings, reports and projects hold only its id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_gemini import FakeGemini
+
+pytestmark = pytest.mark.qgis
+
+SECRET = "fake-gemini-key-5a7e"
+MODEL = "gemini-3-pro-image"
+
+
+@pytest.fixture
+def authcfg(qgis_app):
+    from qgis.core import QgsApplication, QgsAuthMethodConfig
+
+    manager = QgsApplication.authManager()
+    if not manager.masterPasswordIsSet():
+        assert manager.setMasterPassword("test-master-password", True)
+    cfg = QgsAuthMethodConfig("Basic")
+    cfg.setName("gemini key")
+    cfg.setConfig("username", "")
+    cfg.setConfig("password", SECRET)
+    assert manager.storeAuthenticationConfig(cfg)
+    yield cfg.id()
+    manager.removeAuthenticationConfig(cfg.id())
+
+
+@pytest.fixture
+def settings():
+    from iso_tile_stylizer.processing.settings import read_settings, write_settings
+
+    before = read_settings()
+    yield write_settings
+    write_settings(before)
+
+
+def test_the_dialog_stores_the_authcfg_id_never_the_key(qgis_app, authcfg, settings):
+    from qgis.core import QgsSettings
+
+    from iso_tile_stylizer.processing.settings import backend_options, read_settings
+    from iso_tile_stylizer.ui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog()
+    dlg.auth.setConfigId(authcfg)
+    dlg.project.setText("my-project")
+    dlg.accept()
+    values = read_settings()
+    assert values["authcfg"] == authcfg and values["project"] == "my-project"
+    stored = {k: QgsSettings().value(k) for k in QgsSettings().allKeys()}
+    assert SECRET not in json.dumps(stored, default=str)
+    assert backend_options("gemini")["api_key"] == SECRET  # resolved only when a run needs it
+
+
+def test_generatetiles_on_gemini_through_the_auth_database(run_alg, authcfg, settings, helsinki_tiles, tmp_path):
+    from qgis.core import QgsProject, QgsSettings
+
+    with FakeGemini(known_models={MODEL}) as fake:
+        settings({"authcfg": authcfg, "base_url": fake.base_url, "cache_dir": str(tmp_path / "cache"), "model": ""})
+        res = run_alg(
+            "isotiles:generatetiles",
+            {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 2,
+             "BACKEND": 2, "OUTPUT_DIR": str(tmp_path / "out")},
+        )  # fmt: skip
+        assert res["TILE_COUNT"] == 2 and res["CALLS"] == fake.calls() == 4
+        assert res["ESTIMATED_COST_USD"] > 0
+        assert all(r["headers"]["x-goog-api-key"] == SECRET and SECRET not in r["path"] for r in fake.requests)
+        dry = run_alg(
+            "isotiles:generatetiles",
+            {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 3, "H": 2, "K": 4,
+             "BACKEND": 2, "DRY_RUN": True, "OUTPUT_DIR": str(tmp_path / "dry")},
+        )  # fmt: skip
+        assert dry["CALLS"] == 24 and fake.calls() == 4
+    # the key is nowhere a user could share it
+    project_file = tmp_path / "p.qgs"
+    QgsProject.instance().write(str(project_file))
+    texts = [p.read_text(errors="ignore") for p in (tmp_path / "out").rglob("*.json")]
+    texts.append(project_file.read_text(errors="ignore"))
+    texts.append(json.dumps({k: QgsSettings().value(k) for k in QgsSettings().allKeys()}, default=str))
+    assert all(SECRET not in t for t in texts)
