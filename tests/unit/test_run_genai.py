@@ -47,7 +47,9 @@ def test_4x4_k4_with_429s_and_blocks_then_a_free_rerun(city, tmp_path):
         usage = fake.usage_totals()
         assert totals["tokens_in"] == usage["promptTokenCount"]
         assert totals["tokens_out"] == usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0)
-        assert totals["estimated_cost_usd"] > 0
+        expected = (usage["promptTokenCount"] * 2.0 + usage["candidatesTokenCount"] * 120.0
+                    + usage.get("thoughtsTokenCount", 0) * 12.0) / 1e6  # fmt: skip
+        assert totals["estimated_cost_usd"] == pytest.approx(expected, abs=1e-4)
         assert totals["cache"]["entries"] == 61  # every image answered once
         seeds = [json.loads(json.dumps(r["json"]))["generationConfig"]["seed"] for r in fake.requests]
         assert len(set(seeds)) == 64
@@ -109,3 +111,14 @@ def test_no_key_is_refused_before_the_folder_is_touched(city, tmp_path, monkeypa
         with pytest.raises(IsoInputError, match="API_KEY"):
             run_generation(cfg)
         assert not (tmp_path / "nokey").exists() and fake.calls() == 0
+
+
+def test_an_oversized_answer_is_resized_to_the_canvas_and_noted(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.default = {"kind": "ok", "size": [1024, 1024]}
+        cfg = config(city, tmp_path / "big", fake, tmp_path / "cache")
+        cfg.tiles, cfg.k = cfg.tiles[:1], 1
+        res = run_generation(cfg)
+        report = json.loads((tmp_path / "big" / "report_nb_pro.json").read_text())
+        notes = [n for t in report["tiles"].values() for c in t["candidates"] for n in c["notes"]]
+        assert res.accepted_count == 1 and any("resized to" in n for n in notes)
