@@ -211,6 +211,7 @@ class _Run:
         self.lock = threading.Lock()
         self.static: dict[Cell, Future] = {}
         self.writes: list[Future] = []
+        self.fatal: IsoInputError | None = None
         self.todo: set[Cell] = set()
 
     def _backend_options(self) -> dict[str, Any]:
@@ -413,6 +414,13 @@ class _Run:
                 best = (rec["score"]["total"], req.candidate, res.image)
         tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": len(self.state.runs) - 1}
         tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
+        tile_rec["cost_usd"] = round(sum(c.get("cost_usd", 0.0) for c in candidates), 6)
+        for cand in candidates:  # a wrong model id or refused credentials would fail every tile alike: stop
+            kind = cand.get("error", {}).get("kind")
+            if kind in ("not_found", "auth") and self.fatal is None:
+                name = "MODEL" if kind == "not_found" else "CREDENTIALS"
+                fix = "Fix it and run again; accepted tiles are kept"
+                self.fatal = IsoInputError(name, cand["error"]["message"], fix)
         if best is None:
             tile_rec["error"] = ctx.get("error") or "every candidate failed"
             tile_rec["status"] = "canceled" if not best_allowed else "failed"
@@ -489,7 +497,7 @@ class _Run:
         ):
             complete = run_ready_queue(
                 todo, deps, self.make_jobs, self.finish, cfg.concurrency,
-                lambda: self.fb.is_canceled() or self.write_error() is not None, on_done,
+                lambda: self.fb.is_canceled() or self.write_error() is not None or self.fatal is not None, on_done,
             )  # fmt: skip
             for fut in list(self.static.values()):
                 fut.cancel()
@@ -499,7 +507,10 @@ class _Run:
             error = self.write_error()
             if error is not None:
                 raise error
-            return finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)
+            result = finalize(self, canceled=not complete, wall_s=time.perf_counter() - t0, t0=t0)
+            if self.fatal is not None:
+                raise self.fatal  # after the report, which records every candidate's error
+            return result
         except OSError as exc:
             raise IsoInputError(
                 "OUTPUT_DIR",

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from ..errors import IsoInputError
 
 INSTALL_HINT = (
-    "Install it into the Python that runs the plugin: python3 -m pip install 'google-genai>=1.40,<4' "
+    "Install it into the Python that runs the plugin: python3 -m pip install 'google-genai>=3.4,<4' "
     "(see the README), or use BACKEND=offline"
 )
 

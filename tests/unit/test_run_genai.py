@@ -92,11 +92,14 @@ def test_a_typo_in_the_model_fails_every_tile_with_the_setting_named(city, tmp_p
     with FakeGemini(known_models={MODEL}) as fake:
         cfg = config(city, tmp_path / "typo", fake, tmp_path / "cache")
         cfg.model = "gemini-3-pro-imgae"
-        cfg.tiles = cfg.tiles[:1]
-        res = run_generation(cfg)
+        from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+
+        with pytest.raises(IsoInputError, match=r"MODEL: .*gemini-3-pro-imgae"):
+            run_generation(cfg)
+        assert fake.calls() <= 8  # the run stops at the first answer, not after every tile
         report = json.loads((tmp_path / "typo" / "report_nb_pro.json").read_text())
         errors = [c["error"]["message"] for t in report["tiles"].values() for c in t["candidates"]]
-        assert res.failed_count == 1 and all("MODEL" in e and "gemini-3-pro-imgae" in e for e in errors)
+        assert errors and all("MODEL" in e and "gemini-3-pro-imgae" in e for e in errors)
 
 
 @pytest.mark.parametrize("missing", ["api_key"])
