@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(python3-qgis qgis-providers python3-gdal python3-rasterio python3-pil python3-venv
+DEB_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-pyproj python3-rasterio python3-pil python3-venv
               proj-bin gdal-bin make xvfb x11-apps imagemagick unzip)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
