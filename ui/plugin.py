@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsApplication
+import os
+
+from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtWidgets import QAction
 
 from ..processing.common import plugin_icon
@@ -19,12 +21,29 @@ ACTIONS = [
 ]
 
 
+def estimated_cost_per_tile(grid, k: int = 4) -> float:
+    """What K Gemini candidates for one tile would cost, for the live count while drawing."""
+    from ..iso_qgis.backends.genai_backend import DEFAULT_MODEL, image_size_for
+    from ..iso_qgis.cost import cost_usd, estimate_usage, load_prices
+    from ..processing.settings import read_settings
+
+    size = grid.tile_size + 128
+    model = read_settings()["model"] or DEFAULT_MODEL
+    usage = estimate_usage(1200, [(size, size)] * 7, image_size_for(size, size))
+    try:
+        return (cost_usd(load_prices(), model, usage) or 0.0) * k
+    except Exception:  # noqa: BLE001 (a broken price file must not break drawing)
+        return 0.0
+
+
 class IsoTileStylizerPlugin:
     def __init__(self, iface) -> None:
         self.iface = iface
         self.provider: IsoTilesProvider | None = None
         self.actions: list[QAction] = []
         self.toolbar = None
+        self.region_tool = None
+        self.draw_action = None
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
@@ -44,11 +63,63 @@ class IsoTileStylizerPlugin:
             if on_toolbar:
                 self.toolbar.addAction(action)
             self.actions.append(action)
+        draw = QAction(plugin_icon(), "Draw a region and generate…", self.iface.mainWindow())
+        draw.setObjectName("isotiles_draw_region")
+        draw.setCheckable(True)
+        draw.triggered.connect(self.start_region_tool)
+        self.iface.addPluginToMenu(MENU, draw)
+        self.toolbar.addAction(draw)
+        self.actions.append(draw)
+        self.draw_action = draw
         settings = QAction(plugin_icon(), "Settings…", self.iface.mainWindow())
         settings.setObjectName("isotiles_settings")
         settings.triggered.connect(self.open_settings)
         self.iface.addPluginToMenu(MENU, settings)
         self.actions.append(settings)
+
+    def start_region_tool(self, checked: bool = True) -> None:
+        """Pick the tile set (remembered), then draw; the tiles under the region light up as you go."""
+        from qgis.core import QgsSettings
+        from qgis.PyQt.QtWidgets import QFileDialog
+
+        from ..iso_qgis.errors import IsoInputError
+        from ..iso_qgis.grid import load_tilejson
+        from .region_tool import RegionTool
+
+        canvas = self.iface.mapCanvas()
+        if not checked:
+            if self.region_tool is not None:
+                canvas.unsetMapTool(self.region_tool)
+            return
+        settings = QgsSettings()
+        path = settings.value("iso_tile_stylizer/last_tilejson", "")
+        if not path or not os.path.isfile(path):
+            path, _ = QFileDialog.getOpenFileName(self.iface.mainWindow(), "Tile set", "", "TileJSON (*.json)")
+            if not path:
+                self.draw_action.setChecked(False)
+                return
+        try:
+            grid = load_tilejson(path)
+        except IsoInputError as exc:
+            self.iface.messageBar().pushCritical("Iso Tile Stylizer", str(exc))
+            self.draw_action.setChecked(False)
+            return
+        settings.setValue("iso_tile_stylizer/last_tilejson", path)
+
+        def finished(layer, tiles) -> None:
+            import processing  # QGIS's own package
+
+            QgsProject.instance().addMapLayer(layer)
+            self.draw_action.setChecked(False)
+            canvas.unsetMapTool(self.region_tool)
+            processing.execAlgorithmDialog("isotiles:generatetiles", {"TILEJSON": path, "REGION": layer.id()})
+
+        self.region_tool = RegionTool(
+            canvas, grid, finished, estimated_cost_per_tile(grid),
+            lambda text: self.iface.statusBarIface().showMessage(text, 10000),
+        )  # fmt: skip
+        self.region_tool.setAction(self.draw_action)
+        canvas.setMapTool(self.region_tool)
 
     def open_settings(self) -> None:
         from .settings_dialog import SettingsDialog
