@@ -54,9 +54,8 @@ def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
 
 
 def test_clicking_a_polygon_and_right_click_to_finish(tool, qgis_canvas):
-    from qgis.PyQt.QtCore import Qt
-
     from qgis.core import QgsRectangle
+    from qgis.PyQt.QtCore import Qt
 
     t, grid, done, _ = tool
     qgis_canvas.setExtent(QgsRectangle(*grid.footprint(5, 3).bounds))  # zoomed in: clicks land where meant
