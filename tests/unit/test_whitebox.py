@@ -17,8 +17,8 @@ from PIL import Image
 from pyproj import Transformer
 from shapely.geometry import Point
 
+from iso_tile_stylizer.iso_qgis import footprints, whitebox
 from iso_tile_stylizer.iso_qgis import grid as gridmod
-from iso_tile_stylizer.iso_qgis import whitebox
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
 from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
 
@@ -185,7 +185,7 @@ def test_lat_lon_data_axes_are_swapped():
             srs.SetAxisMappingStrategy(osr.OAMS_AUTHORITY_COMPLIANT)
             return srs
 
-    src, swap = whitebox._source_crs(Layer(), None)
+    src, swap = footprints._source_crs(Layer(), None)
     assert swap and src.to_epsg() == 4326  # GeoPackage layers come (lon, lat): the test above
 
 
