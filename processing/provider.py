@@ -8,12 +8,19 @@ from qgis.PyQt.QtGui import QIcon
 from .alg_generate import GenerateTilesAlgorithm
 from .alg_reference import RenderReferenceAlgorithm
 from .alg_resolve import ResolveTilesAlgorithm
+from .alg_seamreport import SeamReportAlgorithm
 from .alg_whitebox import RenderWhiteboxAlgorithm
 from .common import plugin_icon
 
 
 def algorithm_classes() -> list[type]:
-    return [ResolveTilesAlgorithm, GenerateTilesAlgorithm, RenderWhiteboxAlgorithm, RenderReferenceAlgorithm]
+    return [
+        ResolveTilesAlgorithm,
+        GenerateTilesAlgorithm,
+        RenderWhiteboxAlgorithm,
+        RenderReferenceAlgorithm,
+        SeamReportAlgorithm,
+    ]
 
 
 class IsoTilesProvider(QgsProcessingProvider):

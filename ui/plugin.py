@@ -18,6 +18,7 @@ ACTIONS = [
     ("isotiles:resolvetiles", "Resolve region to tiles…", True),
     ("isotiles:renderwhitebox", "Render whitebox tiles from buildings…", False),
     ("isotiles:renderreference", "Render color reference tiles…", False),
+    ("isotiles:seamreport", "Seam report (QA)…", False),
 ]
 
 

@@ -6,7 +6,13 @@ import pytest
 
 pytestmark = pytest.mark.qgis
 
-EXPECTED = {"isotiles:generatetiles", "isotiles:resolvetiles", "isotiles:renderwhitebox", "isotiles:renderreference"}
+EXPECTED = {
+    "isotiles:generatetiles",
+    "isotiles:resolvetiles",
+    "isotiles:seamreport",
+    "isotiles:renderwhitebox",
+    "isotiles:renderreference",
+}
 
 
 def test_provider_lists_the_algorithms(isotiles_provider):
