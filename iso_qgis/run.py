@@ -39,7 +39,7 @@ from .seams import (
     structure_term,
 )
 from .sources import TileSource, assemble_canvas, canvas_rect, load_rgb
-from .state import RunState, file_digest, tile_key
+from .state import FolderLock, RunState, file_digest, tile_key
 
 DEFAULT_PROMPT = (
     "Isometric pixel-art city map tile. Keep every building exactly where the INPUT TILE has it, with the same "
@@ -198,13 +198,8 @@ class _Run:
         lv = self.lv
         grid_fp = {"crs": self.grid.crs, "affine": lv.affine.as_list(), "step": lv.step, "pad": lv.pad,
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
-        settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp)
-        if cfg.dry_run and not self.out.exists():
-            self.state = RunState(self.out, settings, self.z)
-        else:
-            if not cfg.dry_run:
-                self.out.mkdir(parents=True, exist_ok=True)
-            self.state = RunState.open(self.out, settings, self.z, cfg.overwrite and not cfg.dry_run)
+        self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp)
+        self.state = RunState(self.out, self.settings, self.z)  # opened by run(), under the folder lock
         self.canvases: dict[Cell, np.ndarray] = {}
         self.pending: dict[Cell, dict[str, Any]] = {}
         self.calls = 0
@@ -455,7 +450,16 @@ class _Run:
         return None
 
     # -------------------------------------------------------------- main
+    def open_state(self) -> None:
+        cfg = self.cfg
+        if cfg.dry_run and not self.out.exists():
+            return
+        if not cfg.dry_run:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.state = RunState.open(self.out, self.settings, self.z, cfg.overwrite and not cfg.dry_run)
+
     def run(self) -> RunResult:
+        self.open_state()
         if self.cfg.dry_run:
             from .dryrun import dry_run
 
@@ -520,5 +524,14 @@ class _Run:
 
 
 def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Backend | None = None) -> RunResult:
-    """Generate the tiles of ``cfg.tiles`` into ``cfg.out_dir`` (resuming what is there)."""
-    return _Run(cfg, feedback or Feedback(), backend).run()
+    """Generate the tiles of ``cfg.tiles`` into ``cfg.out_dir`` (resuming what is there).
+
+    Runs into one folder take turns (a folder lock): batch rows that share an output
+    tile set each see what the others accepted, and none corrupts the others' files.
+    """
+    fb = feedback or Feedback()
+    run = _Run(cfg, fb, backend)  # every input and the credentials are checked before the folder is touched
+    if cfg.dry_run:
+        return run.run()
+    with FolderLock(run.out, lambda: fb.info(f"waiting for another run in {cfg.out_dir} to finish")):
+        return run.run()

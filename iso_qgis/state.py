@@ -140,3 +140,42 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+class FolderLock:
+    """One run at a time per output folder (batch rows writing into one tile set wait their turn).
+
+    An advisory lock on ``<out_dir>/.isotiles.lock``, held for the whole run and
+    released by the OS if the process dies, so a crash never leaves the folder locked.
+    """
+
+    def __init__(self, out_dir: Path, on_wait: Any = None) -> None:
+        self.path = out_dir / ".isotiles.lock"
+        self.on_wait = on_wait
+        self.fh: Any = None
+
+    def __enter__(self) -> FolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            import msvcrt
+
+            self._lock = lambda blocking: msvcrt.locking(
+                self.fh.fileno(), msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK, 1
+            )
+        else:
+            self._lock = lambda blocking: fcntl.flock(self.fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        try:
+            self._lock(False)
+        except OSError:
+            if self.on_wait is not None:
+                self.on_wait()
+            self._lock(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing the file releases the lock
+            self.fh = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .alg_export import ExportMosaicAlgorithm
 from .alg_generate import GenerateTilesAlgorithm
 from .alg_reference import RenderReferenceAlgorithm
 from .alg_resolve import ResolveTilesAlgorithm
@@ -20,6 +21,7 @@ def algorithm_classes() -> list[type]:
         RenderWhiteboxAlgorithm,
         RenderReferenceAlgorithm,
         SeamReportAlgorithm,
+        ExportMosaicAlgorithm,
     ]
 
 

@@ -19,6 +19,7 @@ ACTIONS = [
     ("isotiles:renderwhitebox", "Render whitebox tiles from buildings…", False),
     ("isotiles:renderreference", "Render color reference tiles…", False),
     ("isotiles:seamreport", "Seam report (QA)…", False),
+    ("isotiles:exportmosaic", "Export web pyramid (XYZ, MBTiles)…", False),
 ]
 
 

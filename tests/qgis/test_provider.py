@@ -10,6 +10,7 @@ EXPECTED = {
     "isotiles:generatetiles",
     "isotiles:resolvetiles",
     "isotiles:seamreport",
+    "isotiles:exportmosaic",
     "isotiles:renderwhitebox",
     "isotiles:renderreference",
 }

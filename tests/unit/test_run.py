@@ -332,3 +332,45 @@ def test_cancel_in_the_middle_of_a_tile_keeps_the_answers_it_has(city, tmp_path)
     assert len(canceled) == 1 and 1 <= len(canceled[0]["candidates"]) < 4
     # and the next run finishes the job
     assert run_generation(config(city, tmp_path, k=4)).accepted_count == 6
+
+
+def _patch_run(args):
+    """In a separate process: one batch row writing into a shared output folder."""
+    import sys as _sys
+
+    tilejson, out, tiles, plugins = args
+    _sys.path.insert(0, plugins)
+    from iso_tile_stylizer.iso_qgis.run import RunConfig as _Cfg
+    from iso_tile_stylizer.iso_qgis.run import run_generation as _run
+
+    res = _run(_Cfg(tilejson=tilejson, out_dir=out, tiles=[tuple(t) for t in tiles], k=2, overlap_px=16,
+                    neighbor_mode="all"))  # fmt: skip
+    return res.accepted_count
+
+
+def test_two_adjacent_patches_in_parallel_make_one_tile_set(city, tmp_path, plugins_dir):
+    import multiprocessing
+
+    tiles = patch(city, 4, 2)
+    left = [t for t in tiles if t[0] < tiles[0][0] + 2]
+    right = [t for t in tiles if t not in left]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        counts = pool.map(_patch_run, [(str(city), str(tmp_path), left, str(plugins_dir)),
+                                       (str(city), str(tmp_path), right, str(plugins_dir))])  # fmt: skip
+    assert counts == [4, 4]
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    assert report["totals"]["accepted"] == 8 and len(report["runs"]) == 2
+    # the patch that ran second scored its border tiles against the first patch's tiles
+    border = {t for t in tiles if t[0] in (tiles[0][0] + 1, tiles[0][0] + 2)}
+    later = max(report["tiles"].values(), key=lambda t: t["run"])["run"]
+    sides = {
+        s["side"]
+        for key, t in report["tiles"].items()
+        if t["run"] == later and tuple(int(v) for v in key.split("_")) in border
+        for c in t["candidates"]
+        for s in c["seams"]
+    }
+    assert {"left", "right"} & sides
+    with rasterio.open(tmp_path / "mosaic.tif") as src:
+        assert src.width == 4 * 128 and src.read(4).min() == 255  # one mosaic, no holes between the patches

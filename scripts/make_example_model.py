@@ -1,0 +1,302 @@
+"""Build the example Graphical Modeler model examples/buildings_to_stylized_mosaic.model3.
+
+    .venv/bin/python scripts/make_example_model.py [OUT.model3]
+
+The model chains the four ``isotiles`` algorithms through their declared outputs:
+
+    BUILDINGS -> renderwhitebox --TILEJSON--> renderreference (only when REFERENCE is set)
+                               --TILEJSON--> resolvetiles(REGION) --X0/Y0/W/H--> generatetiles(K, offline)
+
+generatetiles also depends on renderreference, so that it reads the color reference
+tiles renderreference adds to the tile set. X0/Y0/W/H is the bounding tile range of the
+region: generatetiles makes every tile in it, which can be more than resolvetiles'
+exact polygon selection (Helsinki example at 0.75 px/m, 256 px: 7 tiles resolved, 8
+in the range).
+
+Two things QGIS 3.22 models cannot do directly, and what the model does instead:
+
+* An optional input cannot switch a step off by itself: a *Conditional branch*
+  (``native:condition``) tests ``@REFERENCE IS NOT NULL`` and renderreference depends
+  on its "with reference" branch. generatetiles has a plain dependency (no data link)
+  on renderreference; QGIS prunes a skipped branch along data links and along
+  dependencies on that branch only, so generatetiles still runs without a reference.
+* Only *destination parameters* of a child can become model outputs; MOSAIC and
+  REPORT of generatetiles are plain outputs (a path each). The model copies them to
+  destinations of its own: the mosaic with ``gdal:translate``, the report with
+  ``native:filedownloader`` from the URL ``file:<path>`` (``native:stringconcatenation``;
+  a file output is no expression variable in 3.22). The footprints are resolvetiles'
+  FOOTPRINTS sink, a destination already.
+
+Model outputs become parameters named ``<child id>:<output name>``, e.g.
+``generatetiles:OUTPUT_DIR``; pass them so on the qgis_process command line.
+
+The script needs the plugin (to check the model against the real algorithms): it puts
+``.build/plugins`` (a link ``iso_tile_stylizer -> <repo>``) on ``sys.path``, never the
+repository root, whose ``processing/`` folder would hide QGIS's own ``processing``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["QT_HASH_SEED"] = "0"  # Qt writes XML attributes in hash order: a fixed seed, a stable file
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS_DIR = ROOT / ".build" / "plugins"
+PLUGIN_NAME = "iso_tile_stylizer"
+DEFAULT_OUT = ROOT / "examples" / "buildings_to_stylized_mosaic.model3"
+QGIS_PLUGINS = "/usr/share/qgis/python/plugins"  # QGIS's own Python plugins: processing (the GDAL provider)
+
+MODEL_NAME = "Buildings to stylized mosaic"
+MODEL_GROUP = "Iso Tile Stylizer"
+
+#: child ids (also the prefixes of the model's output parameters)
+WHITEBOX, HAS_REFERENCE, REFERENCE, RESOLVE, GENERATE = (
+    "renderwhitebox",
+    "has_reference",
+    "renderreference",
+    "resolvetiles",
+    "generatetiles",
+)
+MOSAIC_COPY, REPORT_URL, REPORT_COPY = "save_mosaic", "report_url", "save_report"
+WITH_REFERENCE = "with reference"
+
+HELP = {
+    "ALG_DESC": (
+        "Building footprints to a stylized, georeferenced isometric mosaic in one run: renders the whitebox tile "
+        "set (renderwhitebox), warps the color reference onto it (renderreference, only when REFERENCE is given), "
+        "resolves the region to tiles (resolvetiles) and generates K candidates per tile with the offline backend "
+        "(generatetiles). generatetiles takes the tile range X0/Y0/W/H from resolvetiles, so it generates every "
+        "tile of the region's bounding range, which can be a few more than the region's own tiles (the Tile "
+        "footprints output); to generate exactly those, link REGION to generatetiles instead of X0/Y0/W/H. Change "
+        "BACKEND of the generatetiles step to use Gemini. Rerunning into the same output folder resumes."
+    ),
+    "BUILDINGS": "Building footprint polygons, e.g. an .osm.pbf multipolygons layer filtered on building IS NOT NULL.",
+    "REGION": "Polygon(s) of the area to stylize; tiles whose core shares area with it are generated.",
+    "REFERENCE": "Optional color reference raster (satellite imagery, a rendered map). Without it the step "
+    "renderreference is skipped and the tiles are generated without a color reference.",
+    "PPM": "Pixels per ground meter of the whitebox.",
+    "TILE_SIZE": "Tile size in pixels.",
+    "K": "Candidates per tile; the one whose seams match best is kept.",
+    f"{WHITEBOX}:TILESET": "Folder of the whitebox tile set (tilejson.json, raw_whitebox/, raw_satellite/).",
+    f"{GENERATE}:OUTPUT_DIR": "Output folder of the generation: tiles/, mosaic.tif, seam_heatmap.tif, "
+    "footprints.gpkg, report_nb_pro.json, run state for resume.",
+    f"{RESOLVE}:FOOTPRINTS": "Footprints of the tiles the region resolves to (x, y, z).",
+    f"{MOSAIC_COPY}:MOSAIC": "A copy of the generated mosaic (generatetiles MOSAIC).",
+    f"{REPORT_COPY}:REPORT": "A copy of the generation report (generatetiles REPORT).",
+    "ALG_CREATOR": "Iso Tile Stylizer",
+}
+
+
+def link_plugin() -> None:
+    PLUGINS_DIR.mkdir(parents=True, exist_ok=True)
+    link = PLUGINS_DIR / PLUGIN_NAME
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+    if str(PLUGINS_DIR) not in sys.path:
+        sys.path.insert(0, str(PLUGINS_DIR))
+    if QGIS_PLUGINS not in sys.path:
+        sys.path.append(QGIS_PLUGINS)
+
+
+def build_model():
+    """The model, built from algorithm ids and declared outputs only."""
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildDependency,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelComment,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterDefinition,
+        QgsProcessingParameterFeatureSource,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.PyQt.QtCore import QPointF, QSizeF
+
+    model = QgsProcessingModelAlgorithm(MODEL_NAME, MODEL_GROUP)
+    model.setHelpContent(HELP)
+
+    # ---------------------------------------------------------------- inputs
+    # positions are the centers of the boxes on the Modeler canvas (boxes are 200 x 30)
+    num = QgsProcessingParameterNumber
+    inputs = [
+        (QgsProcessingParameterFeatureSource(
+            "BUILDINGS", "Buildings (polygons)", [QgsProcessing.TypeVectorPolygon]), 130, 50),
+        (num("PPM", "Pixels per ground meter", num.Double, 1.5, minValue=0.01), 360, 50),
+        (num("TILE_SIZE", "Tile size (pixels)", num.Integer, 512, minValue=64, maxValue=4096), 590, 50),
+        (QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (optional)", optional=True), 880, 50),
+        (QgsProcessingParameterFeatureSource(
+            "REGION", "Region (polygons)", [QgsProcessing.TypeVectorPolygon]), 130, 330),
+        (num("K", "Candidates per tile (K)", num.Integer, 2, minValue=1, maxValue=16), 130, 480),
+    ]  # fmt: skip
+    for definition, x, y in inputs:
+        component = QgsProcessingModelParameter(definition.name())
+        component.setPosition(QPointF(x, y))
+        model.addModelParameter(definition, component)
+
+    param = QgsProcessingModelChildParameterSource.fromModelParameter
+    output = QgsProcessingModelChildParameterSource.fromChildOutput
+    static = QgsProcessingModelChildParameterSource.fromStaticValue
+
+    def child(child_id, alg_id, description, pos, sources, outputs=(), depends=(), configuration=None, comment=None):
+        c = QgsProcessingModelChildAlgorithm(alg_id)
+        c.setChildId(child_id)
+        c.setDescription(description)
+        c.setPosition(QPointF(*pos))
+        if configuration:
+            c.setConfiguration(configuration)
+        for name, source in sources.items():
+            c.addParameterSources(name, [source])
+        if c.algorithm() is not None:  # as the Modeler does: every other mandatory input at its default
+            for d in c.algorithm().parameterDefinitions():
+                optional = d.flags() & QgsProcessingParameterDefinition.FlagOptional
+                if d.name() not in sources and not d.isDestination() and not optional:
+                    c.addParameterSources(d.name(), [static(d.defaultValue())])
+        model_outputs = {}
+        for child_output, name, output_description, out_pos in outputs:
+            out = QgsProcessingModelOutput(name, output_description)
+            out.setChildId(child_id)
+            out.setChildOutputName(child_output)
+            out.setMandatory(True)
+            out.setPosition(QPointF(*out_pos))
+            model_outputs[name] = out
+        c.setModelOutputs(model_outputs)
+        c.setDependencies([QgsProcessingModelChildDependency(*d) for d in depends])
+        if comment:
+            text, comment_pos = comment
+            note = QgsProcessingModelComment(text)
+            note.setPosition(QPointF(*comment_pos))
+            note.setSize(QSizeF(230, 60))
+            c.setComment(note)
+        model.addChildAlgorithm(c)  # the model keeps a copy: set everything first
+
+    # ---------------------------------------------------------------- steps
+    child(
+        WHITEBOX, "isotiles:renderwhitebox", "Render whitebox tiles", (360, 190),
+        {"INPUT": param("BUILDINGS"), "PPM": param("PPM"), "TILE_SIZE": param("TILE_SIZE")},
+        outputs=[("OUTPUT_DIR", "TILESET", "Whitebox tile set", (130, 230))],
+    )  # fmt: skip
+    child(
+        HAS_REFERENCE, "native:condition", "Reference given?", (880, 190), {},
+        configuration={"conditions": [{"name": WITH_REFERENCE, "expression": "@REFERENCE IS NOT NULL"}]},
+        comment=("renderreference runs only when REFERENCE is set; generatetiles runs after it, or without it",
+                 (1140, 190)),
+    )  # fmt: skip
+    child(
+        REFERENCE, "isotiles:renderreference", "Render reference tiles", (880, 340),
+        {"INPUT": param("REFERENCE"), "TILEJSON": output(WHITEBOX, "TILEJSON")},
+        depends=[(HAS_REFERENCE, WITH_REFERENCE)],
+    )  # fmt: skip
+    child(
+        RESOLVE, "isotiles:resolvetiles", "Resolve region to tiles", (420, 340),
+        {"TILEJSON": output(WHITEBOX, "TILEJSON"), "REGION": param("REGION")},
+        outputs=[("FOOTPRINTS", "FOOTPRINTS", "Tile footprints", (420, 430))],
+    )  # fmt: skip
+    child(
+        GENERATE, "isotiles:generatetiles", "Generate stylized tiles", (650, 520),
+        {
+            "TILEJSON": output(WHITEBOX, "TILEJSON"),
+            **{key: output(RESOLVE, key) for key in ("X0", "Y0", "W", "H")},
+            "K": param("K"),
+            "BACKEND": static(0),  # offline: embedded and free; 1 vertex, 2 gemini
+        },
+        outputs=[("OUTPUT_DIR", "OUTPUT_DIR", "Stylized tiles folder", (940, 520))],
+        depends=[(REFERENCE,)],
+    )  # fmt: skip
+    child(
+        MOSAIC_COPY, "gdal:translate", "Save the mosaic", (420, 680),
+        {"INPUT": output(GENERATE, "MOSAIC"), "OPTIONS": static("COMPRESS=DEFLATE|TILED=YES")},
+        outputs=[("OUTPUT", "MOSAIC", "Mosaic", (420, 780))],
+    )  # fmt: skip
+    # REPORT is a path; "Download file" copies it from the URL file:<path> (a file output is no expression variable)
+    child(
+        REPORT_URL, "native:stringconcatenation", "Report as a file: URL", (880, 680),
+        {"INPUT_1": static("file:"), "INPUT_2": output(GENERATE, "REPORT")},
+    )  # fmt: skip
+    child(
+        REPORT_COPY, "native:filedownloader", "Save the report", (880, 800),
+        {"URL": output(REPORT_URL, "CONCATENATION")},
+        outputs=[("OUTPUT", "REPORT", "Report (JSON)", (880, 890))],
+    )  # fmt: skip
+    return model
+
+
+def start_qgis():
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()  # native and GDAL algorithms
+
+    from iso_tile_stylizer.processing.provider import IsoTilesProvider
+
+    provider = IsoTilesProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    return app, provider
+
+
+def check(model) -> list[str]:
+    """Problems with the model: invalid children, and outputs or links that point at nothing."""
+    ok, issues = model.validate()
+    problems = [] if ok else list(issues)
+    for child_id, c in model.childAlgorithms().items():
+        alg = c.algorithm()
+        if alg is None:
+            problems.append(f"{child_id}: algorithm {c.algorithmId()} is not registered")
+            continue
+        for name, sources in c.parameterSources().items():
+            if alg.parameterDefinition(name) is None:
+                problems.append(f"{child_id}: no parameter {name}")
+            for s in sources:
+                if s.source() == s.ChildOutput:
+                    other = model.childAlgorithm(s.outputChildId()).algorithm()
+                    if other.outputDefinition(s.outputName()) is None:
+                        problems.append(f"{child_id}.{name}: {s.outputChildId()} has no output {s.outputName()}")
+        for out in c.modelOutputs().values():
+            definition = alg.parameterDefinition(out.childOutputName())
+            if definition is None or not definition.isDestination():
+                problems.append(f"{child_id}: {out.childOutputName()} is no destination; it cannot be a model output")
+    expected = {
+        f"{WHITEBOX}:TILESET",
+        f"{RESOLVE}:FOOTPRINTS",
+        f"{GENERATE}:OUTPUT_DIR",
+        f"{MOSAIC_COPY}:MOSAIC",
+        f"{REPORT_COPY}:REPORT",
+    }
+    missing = expected - {d.name() for d in model.destinationParameterDefinitions()}
+    problems += [f"model output {name} missing" for name in sorted(missing)]
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    link_plugin()
+    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
+    app, _provider = start_qgis()
+    model = build_model()
+    problems = check(model)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not model.toFile(str(out)):
+        print(f"error: cannot write {out}", file=sys.stderr)
+        return 1
+    print(out)
+    print("parameters:", ", ".join(d.name() for d in model.parameterDefinitions()))
+    del model
+    app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,226 @@
+"""The example model examples/buildings_to_stylized_mosaic.model3, run headless through qgis_process.
+
+The model chains renderwhitebox -> renderreference (only with a REFERENCE) -> resolvetiles
+-> generatetiles through their declared outputs; these tests check that every link
+carried its value: the tile set of renderwhitebox, the tile range of resolvetiles, the
+reference tiles of renderreference, and generatetiles' MOSAIC and REPORT copied to the
+model's own outputs. Regenerate the model with scripts/make_example_model.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's wrapper passes --noversioncheck, which 3.22 rejects
+MODEL = Path(__file__).resolve().parents[2] / "examples" / "buildings_to_stylized_mosaic.model3"
+#: the model's outputs: parameters named <child id>:<output name>
+OUTPUTS = {
+    "renderwhitebox:TILESET": "tiles",
+    "resolvetiles:FOOTPRINTS": "footprints.gpkg",
+    "generatetiles:OUTPUT_DIR": "out",
+    "save_mosaic:MOSAIC": "mosaic.tif",
+    "save_report:REPORT": "report.json",
+}
+
+
+@pytest.fixture(scope="session")
+def qgis_env(plugins_dir, tmp_path_factory):
+    """qgis_process with the plugin enabled, in a profile of its own (as in test_qgis_process.py)."""
+    if not Path(QGIS_PROCESS).exists():
+        pytest.fail("qgis_process.bin is missing: run scripts/setup.sh")
+    home = tmp_path_factory.mktemp("qgis-home-model")
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "QGIS_CUSTOM_CONFIG_PATH": str(home),
+        "QGIS_PLUGINPATH": str(plugins_dir),
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+    }
+    enable = [QGIS_PROCESS, "plugins", "enable", "iso_tile_stylizer"]
+    proc = subprocess.run(enable, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+    return env
+
+
+def read_model(path: Path) -> dict:
+    """A .model3 file (QGIS's <Option> tree) as plain dicts, lists and value strings."""
+
+    def value(node):
+        kind = node.get("type")
+        if kind == "Map":
+            return {child.get("name"): value(child) for child in node}
+        if kind == "List":
+            return [value(child) for child in node]
+        return node.get("value")
+
+    return value(ET.parse(path).getroot())
+
+
+def test_example_model_links_the_declared_outputs():
+    model = read_model(MODEL)
+    assert (model["model_name"], model["model_group"]) == ("Buildings to stylized mosaic", "Iso Tile Stylizer")
+    children = model["children"]
+
+    def source(child_id, param):
+        (src,) = children[child_id]["params"][param]
+        return src.get("child_id"), src.get("output_name") or src.get("parameter_name")
+
+    for child_id in ("renderreference", "resolvetiles", "generatetiles"):
+        assert source(child_id, "TILEJSON") == ("renderwhitebox", "TILEJSON")
+    for key in ("X0", "Y0", "W", "H"):
+        assert source("generatetiles", key) == ("resolvetiles", key)
+    assert source("save_mosaic", "INPUT") == ("generatetiles", "MOSAIC")
+    assert source("report_url", "INPUT_2") == ("generatetiles", "REPORT")
+    assert source("save_report", "URL") == ("report_url", "CONCATENATION")
+    assert [source("renderwhitebox", k) for k in ("INPUT", "PPM", "TILE_SIZE")] == [
+        (None, "BUILDINGS"), (None, "PPM"), (None, "TILE_SIZE"),
+    ]  # fmt: skip
+    assert source("renderreference", "INPUT") == (None, "REFERENCE")
+    assert source("resolvetiles", "REGION") == (None, "REGION")
+    assert source("generatetiles", "K") == (None, "K")
+    assert children["generatetiles"]["dependencies"] == [{"child_id": "renderreference", "conditional_branch": ""}]
+    assert children["renderreference"]["dependencies"] == [
+        {"child_id": "has_reference", "conditional_branch": "with reference"}
+    ]
+    outputs = {
+        f"{child_id}:{name}": out["output_name"]
+        for child_id, child in children.items()
+        for name, out in (child["outputs"] or {}).items()
+    }
+    assert outputs == {
+        "renderwhitebox:TILESET": "OUTPUT_DIR",
+        "resolvetiles:FOOTPRINTS": "FOOTPRINTS",
+        "generatetiles:OUTPUT_DIR": "OUTPUT_DIR",
+        "save_mosaic:MOSAIC": "OUTPUT",
+        "save_report:REPORT": "OUTPUT",
+    }
+
+
+def test_example_model_is_what_the_script_builds(repo_root, tmp_path):
+    out = tmp_path / "model.model3"
+    script = repo_root / "scripts" / "make_example_model.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert read_model(out) == read_model(MODEL), "examples/ is stale: run scripts/make_example_model.py"
+
+
+def run_model(env, out: Path, helsinki_pbf: Path, region: Path, reference: Path | None):
+    """Run the model file with small settings; returns (process, parsed --json output or None)."""
+    args = [
+        f"BUILDINGS={helsinki_pbf}|layername=multipolygons|subset=building IS NOT NULL",
+        f"REGION={region}",
+        *([f"REFERENCE={reference}"] if reference else []),
+        "PPM=0.75",
+        "TILE_SIZE=256",
+        "K=1",
+        *(f"{name}={out / path}" for name, path in OUTPUTS.items()),
+    ]
+    proc = subprocess.run(
+        [QGIS_PROCESS, "run", str(MODEL), "--json", "--", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    return proc, (json.loads(proc.stdout) if proc.returncode == 0 else None)
+
+
+def resolved_tiles(footprints: Path) -> set[tuple[int, int]]:
+    from osgeo import ogr
+
+    ds = ogr.Open(str(footprints))
+    tiles = {(f.GetField("x"), f.GetField("y")) for f in ds.GetLayer(0)}
+    ds = None
+    return tiles
+
+
+def tile_range(tiles: set[tuple[int, int]]) -> tuple[int, int, int, int]:
+    xs, ys = [x for x, _ in tiles], [y for _, y in tiles]
+    return min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+
+
+def check_common(out: Path, data: dict) -> dict:
+    """What holds with and without a reference; returns the report."""
+    import rasterio
+
+    results = data["results"]
+    assert {k: Path(v) for k, v in results.items() if k in OUTPUTS} == {k: out / v for k, v in OUTPUTS.items()}
+
+    # resolvetiles: the region's tiles; generatetiles got their range through X0/Y0/W/H
+    resolved = resolved_tiles(out / "footprints.gpkg")
+    assert resolved
+    x0, y0, w, h = tile_range(resolved)
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert ast.literal_eval(report["region"]["tile_range"]) == (x0, y0, w, h)
+    in_range = {(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)}
+    generated = {tuple(t) for t in report["region"]["tiles"]}
+    # the range is the region's bounding range: every resolved tile, plus any corner tiles the polygon misses
+    assert generated == in_range and resolved <= generated
+    totals = report["totals"]
+    assert totals["accepted"] == len(generated) == w * h and totals["failed"] == 0
+    written = {(int(p.parent.name), int(p.stem)) for p in (out / "out" / "tiles" / "0").glob("*/*.png")}
+    assert written == generated
+
+    # renderwhitebox's TILEJSON reached generatetiles, with the model's PPM, TILE_SIZE and K
+    cfg = report["config"]
+    assert Path(cfg["tilejson"]) == out / "tiles" / "tilejson.json"
+    assert cfg["grid"]["tile_size"] == 256 and cfg["k"] == 1 and cfg["backend"] == "offline"
+    assert cfg["grid"]["affine"][0] == pytest.approx(1 / (2 * 0.75))  # u = s (x - y): 1/(2 s) m per column
+
+    # the model's REPORT is a copy of generatetiles' REPORT, its MOSAIC a copy of generatetiles' MOSAIC
+    assert report == json.loads((out / "out" / "report_nb_pro.json").read_text(encoding="utf-8"))
+    assert Path(report["outputs"]["mosaic"]) == out / "out" / "mosaic.tif"
+    with rasterio.open(out / "mosaic.tif") as copy, rasterio.open(out / "out" / "mosaic.tif") as mosaic:
+        assert copy.crs is not None and copy.crs.is_projected and copy.crs == mosaic.crs
+        assert not copy.transform.is_identity and copy.transform == mosaic.transform
+        assert (copy.width, copy.height) == (w * 256, h * 256) == (mosaic.width, mosaic.height)
+        assert copy.count == 4 and copy.read(4).max() == 255  # RGB + alpha, some ground covered
+    return report
+
+
+def colour_scores(report: dict) -> list[float]:
+    return [c["score"]["color"] for t in report["tiles"].values() for c in t["candidates"]]
+
+
+def test_example_model_chains_the_algorithms(qgis_env, helsinki_pbf, helsinki_tiles, repo_root, tmp_path):
+    proc, data = run_model(
+        qgis_env,
+        tmp_path,
+        helsinki_pbf,
+        repo_root / "examples" / "helsinki_region.geojson",
+        helsinki_tiles.parent / "reference.tif",
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    info = data["log"]["info"]
+    assert "Condition with reference passed" in info
+    reference_done = next(i for i, line in enumerate(info) if line.startswith("reference layer 'raw_satellite'"))
+    generation_start = next(i for i, line in enumerate(info) if "backend offline" in line)
+    assert reference_done < generation_start
+    report = check_common(tmp_path, data)
+    # renderreference wrote the reference beside the whitebox before generatetiles ran, and generatetiles used it
+    assert list((tmp_path / "tiles" / "raw_satellite").rglob("*.png"))
+    assert all(score > 0 for score in colour_scores(report))
+
+
+def test_example_model_runs_without_a_reference(qgis_env, helsinki_pbf, repo_root, tmp_path):
+    proc, data = run_model(qgis_env, tmp_path, helsinki_pbf, repo_root / "examples" / "helsinki_region.geojson", None)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Condition with reference failed" in data["log"]["info"]
+    report = check_common(tmp_path, data)
+    # renderreference was skipped, generatetiles still ran, with no color reference
+    assert not (tmp_path / "tiles" / "raw_satellite").exists()
+    assert all(score == 0 for score in colour_scores(report))
