@@ -42,3 +42,28 @@ def test_vertex_without_a_project_is_a_one_line_error(repo_root, helsinki_tiles,
                "--y0", "3", "--w", "1", "--h", "1", "--out_dir", str(tmp_path / "v"))  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: PROJECT:")
     assert not (tmp_path / "v").exists()
+
+
+def test_no_key_or_token_in_any_output(repo_root, helsinki_tiles, tmp_path):
+    """Every file a run writes, and everything it prints, is free of the key and the token."""
+    key, token = "gk-secret-0192", "ya29.secret-token-3344"
+    with FakeGemini(known_models={"gemini-3-pro-image"}) as fake:
+        fake.accept_tokens = {token}
+        base = {**os.environ, "GOOGLE_API_KEY": key, "VERTEX_PROJECT": "proj", "VERTEX_ACCESS_TOKEN": token,
+                "GOOGLE_GEMINI_BASE_URL": fake.base_url, "GOOGLE_VERTEX_BASE_URL": fake.base_url,
+                "ISOTILES_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+        printed = ""
+        for backend in ("gemini", "vertex"):
+            env = {**base, "ISOTILES_CACHE_DIR": str(tmp_path / f"cache-{backend}")}  # the cache would answer twice
+            proc = cli(repo_root, env, "generate", "--backend", backend, "--tiles_dir", str(helsinki_tiles),
+                       "--x0", "4", "--y0", "3", "--w", "1", "--h", "1", "--k", "1",
+                       "--out_dir", str(tmp_path / backend))  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            printed += proc.stdout + proc.stderr
+        assert fake.calls() == 2
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 20
+    for p in written:
+        data = p.read_bytes()
+        assert key.encode() not in data and token.encode() not in data, p
+    assert key not in printed and token not in printed
