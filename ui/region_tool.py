@@ -53,9 +53,9 @@ class RegionTool(QgsMapTool):
         self.shape.setStrokeColor(QColor(30, 90, 220))
         self.shape.setWidth(2)
         self.cells = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-        self.cells.setColor(QColor(250, 160, 0, 40))
-        self.cells.setStrokeColor(QColor(230, 120, 0))
-        self.cells.setWidth(1)
+        self.cells.setColor(QColor(250, 160, 0, 55))
+        self.cells.setStrokeColor(QColor(235, 100, 0))
+        self.cells.setWidth(2)
         self.setCursor(Qt.CrossCursor)
 
     # -------------------------------------------------------------- geometry

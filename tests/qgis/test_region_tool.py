@@ -45,6 +45,7 @@ def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
     t.canvasPressEvent(mouse(qgis_canvas, "press", (a.x, a.y), Qt.LeftButton))
     t.canvasMoveEvent(mouse(qgis_canvas, "move", (b.x, b.y), Qt.LeftButton))
     assert t.tiles and messages[-1].startswith(f"Iso tiles: {len(t.tiles)} tiles, about $")
+    assert t.cells.numberOfVertices() >= 4 * len(t.tiles)  # every tile outlined on the map
     t.canvasReleaseEvent(mouse(qgis_canvas, "release", (b.x, b.y), Qt.LeftButton))
     assert len(done) == 1
     layer, tiles = done[0]
