@@ -31,6 +31,7 @@ def check():
     try:
         win = qgis.utils.iface.mainWindow()
         plugin = qgis.utils.plugins.get("iso_tile_stylizer")
+        status["plugin_file"] = sys.modules[type(plugin).__module__].__file__
         status["actions"] = sorted(a.objectName() for a in getattr(plugin, "actions", []))
         provider = QgsApplication.processingRegistry().providerById("isotiles")
         status["provider"] = provider is not None
@@ -66,18 +67,25 @@ def xvfb():
     proc.wait(timeout=10)
 
 
-def test_the_plugin_loads_in_the_qgis_desktop(xvfb, plugins_dir, repo_root, tmp_path):
+def test_the_plugin_zip_installs_and_loads_in_the_qgis_desktop(xvfb, repo_root, tmp_path):
+    """What "Install from ZIP" does: the zip unpacked into the profile's plugin folder, then enabled."""
+    import sys
+    import zipfile
+
     profiles = tmp_path / "profiles"
     ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
     ini.parent.mkdir(parents=True)
+    zip_path = tmp_path / "iso_tile_stylizer.zip"
+    subprocess.run([sys.executable, str(repo_root / "scripts" / "build_zip.py"), str(zip_path)], check=True)
+    zipfile.ZipFile(zip_path).extractall(profiles / "profiles" / "default" / "python" / "plugins")
     ini.write_text("[PythonPlugins]\niso_tile_stylizer=true\n[qgis]\ncheckVersion=false\n")
     artifacts = repo_root / ".build" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     status_file, shot = tmp_path / "status.json", artifacts / "qgis_desktop.png"
     script = tmp_path / "check.py"
     script.write_text(CHECK.format(out=str(status_file), shot=str(shot)))
-    env = {**os.environ, "DISPLAY": xvfb, "QGIS_PLUGINPATH": str(plugins_dir), "HOME": str(tmp_path),
-           "PYTHONPATH": sysconfig.get_paths()["purelib"]}  # fmt: skip
+    env = {**os.environ, "DISPLAY": xvfb, "HOME": str(tmp_path), "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    env.pop("QGIS_PLUGINPATH", None)  # only the installed copy may be found
     env.pop("QT_QPA_PLATFORM", None)
     env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
     proc = subprocess.run(
@@ -89,5 +97,6 @@ def test_the_plugin_loads_in_the_qgis_desktop(xvfb, plugins_dir, repo_root, tmp_
     assert status["errors"] == [] and status["loaded"] and status["provider"]
     assert {"isotiles_generatetiles", "isotiles_draw_region", "isotiles_settings"} <= set(status["actions"])
     assert "isotiles:generatetiles" in status["algorithms"]
+    assert status["plugin_file"].startswith(str(profiles)), status["plugin_file"]
     assert shot.stat().st_size > 10_000
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
