@@ -366,7 +366,7 @@ def grid_from_tilejson(
                 )
             return _seed_grid(tj, base_dir, max_height_m)
         return _xyz_grid(tj, base_dir)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
         if isinstance(exc, IsoInputError):
             raise
         raise IsoInputError(
@@ -436,6 +436,8 @@ def _iso_grid(tj: dict[str, Any], base_dir: str | None) -> TileGrid:
     for zs, entry in g["zooms"].items():
         z = int(zs)
         aff = Affine(*[float(v) for v in entry["affine"]])
+        if not all(math.isfinite(v) for v in aff.as_list()):
+            raise ValueError("iso_grid affine values must be finite numbers")
         aff.inverse()  # raises on a singular affine
         tr = entry.get("tile_range")
         y_down = bool(g.get("y_down", True))
@@ -489,6 +491,15 @@ def _seed_grid(tj: dict[str, Any], base_dir: str | None, max_height_m: float | N
 
 
 def _seed_max_height(render: dict[str, Any], base_dir: str | None, given: float | None) -> float:
+    height = _find_seed_max_height(render, base_dir, given)
+    if not (math.isfinite(height) and 0 <= height <= 10_000):
+        raise IsoInputError(
+            "MAX_HEIGHT_M", f"a tallest building of {height} m is not plausible", "Give the height in meters (0..10000)"
+        )
+    return height
+
+
+def _find_seed_max_height(render: dict[str, Any], base_dir: str | None, given: float | None) -> float:
     if given is not None:
         return float(given)
     if render.get("max_height_m") is not None:
