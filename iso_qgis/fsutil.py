@@ -19,6 +19,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None], suf
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -142,8 +142,12 @@ def write_geotiff(
     alpha: Any = None,
 ) -> Path:
     """A tiled, compressed GeoTIFF with overviews (atomic). ``data`` is (H, W) or (H, W, bands)."""
+    import errno
+    import shutil
+
     import numpy as np
     import rasterio
+    from rasterio._err import CPLE_BaseError
     from rasterio.enums import ColorInterp, Resampling
 
     arr = np.asarray(data)
@@ -175,6 +179,13 @@ def write_geotiff(
         profile["photometric"] = "RGB"
 
     def write(tmp: str) -> None:
+        try:
+            _write(tmp)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:  # GDAL's errors, as an OSError
+            code = errno.ENOSPC if shutil.disk_usage(Path(tmp).parent).free < 16 << 20 else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} ({Path(out_path).name}: {exc})") from None
+
+    def _write(tmp: str) -> None:
         with rasterio.open(tmp, "w", **profile) as dst:
             for i, b in enumerate(bands, start=1):
                 dst.write(b, i)
@@ -183,6 +194,13 @@ def write_geotiff(
             factors = [f for f in (2, 4, 8, 16, 32) if min(h, w) // f >= 64]
             if factors:
                 dst.build_overviews(factors, Resampling.average if arr.dtype.kind == "f" else Resampling.nearest)
+        # GDAL reports some write failures (a full disk) only as log lines: read the file back before it
+        # replaces anything, so a truncated GeoTIFF is never renamed into place
+        with rasterio.open(tmp) as check:
+            for i in range(1, check.count + 1):
+                check.read(i)
+                for f in check.overviews(i):  # a decimated read comes from that overview level
+                    check.read(i, out_shape=(max(1, h // f), max(1, w // f)))
 
     return atomic_write(out_path, write, suffix=".tif")
 

@@ -361,8 +361,13 @@ class _Run:
         if self.cfg.keep_candidates:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
-            save_png(Image.fromarray(res.image), p, compress_level=1)
-            rec["file"] = str(p.relative_to(self.out))
+            try:
+                save_png(Image.fromarray(res.image), p, compress_level=1)
+                rec["file"] = str(p.relative_to(self.out))
+            except OSError as exc:  # a full disk: keep the answer in memory, stop the run cleanly
+                rec["notes"].append(f"candidate not saved: {exc.strerror or exc}")
+                with self.lock:
+                    self.fatal = self.fatal or unwritable(self.out, exc)
         rec.update(self.score(res, ctx))
         return req, res, rec
 
@@ -450,6 +455,14 @@ class _Run:
         return None
 
     # -------------------------------------------------------------- main
+    def review_record(self) -> dict[str, Any]:
+        """What candidate review (``review.py``) needs to rebuild this run and the settings do not hold:
+        the settings keep only the anchors' digests, and never the MAX_HEIGHT_M a seed grid was read with."""
+        rec: dict[str, Any] = {"anchors": [str(Path(p).resolve()) for p in self.cfg.anchors]}
+        if self.cfg.max_height_m is not None:
+            rec["max_height_m"] = self.cfg.max_height_m
+        return rec
+
     def open_state(self) -> None:
         cfg = self.cfg
         if cfg.dry_run and not self.out.exists():
@@ -469,6 +482,7 @@ class _Run:
         self.state.runs.append(
             {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "region": cfg.region, "tiles": len(cfg.tiles)}
         )
+        self.state.runs[-1].update(self.review_record())
         self.state.save()
         cells = [self.cell(x, y) for x, y in dict.fromkeys(cfg.tiles)]
         todo = [c for c in cells if self.accepted_canvas(c) is None or self.inputs_changed(c)]
@@ -516,11 +530,15 @@ class _Run:
                 raise self.fatal  # after the report, which records every candidate's error
             return result
         except OSError as exc:
-            raise IsoInputError(
-                "OUTPUT_DIR",
-                f"cannot write in {self.out} ({exc.strerror or exc})",
-                "Free some space or fix the permissions; what is on disk is kept, run again to continue",
-            ) from None
+            raise unwritable(self.out, exc) from None
+
+
+def unwritable(out: Path, exc: OSError) -> IsoInputError:
+    return IsoInputError(
+        "OUTPUT_DIR",
+        f"cannot write in {out} ({exc.strerror or exc})",
+        "Free some space or fix the permissions; what is on disk is kept, run again to continue",
+    )
 
 
 def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Backend | None = None) -> RunResult:
@@ -533,5 +551,8 @@ def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Ba
     run = _Run(cfg, fb, backend)  # every input and the credentials are checked before the folder is touched
     if cfg.dry_run:
         return run.run()
-    with FolderLock(run.out, lambda: fb.info(f"waiting for another run in {cfg.out_dir} to finish")):
-        return run.run()
+    try:
+        with FolderLock(run.out, lambda: fb.info(f"waiting for another run in {cfg.out_dir} to finish")):
+            return run.run()
+    except OSError as exc:  # the folder cannot be made, locked or written (not a folder, read-only, full)
+        raise unwritable(run.out, exc) from None

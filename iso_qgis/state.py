@@ -71,7 +71,7 @@ class RunState:
             state.move_aside()
             return state
         state.runs = old.get("runs", [])
-        for p in sorted((out_dir / "state").glob("*.json")):
+        for p in sorted((out_dir / "state").glob("[!.]*.json")):  # ".name.*" are temp files of a cut-short write
             try:
                 state.tiles[p.stem] = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, ValueError):

@@ -61,7 +61,7 @@ class AnswerCache:
         n = total = 0
         if self.dir.exists():
             for p in self.dir.rglob("*"):
-                if p.is_file():
+                if p.is_file() and not p.name.startswith("."):  # not the temp files of a cut-short write
                     total += p.stat().st_size
                     n += p.suffix == ".json"
         return n, total
