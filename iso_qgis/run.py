@@ -8,6 +8,7 @@ was when it is started again with the same settings.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -534,9 +535,16 @@ class _Run:
 
 
 def unwritable(out: Path, exc: OSError) -> IsoInputError:
+    reason = str(exc.strerror or exc)
+    try:
+        full = shutil.disk_usage(out if out.exists() else out.parent).free < 1 << 20
+    except OSError:
+        full = False
+    if full and "No space left" not in reason:  # GDAL words a full disk as a failed read or write
+        reason = f"No space left on device; {reason}"
     return IsoInputError(
         "OUTPUT_DIR",
-        f"cannot write in {out} ({exc.strerror or exc})",
+        f"cannot write in {out} ({reason})",
         "Free some space or fix the permissions; what is on disk is kept, run again to continue",
     )
 

@@ -46,6 +46,7 @@ class IsoTileStylizerPlugin:
         self.toolbar = None
         self.region_tool = None
         self.draw_action = None
+        self.review_dock = None
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
@@ -73,6 +74,11 @@ class IsoTileStylizerPlugin:
         self.toolbar.addAction(draw)
         self.actions.append(draw)
         self.draw_action = draw
+        review = QAction(plugin_icon(), "Review candidates…", self.iface.mainWindow())
+        review.setObjectName("isotiles_review")
+        review.triggered.connect(self.open_review)
+        self.iface.addPluginToMenu(MENU, review)
+        self.actions.append(review)
         settings = QAction(plugin_icon(), "Settings…", self.iface.mainWindow())
         settings.setObjectName("isotiles_settings")
         settings.triggered.connect(self.open_settings)
@@ -123,6 +129,18 @@ class IsoTileStylizerPlugin:
         self.region_tool.setAction(self.draw_action)
         canvas.setMapTool(self.region_tool)
 
+    def open_review(self) -> None:
+        """The candidate review dock: pick a tile, compare its K candidates, choose or regenerate."""
+        from qgis.PyQt.QtCore import Qt
+
+        from .review_dock import ReviewDock
+
+        if self.review_dock is None:
+            self.review_dock = ReviewDock(self.iface.mapCanvas(), self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.review_dock)
+        self.review_dock.show()
+        self.review_dock.raise_()
+
     def open_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
@@ -134,6 +152,13 @@ class IsoTileStylizerPlugin:
         processing.execAlgorithmDialog(alg_id, {})
 
     def unload(self) -> None:
+        if self.review_dock is not None:
+            self.iface.removeDockWidget(self.review_dock)
+            self.review_dock.close()
+            self.review_dock = None
+        if self.region_tool is not None:
+            self.iface.mapCanvas().unsetMapTool(self.region_tool)
+            self.region_tool = None
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)
             if self.toolbar is not None:

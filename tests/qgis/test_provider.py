@@ -41,6 +41,8 @@ def test_plugin_init_gui_and_unload(qgis_iface, qgis_processing):
         names = {a.objectName() for a in plugin.actions}
         assert {i.replace(":", "_") for i in EXPECTED} <= names
         assert plugin.toolbar is not None and plugin.toolbar.actions()
+        plugin.open_review()
+        assert plugin.review_dock is not None
     finally:
         plugin.unload()
     assert registry.providerById("isotiles") is None

@@ -1,0 +1,188 @@
+"""The review dock: a folder, a pick on the map, the tile's candidates side by side, another one used."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.qgis
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small synthetic city (128 px tiles) and a finished 3x2 run with K=3; one candidate of one tile fails."""
+    from osgeo import ogr, osr
+
+    from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageResult
+    from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+
+    root = tmp_path_factory.mktemp("review_dock")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(root / "blocks.gpkg"))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32635)
+    lyr = ds.CreateLayer("blocks", srs, ogr.wkbPolygon)
+    lyr.CreateField(ogr.FieldDefn("height", ogr.OFTReal))
+    rng = np.random.default_rng(5)
+    for i in range(6):
+        for j in range(6):
+            x, y = 385000 + i * 40, 6670000 + j * 40
+            f = ogr.Feature(lyr.GetLayerDefn())
+            f.SetField("height", float(rng.uniform(6, 30)))
+            f.SetGeometry(
+                ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 25} {y},{x + 25} {y + 25},{x} {y + 25},{x} {y}))")
+            )
+            lyr.CreateFeature(f)
+    ds = None
+    render_whitebox(root / "blocks.gpkg", root / "tiles", ppm=1.0, tile_size=128, height_field="height")
+    tilejson = root / "tiles" / "tilejson.json"
+    lv = load_tilejson(tilejson).level()
+    x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1
+    tiles = [(x, y) for y in range(y0, y0 + 2) for x in range(x0, x0 + 3)]
+    picked = tiles[4]  # bottom middle: left, top and right neighbors
+
+    class FailFirst:
+        name = "fail-first"
+
+        def generate(self, req):
+            if req.candidate == 0 and req.tile[:2] == picked:
+                return ImageResult(None, "m", Failure(FailureKind.BLOCKED, "refused by the model"))
+            return OfflineBackend().generate(req)
+
+    out = root / "out"
+    cfg = RunConfig(tilejson=str(tilejson), out_dir=str(out), tiles=tiles, k=K, overlap_px=16, concurrency=3)
+    run_generation(cfg, backend=FailFirst())
+    return out, picked
+
+
+@pytest.fixture
+def dock(qgis_canvas, finished, tmp_path):
+    from pyproj import Transformer
+    from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsRectangle, QgsSettings
+
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.ui.review_dock import SETTINGS_KEY, ReviewDock
+
+    src, picked = finished
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    before = QgsSettings().value(SETTINGS_KEY, "")
+    QgsSettings().setValue(SETTINGS_KEY, "")
+    # the canvas in web mercator: the pick is transformed to the grid's CRS (UTM 35N)
+    grid = load_tilejson(out / "tiles" / "tilejson.json")
+    to_canvas = Transformer.from_crs(grid.crs, "EPSG:3857", always_xy=True)
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    minx, miny, maxx, maxy = grid.footprint(*picked).buffer(200).bounds
+    qgis_canvas.setExtent(QgsRectangle(*to_canvas.transform(minx, miny), *to_canvas.transform(maxx, maxy)))
+    center = grid.footprint(*picked).centroid
+    d = ReviewDock(qgis_canvas)
+    yield d, out, picked, QgsPointXY(*to_canvas.transform(center.x, center.y))
+    if d.busy:
+        wait(d)
+    d.close()
+    QgsSettings().setValue(SETTINGS_KEY, before)
+
+
+def wait(dock, timeout=120.0):
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.monotonic()
+    while dock.busy:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+        assert time.monotonic() - t0 < timeout, "the review task did not finish"
+
+
+def tile_png(out, tile):
+    return (out / "tiles" / "0" / str(tile[0]) / f"{tile[1]}.png").read_bytes()
+
+
+def test_pick_a_tile_and_use_another_candidate(dock):
+    from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
+    from qgis.PyQt.QtCore import Qt
+
+    from iso_tile_stylizer.ui.review_dock import SETTINGS_KEY, ReviewDock
+
+    d, out, picked, point = dock
+    assert d.set_folder(out) and QgsSettings().value(SETTINGS_KEY) == str(out)
+    again = ReviewDock(d.canvas)  # remembers the last folder
+    assert again.folder == out and again.folder_edit.text() == str(out)
+    again.close()
+    d.pick_button.click()
+    assert d.canvas.mapTool() is d.tool and d.pick_button.isChecked()
+    d.tool.canvasClicked.emit(point, Qt.LeftButton)  # what a left click on the map does
+    assert d.tile == picked and d.tile_label.text() == f"tile {picked[0]},{picked[1]}"
+    rec = json.loads((out / "state" / f"{picked[0]}_{picked[1]}.json").read_text())
+    assert len(d.cards) == K and [c.index for c in d.cards] == [0, 1, 2]
+    assert [c.chosen for c in d.cards] == [i == rec["chosen"] for i in range(K)]
+    chosen = next(c for c in d.cards if c.chosen)
+    assert "#1e88e5" in chosen.styleSheet() and chosen.label.text().startswith("✔")
+    failed = d.cards[0]
+    assert "blocked" in failed.image.text() and not failed.use_button.isEnabled() and "failed" in failed.toolTip()
+    other = next(c for c in d.cards if not c.chosen and c.use_button.isEnabled())
+    assert not other.image.pixmap().isNull() and "seam left" in other.toolTip()
+    mosaic = QgsRasterLayer(str(out / "mosaic.tif"), "mosaic")
+    QgsProject.instance().addMapLayer(mosaic)
+    try:
+        before = tile_png(out, picked)
+        other.use_button.click()
+        assert d.busy and not d.regenerate_button.isEnabled()
+        wait(d)
+        assert d.last_error is None, d.last_error
+        assert d.refreshed == [mosaic.id()]
+    finally:
+        QgsProject.instance().removeMapLayer(mosaic.id())
+    tile = json.loads((out / "report_nb_pro.json").read_text())["tiles"][f"{picked[0]}_{picked[1]}"]
+    assert tile["chosen"] == other.index and tile["review"]["chosen_by"] == "user"
+    assert tile["review"]["previous"] == rec["chosen"]
+    assert tile_png(out, picked) != before
+    assert [c.chosen for c in d.cards] == [c.index == other.index for c in d.cards]  # the cards follow
+
+
+def test_regenerate_from_the_dock_adds_candidates(dock):
+    d, out, picked, point = dock
+    d.set_folder(out)
+    assert d.pick(point) == picked
+    d.k_spin.setValue(2)
+    assert d.backend_combo.currentText() == "offline"
+    d.regenerate_button.click()
+    wait(d)
+    assert d.last_error is None, d.last_error
+    assert [c.index for c in d.cards] == [0, 1, 2, 3, 4]
+    assert next(c for c in d.cards if c.chosen).index in (3, 4)
+    sides = {s["side"] for c in d.cards[3:] for s in c.candidate["seams"]}
+    assert sides == {"left", "top", "right"}
+
+
+def test_a_folder_without_a_run_and_a_pick_off_the_folder_say_so(dock, tmp_path):
+    from qgis.core import QgsPointXY
+
+    d, out, _, point = dock
+    assert not d.set_folder(tmp_path / "empty") and "OUTPUT_DIR" in d.status.text()
+    assert d.pick(point) is None and "folder first" in d.status.text()
+    d.set_folder(out)
+    assert d.pick(QgsPointXY(point.x() + 5000, point.y())) is None and "No tile of this folder" in d.status.text()
+    assert d.cards == [] and not d.regenerate_button.isEnabled()
+
+
+def test_the_pick_button_follows_the_map_tool(dock):
+    from qgis.gui import QgsMapToolPan
+
+    d, out, _, _ = dock
+    d.set_folder(out)
+    d.pick_button.click()
+    pan = QgsMapToolPan(d.canvas)
+    d.canvas.setMapTool(pan)  # the user chose another tool
+    assert not d.pick_button.isChecked() and d.canvas.mapTool() is pan
+    d.pick_button.click()
+    assert d.canvas.mapTool() is d.tool
+    d.pick_button.click()
+    assert d.canvas.mapTool() is None
