@@ -202,8 +202,12 @@ class GenAIBackend:
         config = self.config(req)
         model = req.model or self.s.model
         result = self._call_with_retries(model, parts, config)
-        if not result.ok and self.s.fallback_model and result.failure and result.failure.kind not in (
-            FailureKind.BLOCKED, FailureKind.AUTH, FailureKind.CANCELED, FailureKind.NOT_FOUND
+        if (
+            not result.ok
+            and self.s.fallback_model
+            and result.failure
+            and result.failure.kind
+            not in (FailureKind.BLOCKED, FailureKind.AUTH, FailureKind.CANCELED, FailureKind.NOT_FOUND)
         ):  # fmt: skip  (a wrong model id is the user's to fix, not to hide behind the fallback)
             first = result
             result = self._call_with_retries(self.s.fallback_model, parts, config)
