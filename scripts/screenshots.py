@@ -100,6 +100,20 @@ def step2(win, extent: QgsRectangle) -> None:
 
 def step3(win) -> None:
     win.grab().save(str(OUT / "qgis_draw_region.png"))
+    plugin = qgis.utils.plugins["iso_tile_stylizer"]
+    plugin.draw_action.setChecked(False)
+    plugin.start_region_tool(False)
+    # the candidate review dock, on one tile of the run
+    plugin.open_review()
+    dock = plugin.review_dock
+    dock.set_folder(str(SAMPLE / "out"))
+    dock.show_tile((5, 3))
+    settle(100)
+    QTimer.singleShot(2500, lambda: step4(win))
+
+
+def step4(win) -> None:
+    win.grab().save(str(OUT / "qgis_review.png"))
     QgsProject.instance().setDirty(False)  # no "save changes?" question on the way out
     qgis.utils.iface.actionExit().trigger()
 
