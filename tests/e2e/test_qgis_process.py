@@ -131,3 +131,30 @@ def test_renderwhitebox_and_renderreference_headless(qgis_env, helsinki_pbf, hel
     ref = json.loads(proc.stdout)["results"]
     assert ref["TILE_COUNT"] == results["TILE_COUNT"]
     assert len(list((wb / "raw_satellite").rglob("*.png"))) == ref["TILE_COUNT"]
+
+
+def test_two_batch_patches_in_parallel_into_one_folder(qgis_env, helsinki_tiles, tmp_path):
+    """Batch rows writing into one output tile set at once: both finish, one seamless set, nothing corrupted."""
+    out = tmp_path / "shared"
+    rows = [("4", "3"), ("6", "3")]  # two adjacent 2x1 patches
+    procs = [
+        subprocess.Popen(
+            [QGIS_PROCESS, "run", "isotiles:generatetiles", "--json", "--",
+             f"TILEJSON={helsinki_tiles / 'tilejson.json'}", f"X0={x0}", f"Y0={y0}", "W=2", "H=1", "K=1",
+             "NEIGHBOR_MODE=4", f"OUTPUT_DIR={out}"],
+            env=qgis_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for x0, y0 in rows
+    ]  # fmt: skip
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr[-2000:]
+        assert json.loads(stdout)["results"]["TILE_COUNT"] == 2
+    report = json.loads((out / "report_nb_pro.json").read_text())
+    assert report["totals"]["accepted"] == 4 and len(report["runs"]) == 2
+    later = max(t["run"] for t in report["tiles"].values())
+    # the patch that ran second scored its border tile against the other patch's tile
+    sides = {
+        s["side"] for t in report["tiles"].values() if t["run"] == later for c in t["candidates"] for s in c["seams"]
+    }
+    assert sides & {"left", "right"}
