@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,26 +31,6 @@ OUTPUTS = {
     "save_mosaic:MOSAIC": "mosaic.tif",
     "save_report:REPORT": "report.json",
 }
-
-
-@pytest.fixture(scope="session")
-def qgis_env(plugins_dir, tmp_path_factory):
-    """qgis_process with the plugin enabled, in a profile of its own (as in test_qgis_process.py)."""
-    if not Path(QGIS_PROCESS).exists():
-        pytest.fail("qgis_process.bin is missing: run scripts/setup.sh")
-    home = tmp_path_factory.mktemp("qgis-home-model")
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "QGIS_CUSTOM_CONFIG_PATH": str(home),
-        "QGIS_PLUGINPATH": str(plugins_dir),
-        "QT_QPA_PLATFORM": "offscreen",
-        "PYTHONPATH": sysconfig.get_paths()["purelib"],
-    }
-    enable = [QGIS_PROCESS, "plugins", "enable", "iso_tile_stylizer"]
-    proc = subprocess.run(enable, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
-    return env
 
 
 def read_model(path: Path) -> dict:
