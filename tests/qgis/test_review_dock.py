@@ -6,8 +6,8 @@ import json
 import shutil
 import time
 
-import numpy as np
 import pytest
+from isotiles_testing import block_city
 
 pytestmark = pytest.mark.qgis
 
@@ -17,32 +17,13 @@ K = 3
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A small synthetic city (128 px tiles) and a finished 3x2 run with K=3; one candidate of one tile fails."""
-    from osgeo import ogr, osr
-
     from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageResult
     from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
     from iso_tile_stylizer.iso_qgis.grid import load_tilejson
     from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
 
     root = tmp_path_factory.mktemp("review_dock")
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(root / "blocks.gpkg"))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32635)
-    lyr = ds.CreateLayer("blocks", srs, ogr.wkbPolygon)
-    lyr.CreateField(ogr.FieldDefn("height", ogr.OFTReal))
-    rng = np.random.default_rng(5)
-    for i in range(6):
-        for j in range(6):
-            x, y = 385000 + i * 40, 6670000 + j * 40
-            f = ogr.Feature(lyr.GetLayerDefn())
-            f.SetField("height", float(rng.uniform(6, 30)))
-            f.SetGeometry(
-                ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 25} {y},{x + 25} {y + 25},{x} {y + 25},{x} {y}))")
-            )
-            lyr.CreateFeature(f)
-    ds = None
-    render_whitebox(root / "blocks.gpkg", root / "tiles", ppm=1.0, tile_size=128, height_field="height")
+    block_city(root, blocks=6, seed=5)
     tilejson = root / "tiles" / "tilejson.json"
     lv = load_tilejson(tilejson).level()
     x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1

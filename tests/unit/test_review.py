@@ -4,46 +4,28 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 
 import numpy as np
 import pytest
+from isotiles_testing import Counting
+from isotiles_testing import patch as shared_patch
 from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageResult
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
 from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
 from iso_tile_stylizer.iso_qgis.review import choose_candidate, folder_run, list_candidates, regenerate_tile
 from iso_tile_stylizer.iso_qgis.run import RunConfig, candidate_seed, run_generation
 
 
 def patch(city, w=3, h=3):
-    lv = load_tilejson(city).level()
-    x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1
-    return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
+    return shared_patch(city, w, h)
 
 
 def config(city, out, **kw):
     base = {"tiles": patch(city), "k": 3, "overlap_px": 16, "concurrency": 3}
     return RunConfig(tilejson=str(city), out_dir=str(out), **{**base, **kw})
-
-
-class Counting:
-    """Wraps a backend; counts calls (thread-safe)."""
-
-    name = "counting"
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def generate(self, req):
-        with self.lock:
-            self.calls += 1
-        return self.inner.generate(req)
 
 
 def rgb(path):

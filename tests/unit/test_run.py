@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
 import rasterio
+from isotiles_testing import Counting
+from isotiles_testing import patch as shared_patch
 from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest, ImageResult
@@ -19,30 +20,12 @@ from iso_tile_stylizer.iso_qgis.run import RunConfig, candidate_seed, run_genera
 
 
 def patch(city, w=3, h=2):
-    lv = load_tilejson(city).level()
-    x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1
-    return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
+    return shared_patch(city, w, h)
 
 
 def config(city, out, **kw):
     base = {"tiles": patch(city), "k": 2, "overlap_px": 16, "concurrency": 3}
     return RunConfig(tilejson=str(city), out_dir=str(out), **{**base, **kw})
-
-
-class Counting:
-    """Wraps a backend; counts calls (thread-safe)."""
-
-    name = "counting"
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def generate(self, req):
-        with self.lock:
-            self.calls += 1
-        return self.inner.generate(req)
 
 
 def test_every_tile_accepted_and_every_output_written(city, tmp_path):

@@ -1,0 +1,60 @@
+"""Helpers shared by the tests (this folder is on sys.path through tests/conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+
+def block_city(root: Path, blocks: int = 8, seed: int = 3) -> Path:
+    """A whitebox tile set of 128 px tiles rendered from a grid of blocks (EPSG:32635); its tilejson."""
+    from osgeo import ogr, osr
+
+    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+
+    gpkg = root / "blocks.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32635)
+    lyr = ds.CreateLayer("blocks", srs, ogr.wkbPolygon)
+    lyr.CreateField(ogr.FieldDefn("height", ogr.OFTReal))
+    rng = np.random.default_rng(seed)
+    for i in range(blocks):
+        for j in range(blocks):
+            x, y = 385000 + i * 40, 6670000 + j * 40
+            f = ogr.Feature(lyr.GetLayerDefn())
+            f.SetField("height", float(rng.uniform(6, 30)))
+            f.SetGeometry(
+                ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 25} {y},{x + 25} {y + 25},{x} {y + 25},{x} {y}))")
+            )
+            lyr.CreateFeature(f)
+    ds = None
+    render_whitebox(gpkg, root / "tiles", ppm=1.0, tile_size=128, height_field="height")
+    return root / "tiles" / "tilejson.json"
+
+
+def patch(tilejson: Path, w: int, h: int) -> list[tuple[int, int]]:
+    """A w x h tile range one tile in from the grid's corner."""
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+
+    lv = load_tilejson(tilejson).level()
+    x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1
+    return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
+
+
+class Counting:
+    """Wraps a backend; counts calls (thread-safe)."""
+
+    name = "counting"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def generate(self, req):
+        with self.lock:
+            self.calls += 1
+        return self.inner.generate(req)
