@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .composite import SIDE_OFFSETS
 from .cost import cost_usd, estimate_usage, load_prices
 from .fsutil import atomic_write_json
 
@@ -28,7 +29,6 @@ def dry_run(run: _Run) -> RunResult:
                 == "accepted"}  # fmt: skip
     todo = [c for c in cells if c not in accepted]
     in_run = set(cells)
-    offsets = dict(zip(("left", "top", "right", "bottom"), ((-1, 0), (0, -1), (1, 0), (0, 1))))
     tiles: dict[str, Any] = {}
     total_in = total_out = 0
     cost = 0.0
@@ -43,7 +43,7 @@ def dry_run(run: _Run) -> RunResult:
         wb = static["whitebox"]
         # the neighbors this tile will have as context: in the run, or accepted before
         neighbors = {side: wb for side in MODE_SIDES[cfg.neighbor_mode]
-                     if (c[0] + offsets[side][0], c[1] + offsets[side][1]) in in_run}  # fmt: skip
+                     if (c[0] + SIDE_OFFSETS[side][0], c[1] + SIDE_OFFSETS[side][1]) in in_run}  # fmt: skip
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip

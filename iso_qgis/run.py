@@ -21,6 +21,7 @@ from PIL import Image
 
 from .backends import Backend, make_backend
 from .backends.base import Failure, FailureKind, ImageRequest, ImageResult
+from .composite import SIDE_OFFSETS
 from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import save_png
@@ -55,7 +56,6 @@ MODE_SIDES: dict[str, tuple[str, ...]] = {
     "none": (),
     "all": ("left", "top", "right", "bottom"),
 }
-SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
 ANCHOR_MAX_PX = 1024
 
 Cell = tuple[int, int]  # (x, row): rows counted downward whatever the tile scheme
