@@ -1,6 +1,6 @@
 """The fake Gemini server (tests/fake_gemini.py) driven by the REAL google-genai client over HTTP.
 
-These tests pin down what google-genai 3.4.0 sends and how it parses what comes back, so the
+These tests pin down what google-genai (3.4 and later 3.x) sends and how it parses what comes back, so the
 backend can rely on it: nothing here patches or fakes the client.
 """
 
@@ -121,14 +121,14 @@ def decode(data: bytes) -> Image.Image:
 def test_gemini_api_path_and_key_in_header(fake):
     generate(gemini(fake))
     rec = fake.requests[-1]
-    # google-genai 3.4.0 defaults the Gemini API to v1 (not v1beta).
+    # google-genai 3.x defaults the Gemini API to v1 (not v1beta).
     assert rec["path"] == f"/v1/models/{MODEL}:generateContent"
     assert rec["api"] == "gemini" and rec["model"] == MODEL
     assert rec["headers"]["x-goog-api-key"] == "KEY"
     assert "key" not in rec["query"] and rec["query"] == {}
     assert "authorization" not in rec["headers"]
     assert rec["headers"]["content-type"] == "application/json"
-    assert rec["headers"]["user-agent"].startswith("google-genai-sdk/3.4.0")
+    assert rec["headers"]["user-agent"].startswith(f"google-genai-sdk/{genai.__version__}")
 
     generate(gemini(fake, api_version="v1beta"))
     assert fake.requests[-1]["path"] == f"/v1beta/models/{MODEL}:generateContent"
