@@ -1,10 +1,25 @@
-"""Compositing accepted canvases into one mosaic: minimum-error cuts, narrow blends, seam heatmap."""
+"""Compositing accepted canvases into one mosaic: minimum-error cuts, narrow blends, seam heatmap.
+
+The mosaic is held as blocks, one per tile core, so a patch of any size composites in
+bounded memory: the most recently used blocks stay in memory, the others are spilled
+to a scratch folder, and a block is dropped once the caller has written it out.
+
+Painting a canvas changes only the pixels under it, so two orders of adding tiles give
+the same mosaic whenever every pair of overlapping tiles is added in the same relative
+order: row by row gives the same result as anti-diagonal by anti-diagonal.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
-from .seams import SIDE_GEOMETRY, crop, cut_mask, delta_e, intersect, min_error_path, rgb_to_lab
+from .seams import SIDE_GEOMETRY, cut_mask, delta_e, intersect, min_error_path, rgb_to_lab
 
 Rect = tuple[int, int, int, int]
 Cell = tuple[int, int]  # (x, row): grid space, rows counted downward whatever the tile scheme
@@ -13,42 +28,139 @@ Cell = tuple[int, int]  # (x, row): grid space, rows counted downward whatever t
 SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
 
 
+class _Block:
+    __slots__ = ("dirty", "filled", "heat", "rect", "rgb")
+
+    def __init__(self, rect: Rect, rgb: np.ndarray, filled: np.ndarray, heat: np.ndarray, dirty: bool) -> None:
+        self.rect, self.rgb, self.filled, self.heat, self.dirty = rect, rgb, filled, heat, dirty
+
+    @classmethod
+    def empty(cls, rect: Rect) -> _Block:
+        h, w = rect[3] - rect[1], rect[2] - rect[0]
+        heat = np.full((h, w), np.nan, np.float32)
+        return cls(rect, np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool), heat, True)
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(self.rgb.tobytes())
+            fh.write(self.filled.tobytes())
+            fh.write(self.heat.tobytes())
+
+    @classmethod
+    def load(cls, rect: Rect, path: Path) -> _Block:
+        h, w = rect[3] - rect[1], rect[2] - rect[0]
+        raw = np.fromfile(path, np.uint8)
+        n = h * w
+        rgb = raw[: 3 * n].reshape(h, w, 3)
+        filled = raw[3 * n : 4 * n].view(bool).reshape(h, w)
+        heat = raw[4 * n :].view(np.float32).reshape(h, w)
+        return cls(rect, rgb, filled, heat, False)
+
+
 class Compositor:
-    """Paints canvases into a mosaic covering ``bounds`` (global pixels), in the order they are added.
+    """Paints canvases into a mosaic in the order they are added.
 
     Where a new canvas overlaps a neighbor already painted, the band between them
     is split by the minimum-error cut, with a ``blend_px`` ramp across it. Any other
     overlap goes to the tile whose core holds the pixel.
+
+    Pixels live in blocks: ``block_rect(cell)`` is the global pixel box of a cell's
+    block (its core; blocks tile the plane every ``step`` px). At most ``hot`` blocks are
+    held in memory; the others go to ``spill_dir`` (kept in memory if it is None).
     """
 
-    def __init__(self, bounds: Rect, blend_px: int = 4) -> None:
-        self.bounds = bounds
-        w, h = bounds[2] - bounds[0], bounds[3] - bounds[1]
-        self.mosaic = np.zeros((h, w, 3), np.uint8)
-        self.filled = np.zeros((h, w), bool)
-        self.heat = np.full((h, w), np.nan, np.float32)
-        self.rects: dict[Cell, Rect] = {}
+    def __init__(
+        self,
+        block_rect: Callable[[Cell], Rect],
+        step: float,
+        blend_px: int = 4,
+        spill_dir: str | os.PathLike[str] | None = None,
+        hot: int = 16,
+    ) -> None:
+        self.block_rect = block_rect
+        self.step = step
         self.blend_px = blend_px
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self.hot_max = max(4, hot)
+        self.hot: OrderedDict[Cell, _Block] = OrderedDict()
+        self.spilled: set[Cell] = set()
+        self.rects: dict[Cell, Rect] = {}
+        self.spills = 0  # blocks written to the scratch folder, for the report
+        self.loads = 0
 
-    @property
-    def origin(self) -> tuple[int, int]:
-        return (self.bounds[0], self.bounds[1])
+    # ------------------------------------------------------------ blocks
+    def cells_in(self, rect: Rect) -> list[Cell]:
+        """The cells whose blocks intersect ``rect``."""
+        s = self.step
+        xs = range(math.floor(rect[0] / s) - 1, math.ceil(rect[2] / s) + 1)
+        rows = range(math.floor(rect[1] / s) - 1, math.ceil(rect[3] / s) + 1)
+        return [(x, r) for r in rows for x in xs if intersect(rect, self.block_rect((x, r))) is not None]
 
-    def _local(self, rect: Rect) -> tuple[slice, slice]:
-        return (
-            slice(rect[1] - self.bounds[1], rect[3] - self.bounds[1]),
-            slice(rect[0] - self.bounds[0], rect[2] - self.bounds[0]),
-        )
+    def _path(self, cell: Cell) -> Path:
+        assert self.spill_dir is not None
+        return self.spill_dir / f"{cell[0]}_{cell[1]}.blk"
 
+    def block(self, cell: Cell, create: bool = True) -> _Block | None:
+        blk = self.hot.get(cell)
+        if blk is not None:
+            self.hot.move_to_end(cell)
+            return blk
+        if cell in self.spilled:
+            blk = _Block.load(self.block_rect(cell), self._path(cell))
+            self.loads += 1
+        elif create:
+            blk = _Block.empty(self.block_rect(cell))
+        else:
+            return None
+        self.hot[cell] = blk
+        if self.spill_dir is not None:
+            while len(self.hot) > self.hot_max:
+                old_cell, old = self.hot.popitem(last=False)
+                if old.dirty or old_cell not in self.spilled:
+                    old.save(self._path(old_cell))
+                    self.spilled.add(old_cell)
+                    self.spills += 1
+        return blk
+
+    def release(self, cell: Cell) -> None:
+        """Forget a block for good (after the caller has written it out)."""
+        self.hot.pop(cell, None)
+        if cell in self.spilled:
+            self.spilled.discard(cell)
+            self._path(cell).unlink(missing_ok=True)
+
+    def _gather(self, rect: Rect, create: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, w = rect[3] - rect[1], rect[2] - rect[0]
+        rgb = np.zeros((h, w, 3), np.uint8)
+        filled = np.zeros((h, w), bool)
+        heat = np.full((h, w), np.nan, np.float32)
+        for cell in self.cells_in(rect):
+            blk = self.block(cell, create)
+            if blk is None:
+                continue
+            part = intersect(rect, blk.rect)
+            assert part is not None
+            dst, src = _local(rect, part), _local(blk.rect, part)
+            rgb[dst], filled[dst], heat[dst] = blk.rgb[src], blk.filled[src], blk.heat[src]
+        return rgb, filled, heat
+
+    def _scatter(self, rect: Rect, rgb: np.ndarray, heat: np.ndarray) -> None:
+        for cell in self.cells_in(rect):
+            blk = self.block(cell)
+            assert blk is not None
+            part = intersect(rect, blk.rect)
+            assert part is not None
+            dst, src = _local(blk.rect, part), _local(rect, part)
+            blk.rgb[dst], blk.heat[dst] = rgb[src], heat[src]
+            blk.filled[dst] = True
+            blk.dirty = True
+
+    # ------------------------------------------------------------ painting
     def add(self, cell: Cell, canvas: np.ndarray, rect: Rect, core: Rect) -> list[dict]:
         """Composite one canvas; returns the bands it was cut against (side, neighbor, mean deltaE)."""
-        rect_in = intersect(rect, self.bounds)
-        if rect_in is None:
-            return []
-        new = crop(canvas, (rect[0], rect[1]), rect_in).astype(np.float32)
-        sl = self._local(rect_in)
-        old = self.mosaic[sl].astype(np.float32)
-        filled = self.filled[sl]
+        new = canvas[: rect[3] - rect[1], : rect[2] - rect[0]].astype(np.float32)
+        old_rgb, filled, heat = self._gather(rect, create=True)
+        old = old_rgb.astype(np.float32)
         weight = np.ones(filled.shape, np.float32)
         covered = np.zeros(filled.shape, bool)
         bands = []
@@ -56,10 +168,10 @@ class Compositor:
             nb = (cell[0] + dx, cell[1] + dy)
             if nb not in self.rects:
                 continue
-            band = intersect(rect_in, self.rects[nb])
+            band = intersect(rect, self.rects[nb])
             if band is None:
                 continue
-            bs = (slice(band[1] - rect_in[1], band[3] - rect_in[1]), slice(band[0] - rect_in[0], band[2] - rect_in[0]))
+            bs = _local(rect, band)
             a, b = old[bs], new[bs]
             err = delta_e(rgb_to_lab(a.astype(np.uint8)), rgb_to_lab(b.astype(np.uint8)))
             err[~filled[bs]] = 0.0  # nothing there yet: free to cut through
@@ -68,40 +180,26 @@ class Compositor:
             mask = cut_mask(err.shape, path, vertical, new_after, self.blend_px)
             weight[bs] = np.minimum(weight[bs], mask)
             covered[bs] = True
-            heat = self.heat[sl][bs]
-            self.heat[sl][bs] = np.fmax(heat, np.where(filled[bs], err, np.nan))
+            heat[bs] = np.fmax(heat[bs], np.where(filled[bs], err, np.nan))
             bands.append({"side": side, "neighbor": list(nb), "mean_delta_e": float(err[filled[bs]].mean())})
         # overlap not governed by a cut (diagonal corners): the core's owner wins
         own = np.zeros(filled.shape, bool)
-        ci = intersect(core, rect_in)
+        ci = intersect(core, rect)
         if ci is not None:
-            own[ci[1] - rect_in[1] : ci[3] - rect_in[1], ci[0] - rect_in[0] : ci[2] - rect_in[0]] = True
+            own[_local(rect, ci)] = True
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
         out = weight[..., None] * new + (1 - weight[..., None]) * old
-        self.mosaic[sl] = np.clip(np.round(out), 0, 255).astype(np.uint8)
-        self.filled[sl] = True
+        self._scatter(rect, np.clip(np.round(out), 0, 255).astype(np.uint8), heat)
         self.rects[cell] = rect
         return bands
 
-    def read(
-        self, rect: Rect, fallback: np.ndarray | None = None, fallback_origin: tuple[int, int] = (0, 0)
-    ) -> np.ndarray:
-        """The composited pixels of ``rect``; unpainted pixels from ``fallback`` (a raw canvas), if given."""
-        h, w = rect[3] - rect[1], rect[2] - rect[0]
-        out = np.zeros((h, w, 3), np.uint8)
-        if fallback is not None:
-            fr = (fallback_origin[0], fallback_origin[1], fallback_origin[0] + fallback.shape[1],
-                  fallback_origin[1] + fallback.shape[0])  # fmt: skip
-            fi = intersect(rect, fr)
-            if fi is not None:
-                out[fi[1] - rect[1] : fi[3] - rect[1], fi[0] - rect[0] : fi[2] - rect[0]] = crop(
-                    fallback, fallback_origin, fi
-                )
-        inside = intersect(rect, self.bounds)
-        if inside is not None:
-            sl = self._local(inside)
-            loc = (slice(inside[1] - rect[1], inside[3] - rect[1]), slice(inside[0] - rect[0], inside[2] - rect[0]))
-            np.copyto(out[loc], self.mosaic[sl], where=self.filled[sl][..., None])
-        return out
+    def read(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The composited pixels of ``rect``: RGB (0 where unpainted), painted mask and seam heat (NaN: none)."""
+        return self._gather(rect, create=False)
+
+
+def _local(outer: Rect, inner: Rect) -> tuple[slice, slice]:
+    """Array slices of ``inner`` inside an array covering ``outer`` (both global pixel boxes)."""
+    return (slice(inner[1] - outer[1], inner[3] - outer[1]), slice(inner[0] - outer[0], inner[2] - outer[0]))

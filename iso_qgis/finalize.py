@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
-
-from .composite import Compositor
-from .fsutil import atomic_write_json, save_png
+from .fsutil import atomic_write_json
 from .grid import TileGrid
-from .outputs import heatmap_rgba, write_footprints, write_geotiff, write_tile_vrt
-from .seams import seam_step_ratio
+from .mosaic import write_mosaic_outputs
+from .outputs import write_footprints, write_tile_vrt
 from .sources import TileSource
 
 if TYPE_CHECKING:
     from .run import RunResult, _Run
 
 REPORT = "report_nb_pro.json"
-NODATA = -9999.0
 
 
 def _output_grid(run: _Run) -> TileGrid:
@@ -30,94 +24,18 @@ def _output_grid(run: _Run) -> TileGrid:
     return TileGrid(g.kind, g.crs, {run.z: run.lv}, ["{z}/{x}/{y}.png"], g.bounds_wgs84, str(run.out / "tiles"), g.name)
 
 
-def composite(run: _Run) -> tuple[Compositor, list]:
-    accepted = run.state.accepted()
-    cells = sorted(
-        (run.cell(x, y) for x, y in accepted),
-        key=lambda c: (accepted[run.tile(c)].get("run", 0), c[0] + c[1], c[1], c[0]),
-    )
-    if not cells:
-        return Compositor((0, 0, 1, 1)), []
-    rects = [run.rect(c) for c in cells]
-    bounds = (min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects))
-    comp = Compositor(bounds, run.cfg.weights.blend_px)
-    for c, rect in zip(cells, rects):
-        canvas = run.accepted_canvas(c)
-        assert canvas is not None
-        comp.add(c, canvas, rect, run.core(c))
-    return comp, cells
-
-
-def _write_rasters(run: _Run, comp: Compositor, cells: list, ogrid: TileGrid, pool: ThreadPoolExecutor,
-                   outputs: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    out, z, g = run.out, run.z, run.grow
-    # final tiles: crops of the composited result
-    tile_jobs = []
-    for c in cells:
-        x, y = run.tile(c)
-        rect = run.rect(c)
-        image_rect = (rect[0] + g, rect[1] + g, rect[2] - g, rect[3] - g)
-        tile = comp.read(image_rect, run.accepted_canvas(c), (rect[0], rect[1]))
-        tile_jobs.append(pool.submit(save_png, Image.fromarray(tile), out / "tiles" / str(z) / str(x) / f"{y}.png"))
+def _write_rasters(run: _Run, cells: list, ogrid: TileGrid, outputs: dict[str, str]) -> dict[str, Any]:
+    metrics = write_mosaic_outputs(run, cells, outputs)
     tj = ogrid.to_tilejson(name=f"{run.grid.name or 'iso tiles'} (stylized)")
     if run.grid.kind == "xyz" and not run.lv.y_down:
         tj["scheme"] = "tms"
-    atomic_write_json(out / "tiles" / "tilejson.json", tj)
-    outputs["tilejson"] = str(out / "tiles" / "tilejson.json")
-    # mosaic of the accepted cores
-    step = run.lv.step
-    xs = [c[0] for c in cells]
-    rows = [c[1] for c in cells]
-    box = (round(min(xs) * step), round(min(rows) * step), round((max(xs) + 1) * step), round((max(rows) + 1) * step))
-    mosaic = comp.read(box)
-    valid = np.zeros(mosaic.shape[:2], bool)
-    for c in cells:
-        k = run.core(c)
-        valid[k[1] - box[1] : k[3] - box[1], k[0] - box[0] : k[2] - box[0]] = True
-    gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
-    wkt = run.grid.crs_wkt()
-    rgba = np.dstack([mosaic, np.where(valid, 255, 0).astype(np.uint8)])
-    # seam heatmap: deltaE between the two sides of every band, nodata elsewhere
-    heat = comp.heat[
-        box[1] - comp.bounds[1] : box[3] - comp.bounds[1], box[0] - comp.bounds[0] : box[2] - comp.bounds[0]
-    ]
-    heat = np.where(valid, heat, np.nan)
-
-    def heat_png() -> None:
-        gray = np.asarray(Image.fromarray(mosaic).convert("L").convert("RGBA"))
-        over = Image.alpha_composite(Image.fromarray(gray.copy()), Image.fromarray(heatmap_rgba(heat)))
-        save_png(over.convert("RGB"), out / "seam_heatmap_nb_pro.png")
-
-    jobs = {
-        "mosaic_png": pool.submit(save_png, Image.fromarray(rgba, "RGBA"), out / "mosaic_nb_pro.png"),
-        "mosaic": pool.submit(write_geotiff, out / "mosaic.tif", mosaic, gt, wkt, alpha=valid),
-        "heatmap": pool.submit(
-            write_geotiff, out / "seam_heatmap.tif", np.nan_to_num(heat, nan=NODATA), gt, wkt, NODATA
-        ),
-        "heatmap_png": pool.submit(heat_png),
-        "metrics": pool.submit(
-            seam_step_ratio,
-            mosaic,
-            None,
-            valid,
-            8,
-            sorted({round((x + 1) * step) - box[0] for x in xs if round((x + 1) * step) - box[0] < mosaic.shape[1]}),
-            sorted({round((r + 1) * step) - box[1] for r in rows if round((r + 1) * step) - box[1] < mosaic.shape[0]}),
-        ),
-    }
-    for f in tile_jobs:
-        f.result()
+    atomic_write_json(run.out / "tiles" / "tilejson.json", tj)
+    outputs["tilejson"] = str(run.out / "tiles" / "tilejson.json")
     tiles_xy = [run.tile(c) for c in cells]
     outputs["tiles_vrt"] = str(
-        write_tile_vrt(ogrid, TileSource(ogrid, "{z}/{x}/{y}.png"), tiles_xy, out / "tiles.vrt", z)
+        write_tile_vrt(ogrid, TileSource(ogrid, "{z}/{x}/{y}.png"), tiles_xy, run.out / "tiles.vrt", run.z)
     )
-    jobs["heatmap_png"].result()
-    outputs["mosaic_png"] = str(out / "mosaic_nb_pro.png")
-    outputs["heatmap_png"] = str(out / "seam_heatmap_nb_pro.png")
-    outputs["mosaic"] = str(jobs["mosaic"].result())
-    outputs["heatmap"] = str(jobs["heatmap"].result())
-    jobs["mosaic_png"].result()
-    return {k: round(v, 4) for k, v in jobs["metrics"].result().items()}
+    return metrics
 
 
 def finalize(run: _Run, canceled: bool, wall_s: float, t0: float | None = None) -> RunResult:
@@ -127,14 +45,12 @@ def finalize(run: _Run, canceled: bool, wall_s: float, t0: float | None = None) 
     out = run.out
     z = run.z
     fb.info("compositing and writing outputs")
-    comp, cells = composite(run)
+    cells = [run.cell(x, y) for x, y in run.state.accepted()]
     outputs: dict[str, str] = {"out_dir": str(out)}
     ogrid = _output_grid(run)
     metrics: dict[str, Any] = {}
     if cells:
-        # independent writers run side by side (PNG, zlib and GDAL release the GIL)
-        with ThreadPoolExecutor(4, "isotiles-out") as pool:
-            metrics = _write_rasters(run, comp, cells, ogrid, pool, outputs)
+        metrics = _write_rasters(run, cells, ogrid, outputs)
     # footprints of every tile the folder knows, with its outcome
     known = {tuple(int(v) for v in k.split("_")): rec for k, rec in run.state.tiles.items()}
     if known:

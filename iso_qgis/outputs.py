@@ -1,4 +1,4 @@
-"""Georeferenced writers: tile VRTs and footprint layers (atomic)."""
+"""Georeferenced writers: tile VRTs, footprint layers and streamed GeoTIFFs (all atomic)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import numpy as np
 from PIL import Image
 
 from .fsutil import atomic_write, atomic_write_text
@@ -133,6 +134,125 @@ def write_footprints(
     return atomic_write(out, write)
 
 
+class GeoTiffWriter:
+    """A tiled, compressed GeoTIFF written window by window, so a raster of any size streams to disk.
+
+    It is written under a temp name next to ``out_path``; ``close()`` adds overviews, reads the
+    whole file back (GDAL reports some write failures, a full disk, only as log lines) and only
+    then moves it into place, so a truncated GeoTIFF never replaces anything. Errors come as OSError.
+    """
+
+    def __init__(
+        self,
+        out_path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        count: int,
+        dtype: str,
+        geotransform: tuple[float, ...],
+        crs_wkt: str,
+        nodata: float | None = None,
+        zlevel: int = 6,
+    ) -> None:
+        import tempfile
+
+        import rasterio
+
+        self.target = Path(out_path)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tif", dir=self.target.parent)
+        os.close(fd)
+        self.width, self.height, self.count, self.dtype = width, height, count, dtype
+        gt = geotransform
+        transform = rasterio.Affine(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3])
+        profile: dict[str, Any] = {
+            "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype,
+            "crs": rasterio.crs.CRS.from_wkt(crs_wkt), "transform": transform,
+            "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "zlevel": zlevel,
+            "predictor": 2 if dtype.startswith(("uint", "int")) else 3, "BIGTIFF": "IF_SAFER",
+        }  # fmt: skip
+        if nodata is not None:
+            profile["nodata"] = nodata
+        if dtype == "uint8" and count in (3, 4):
+            profile["photometric"] = "RGB"
+        if dtype == "uint8" and count == 4:
+            profile["alpha"] = "YES"  # the 4th band is alpha (set at creation: the tag is fixed once written)
+        self.dst: Any = None
+        self._guard(lambda: setattr(self, "dst", rasterio.open(self.tmp, "w", **profile)))
+
+    def _guard(self, fn: Any) -> Any:
+        import errno
+        import shutil
+
+        import rasterio
+        from rasterio._err import CPLE_BaseError
+
+        try:
+            return fn()
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:  # GDAL's errors, as an OSError
+            self.abort()
+            code = errno.ENOSPC if shutil.disk_usage(self.target.parent).free < 16 << 20 else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} ({self.target.name}: {exc})") from None
+
+    def write(self, col: int, row: int, data: Any) -> None:
+        """Write ``data`` ((H, W) or (H, W, bands)) with its top-left pixel at (col, row)."""
+        from rasterio.windows import Window
+
+        arr = np.asarray(data)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        window = Window(col, row, arr.shape[1], arr.shape[0])
+        self._guard(lambda: self.dst.write(np.moveaxis(arr, 2, 0), window=window))
+
+    def close(self) -> Path:
+        """Overviews, read-back check, then the file moves onto ``out_path``."""
+        from rasterio.enums import Resampling
+
+        def finish() -> None:
+            factors = [f for f in (2, 4, 8, 16, 32, 64, 128) if min(self.height, self.width) // f >= 64]
+            if factors:
+                self.dst.build_overviews(
+                    factors, Resampling.average if self.dtype.startswith("float") else Resampling.nearest
+                )
+            self.dst.close()
+            self._verify()
+
+        self._guard(finish)
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.target)
+        return self.target
+
+    def _verify(self) -> None:
+        import rasterio
+        from rasterio.windows import Window
+
+        with rasterio.open(self.tmp) as check:
+            levels = [None, *range(len(check.overviews(1)))]
+        for level in levels:  # each overview level is opened as a raster of its own
+            with rasterio.open(self.tmp, overview_level=level) as check:
+                for row in range(0, check.height, 2048):
+                    for col in range(0, check.width, 2048):
+                        w = Window(col, row, min(2048, check.width - col), min(2048, check.height - row))
+                        check.read(window=w)
+
+    def abort(self) -> None:
+        """Drop the temp file (the target, if any, is untouched)."""
+        import contextlib
+
+        if self.dst is not None and not self.dst.closed:
+            with contextlib.suppress(Exception):
+                self.dst.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> GeoTiffWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
 def write_geotiff(
     out_path: str | os.PathLike[str],
     data: Any,
@@ -142,67 +262,15 @@ def write_geotiff(
     alpha: Any = None,
 ) -> Path:
     """A tiled, compressed GeoTIFF with overviews (atomic). ``data`` is (H, W) or (H, W, bands)."""
-    import errno
-    import shutil
-
-    import numpy as np
-    import rasterio
-    from rasterio._err import CPLE_BaseError
-    from rasterio.enums import ColorInterp, Resampling
-
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[..., None]
-    bands = [arr[..., i] for i in range(arr.shape[2])]
     if alpha is not None:
-        bands.append(np.where(np.asarray(alpha), 255, 0).astype(arr.dtype))
-    h, w = arr.shape[:2]
-    gt = geotransform
-    transform = rasterio.Affine(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3])
-    profile = {
-        "driver": "GTiff",
-        "width": w,
-        "height": h,
-        "count": len(bands),
-        "dtype": arr.dtype.name,
-        "crs": rasterio.crs.CRS.from_wkt(crs_wkt),
-        "transform": transform,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "predictor": 2 if arr.dtype.kind in "ui" else 3,
-    }
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if arr.dtype == np.uint8 and len(bands) in (3, 4):
-        profile["photometric"] = "RGB"
-
-    def write(tmp: str) -> None:
-        try:
-            _write(tmp)
-        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:  # GDAL's errors, as an OSError
-            code = errno.ENOSPC if shutil.disk_usage(Path(tmp).parent).free < 16 << 20 else errno.EIO
-            raise OSError(code, f"{os.strerror(code)} ({Path(out_path).name}: {exc})") from None
-
-    def _write(tmp: str) -> None:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for i, b in enumerate(bands, start=1):
-                dst.write(b, i)
-            if arr.dtype == np.uint8 and len(bands) == 4:
-                dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-            factors = [f for f in (2, 4, 8, 16, 32) if min(h, w) // f >= 64]
-            if factors:
-                dst.build_overviews(factors, Resampling.average if arr.dtype.kind == "f" else Resampling.nearest)
-        # GDAL reports some write failures (a full disk) only as log lines: read the file back before it
-        # replaces anything, so a truncated GeoTIFF is never renamed into place
-        with rasterio.open(tmp) as check:
-            for i in range(1, check.count + 1):
-                check.read(i)
-                for f in check.overviews(i):  # a decimated read comes from that overview level
-                    check.read(i, out_shape=(max(1, h // f), max(1, w // f)))
-
-    return atomic_write(out_path, write, suffix=".tif")
+        arr = np.dstack([arr, np.where(np.asarray(alpha), 255, 0).astype(arr.dtype)])
+    h, w, count = arr.shape
+    with GeoTiffWriter(out_path, w, h, count, arr.dtype.name, geotransform, crs_wkt, nodata) as out:
+        out.write(0, 0, arr)
+        return out.close()
 
 
 def heatmap_rgba(heat: Any, vmax: float = 30.0) -> Any:

@@ -306,32 +306,58 @@ def seam_step_ratio(
         rows = (
             rows if rows is not None else [round(k * step) for k in range(1, int(h / step) + 1) if round(k * step) < h]
         )
-    parts: dict[str, list[np.ndarray]] = {"across": [], "within": [], "near": [], "far": []}
-    for image, mask, lines in ((L, ok, cols), (L.T, ok.T, rows)):  # columns, then rows as columns
-        d = np.abs(image[:, 1:] - image[:, :-1])
-        okd = mask[:, 1:] & mask[:, :-1]
+    sums = SeamStepSums()
+    sums.add(L, ok, cols, np.diff([0, *cols]).min() if cols else 0, band)
+    sums.add(L.T, ok.T, rows, np.diff([0, *rows]).min() if rows else 0, band)
+    return sums.result()
+
+
+#: how far from a boundary seam_step_ratio looks (the widest offset, 32 px, and a pixel on each side)
+SEAM_STEP_REACH = 34
+
+
+class SeamStepSums:
+    """Running sums behind ``seam_step_ratio``, so a mosaic can be measured piece by piece.
+
+    ``add`` takes boundary columns of a window of L*; a window holding every pixel the
+    measure reads near a boundary (``SEAM_STEP_REACH`` px each side, half the tile spacing
+    plus the band before it, clipped only where the mosaic ends) adds exactly what the
+    whole mosaic would.
+    """
+
+    KEYS = ("across", "within", "near", "far")
+
+    def __init__(self) -> None:
+        self.sum = dict.fromkeys(self.KEYS, 0.0)
+        self.count = dict.fromkeys(self.KEYS, 0)
+
+    def _take(self, key: str, values: np.ndarray) -> None:
+        self.sum[key] += float(values.sum(dtype=np.float64))
+        self.count[key] += values.size
+
+    def add(self, L: np.ndarray, ok: np.ndarray, lines: list[int], spacing: float, band: int = 8) -> None:
+        """Boundaries at columns ``lines`` of ``L`` (rows: pass the transposes); ``spacing``: the tile size."""
+        d = np.abs(L[:, 1:] - L[:, :-1])
+        okd = ok[:, 1:] & ok[:, :-1]
         n = d.shape[1]
-        spacing = np.diff([0, *lines]).min() if lines else 0
         for c in lines:
-            parts["across"].append(d[:, c - 1][okd[:, c - 1]])
+            self._take("across", d[:, c - 1][okd[:, c - 1]])
             for k in (8, 16, 24, 32):
                 for cc in (c - 1 - k, c - 1 + k):
                     if 0 <= cc < n:
-                        parts["within"].append(d[:, cc][okd[:, cc]])
+                        self._take("within", d[:, cc][okd[:, cc]])
             lo, hi = max(c - band, 0), min(c + band, n)
-            parts["near"].append(d[:, lo:hi][okd[:, lo:hi]])
+            self._take("near", d[:, lo:hi][okd[:, lo:hi]])
             mid = c - int(spacing) // 2
             if mid - band >= 0:
-                parts["far"].append(d[:, mid - band : mid + band][okd[:, mid - band : mid + band]])
+                self._take("far", d[:, mid - band : mid + band][okd[:, mid - band : mid + band]])
 
-    def mean(key: str) -> float:
-        vals = np.concatenate(parts[key]) if parts[key] else np.array([])
-        return float(vals.mean()) if vals.size else float("nan")
-
-    a, b, near, far = mean("across"), mean("within"), mean("near"), mean("far")
-    return {
-        "ratio": a / b if b > 0 else float("nan"),
-        "texture": near / far if far > 0 else float("nan"),
-        "across": a,
-        "within": b,
-    }
+    def result(self) -> dict:
+        mean = {k: self.sum[k] / self.count[k] if self.count[k] else float("nan") for k in self.KEYS}
+        a, b, near, far = mean["across"], mean["within"], mean["near"], mean["far"]
+        return {
+            "ratio": a / b if b > 0 else float("nan"),
+            "texture": near / far if far > 0 else float("nan"),
+            "across": a,
+            "within": b,
+        }
