@@ -59,6 +59,11 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument("--prompt_file")
     p.add_argument("--negative_prompt_file")
     p.add_argument("--k", type=int, default=4)
+    p.add_argument(
+        "--good_enough", "--good-enough", type=float, metavar="SCORE",
+        help="adaptive K: ask a tile's candidates in order, stop at the first whose score total is below SCORE "
+        "(lower is better; 12.5 suits the offline backend on the sample). Default: off, always K",
+    )  # fmt: skip
     p.add_argument("--overlap_px", type=int, default=64)
     p.add_argument("--neighbor_mode", default="left+top", help="left+top, left, top, none, all")
     p.add_argument("--retry_max", type=int, default=6)
@@ -141,7 +146,8 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
         prompt=_read_text("PROMPT_FILE", a.prompt_file),
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
-        backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, overlap_px=a.overlap_px,
+        backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
+        overlap_px=a.overlap_px,
         neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
@@ -172,10 +178,12 @@ def print_summary(result: Any, wall: float) -> None:
     t = result.totals
     run = t["this_run"]
     if t.get("dry_run"):
+        at_most = "at most " if t.get("calls_upper_bound") else ""  # adaptive K: a tile may stop early
         print(
-            f"Iso Tile Stylizer: dry run, nothing called\n  {t['calls']} calls to {t['model']} for "
+            f"Iso Tile Stylizer: dry run, nothing called\n  {at_most}{t['calls']} calls to {t['model']} for "
             f"{t['tiles'] - t['already_accepted']} tiles ({t['already_accepted']} already accepted)\n"
-            f"  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out; cost ~${t['estimated_cost_usd']:.2f}"
+            f"  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out; cost {at_most or '~'}$"
+            f"{t['estimated_cost_usd']:.2f}"
             f"{'' if t['priced'] else ' (model not in the price table)'}\n  report     {result.outputs['report']}"
         )
         return

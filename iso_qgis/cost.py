@@ -56,6 +56,17 @@ def cost_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage) -> f
     ) / 1e6
 
 
+def estimate_note(adaptive: bool) -> str:
+    """What a dry run's figures mean; with adaptive K (GOOD_ENOUGH) they are the most the run can take."""
+    note = "an estimate: the K candidates of a tile, no retries; tokens from image sizes"
+    if adaptive:
+        note += (
+            "; GOOD_ENOUGH is set: a tile stops asking once a candidate scores below it, so the calls, tokens "
+            "and cost are upper bounds (K per tile)"
+        )
+    return note
+
+
 def image_input_tokens(width: int, height: int) -> int:
     return TOKENS_PER_IMAGE_TILE * math.ceil(width / 768) * math.ceil(height / 768)
 

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .composite import SIDE_OFFSETS
-from .cost import cost_usd, estimate_usage, load_prices
+from .cost import cost_usd, estimate_note, estimate_usage, load_prices
 from .fsutil import atomic_write_json
 
 if TYPE_CHECKING:
@@ -76,12 +76,14 @@ def dry_run(run: _Run) -> RunResult:
         "tokens_out": total_out,
         "estimated_cost_usd": round(cost, 4),
         "priced": priced,
-        "note": "an estimate: the K candidates of a tile, no retries; tokens from image sizes",
+        "calls_upper_bound": cfg.good_enough is not None,  # adaptive K: a tile may stop before K calls
+        "note": estimate_note(cfg.good_enough is not None),
         "this_run": {"calls": calls, "retries": 0, "cache_hits": 0, "failures": 0, "estimated_cost_usd": round(cost, 4),
                      "tokens_in": total_in, "tokens_out": total_out, "wall_time_s": round(time.perf_counter() - t0, 3)},
     }  # fmt: skip
     report = {"config": run.state.settings, "totals": totals, "tiles": tiles}
     run.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.out / REPORT, report)
-    run.fb.info(f"dry run: {calls} calls to {model}, about ${cost:.2f}; nothing was called")
+    at_most = "at most " if cfg.good_enough is not None else ""
+    run.fb.info(f"dry run: {at_most}{calls} calls to {model}, {at_most or 'about '}${cost:.2f}; nothing was called")
     return RunResult(run.out, {"report": str(run.out / REPORT)}, len(cells), 0, 0, False, totals, report)

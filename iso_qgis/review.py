@@ -139,7 +139,8 @@ def folder_run(out_dir: str | Path, anchors: list[str] | None = None, max_height
             tilejson=s["tilejson"], out_dir=str(state.out_dir), tiles=tiles, layer=s["layer"], z=state.z,  # type: ignore[arg-type]
             ref_tilejson=s.get("ref_tilejson"), ref_layer=s.get("ref_layer"), anchors=found, prompt=s["prompt"],
             negative_prompt=s.get("negative_prompt", ""), backend=s["backend"], model=s.get("model", ""),
-            fallback_model=s.get("fallback_model", ""), k=int(s["k"]), overlap_px=int(s["overlap_px"]),
+            fallback_model=s.get("fallback_model", ""), k=int(s["k"]), good_enough=s.get("good_enough"),
+            overlap_px=int(s["overlap_px"]),
             neighbor_mode=s["neighbor_mode"], seed=int(s["seed"]), concurrency=int(extra.get("concurrency", 4)),
             keep_candidates=bool(extra.get("keep_candidates", True)), harmonize=bool(s.get("harmonize", False)),
             weights=SeamWeights(**{k: v for k, v in s.get("weights", {}).items() if k in known}),

@@ -8,9 +8,11 @@ was when it is started again with the same settings.
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,9 @@ MODE_SIDES: dict[str, tuple[str, ...]] = {
     "all": ("left", "top", "right", "bottom"),
 }
 ANCHOR_MAX_PX = 1024
+#: accepted canvases kept in memory besides those still being written; the rest are read back from
+#: ``accepted/`` when a neighbor needs them, so memory does not grow with the patch
+CANVAS_CACHE = 24
 
 Cell = tuple[int, int]  # (x, row): rows counted downward whatever the tile scheme
 
@@ -77,6 +82,7 @@ class RunConfig:
     model: str = ""
     fallback_model: str = ""
     k: int = 4
+    good_enough: float | None = None  # adaptive K: stop asking a tile once a candidate's score total is below
     overlap_px: int = 64
     neighbor_mode: str = "left+top"
     seed: int = 1234
@@ -110,6 +116,8 @@ class RunConfig:
             "seed": self.seed,
             "harmonize": self.harmonize,
             "weights": self.weights.as_dict(),
+            # only when set: folders made without it keep their settings (and so resume)
+            **({"good_enough": self.good_enough} if self.good_enough is not None else {}),
         }
 
 
@@ -151,6 +159,10 @@ def _load_anchors(paths: list[str]) -> list[np.ndarray]:
 def _validate(cfg: RunConfig, lv: ZoomLevel) -> None:
     if cfg.k < 1:
         raise IsoInputError("K", f"K={cfg.k}: at least one candidate per tile is needed", "Set K to 1 or more")
+    if cfg.good_enough is not None and not (math.isfinite(cfg.good_enough) and cfg.good_enough > 0):
+        raise IsoInputError(
+            "GOOD_ENOUGH", f"{cfg.good_enough} is not a positive score", "Leave it empty (off) or give e.g. 12.5"
+        )
     if cfg.neighbor_mode not in NEIGHBOR_MODES:
         raise IsoInputError(
             "NEIGHBOR_MODE", f"unknown mode {cfg.neighbor_mode!r}", f"Choose {', '.join(NEIGHBOR_MODES)}"
@@ -201,7 +213,8 @@ class _Run:
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
         self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp)
         self.state = RunState(self.out, self.settings, self.z)  # opened by run(), under the folder lock
-        self.canvases: dict[Cell, np.ndarray] = {}
+        self.canvases: OrderedDict[Cell, np.ndarray] = OrderedDict()  # recently used accepted canvases
+        self.unwritten: dict[Cell, np.ndarray] = {}  # accepted canvases whose PNG is not on disk yet
         self.pending: dict[Cell, dict[str, Any]] = {}
         self.calls = 0
         self.lock = threading.Lock()
@@ -247,13 +260,41 @@ class _Run:
     def core(self, c: Cell) -> tuple[int, int, int, int]:
         return tuple(round(v) for v in self.grid.core_px(*self.tile(c), self.z))  # type: ignore[return-value]
 
+    def is_accepted(self, c: Cell) -> bool:
+        rec = self.state.tiles.get(tile_key(*self.tile(c)))
+        if not rec or rec.get("status") != "accepted":
+            return False
+        with self.lock:
+            if c in self.unwritten:
+                return True
+        return self.state.canvas_path(*self.tile(c)).exists()
+
     def accepted_canvas(self, c: Cell) -> np.ndarray | None:
-        if c not in self.canvases:
-            rec = self.state.tiles.get(tile_key(*self.tile(c)))
-            if not rec or rec.get("status") != "accepted" or not self.state.canvas_path(*self.tile(c)).exists():
-                return None
-            self.canvases[c] = self.state.load_canvas(*self.tile(c))
-        return self.canvases[c]
+        """The raw accepted canvas of a cell: from memory while recent, else read back from ``accepted/``."""
+        with self.lock:
+            canvas = self.unwritten.get(c)
+            if canvas is None and c in self.canvases:
+                self.canvases.move_to_end(c)
+                canvas = self.canvases[c]
+        if canvas is not None:
+            return canvas
+        if not self.is_accepted(c):
+            return None
+        canvas = self.state.load_canvas(*self.tile(c))
+        self.remember(c, canvas)
+        return canvas
+
+    def remember(self, c: Cell, canvas: np.ndarray) -> None:
+        with self.lock:
+            self.canvases[c] = canvas
+            self.canvases.move_to_end(c)
+            while len(self.canvases) > CANVAS_CACHE:
+                self.canvases.popitem(last=False)
+
+    def forget(self, c: Cell) -> None:
+        with self.lock:
+            self.canvases.pop(c, None)
+            self.unwritten.pop(c, None)
 
     def scoring_neighbors(self, c: Cell) -> list[tuple[str, Cell, np.ndarray]]:
         out = []
@@ -296,7 +337,7 @@ class _Run:
         if rec.get("input") in (None, now):
             return False
         self.fb.warning(f"tile {c[0]},{self.tile(c)[1]}: its input tiles changed since it was accepted; doing it again")
-        self.canvases.pop(c, None)
+        self.forget(c)
         return True
 
     def prefetch(self, cells: list[Cell]) -> None:
@@ -320,7 +361,8 @@ class _Run:
         rect = self.rect(c)
         # what every candidate of this tile is scored against, computed once
         bands = []
-        for side, nb, ncanvas in self.scoring_neighbors(c):
+        scoring = self.scoring_neighbors(c)
+        for side, nb, ncanvas in scoring:
             band = intersect(rect, self.rect(nb))
             if band is not None:
                 nband = crop(ncanvas, self.rect(nb)[:2], band)
@@ -330,7 +372,7 @@ class _Run:
             "ref_lab": static["ref_lab"], "digest": static["digest"],
         }  # fmt: skip
         self.pending[c] = ctx
-        neighbors = {side: canvas for side, _, canvas in self.scoring_neighbors(c)}
+        neighbors = {side: canvas for side, _, canvas in scoring}
         jobs = []
         for i in range(self.cfg.k):
             req = ImageRequest(
@@ -395,6 +437,11 @@ class _Run:
         }  # fmt: skip
 
     # -------------------------------------------------------------- selection
+    def enough(self, c: Cell, results: list) -> bool:
+        """Adaptive K (``good_enough``): a candidate asked so far scores below the threshold."""
+        t = self.cfg.good_enough
+        return t is not None and any("score" in rec and rec["score"]["total"] < t for _, _, rec in results)
+
     def finish(self, c: Cell, results: list) -> None:
         """On the coordinating thread: keep the best candidate, harmonize it, save it."""
         x, y = self.tile(c)
@@ -415,6 +462,8 @@ class _Run:
                 best = (rec["score"]["total"], req.candidate, res.image)
         tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": len(self.state.runs) - 1}
         tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
+        if self.cfg.good_enough is not None:  # adaptive K: how many of the K were asked
+            tile_rec.update(asked=len(candidates), stopped_early=best_allowed and len(candidates) < self.cfg.k)
         tile_rec["cost_usd"] = round(sum(c.get("cost_usd", 0.0) for c in candidates), 6)
         for cand in candidates:  # a wrong model id or refused credentials would fail every tile alike: stop
             kind = cand.get("error", {}).get("kind")
@@ -437,23 +486,33 @@ class _Run:
             img, tile_rec["harmonization"] = harmonize(lab, pairs)
         tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
         # neighbors use the canvas at once; files are written behind (canvas first, then the record)
-        self.canvases[c] = img
+        with self.lock:
+            self.unwritten[c] = img
         self.state.tiles[tile_key(x, y)] = tile_rec
         self.persist(x, y, tile_rec, img)
 
     def persist(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
         """Write a tile's canvas and record behind the run; a failed write stops the run (see write_error)."""
         fut = self.writer.submit(self.state.record, x, y, rec, canvas)
+        if canvas is not None:
+            cell = self.cell(x, y)
+            fut.add_done_callback(lambda f: self._written(cell, canvas, f))
         with self.lock:
             self.writes.append(fut)
 
-    def write_error(self) -> BaseException | None:
+    def _written(self, c: Cell, canvas: np.ndarray, fut: Future) -> None:
+        """Once on disk, an accepted canvas moves to the bounded cache (unless the write failed)."""
         with self.lock:
-            done = [f for f in self.writes if f.done()]
-        for f in done:
-            if f.exception() is not None:
-                return f.exception()
-        return None
+            if fut.exception() is not None or self.unwritten.get(c) is not canvas:
+                return
+            del self.unwritten[c]
+        self.remember(c, canvas)
+
+    def write_error(self) -> BaseException | None:
+        with self.lock:  # writes that succeeded are forgotten, so this stays cheap on big patches
+            self.writes = [f for f in self.writes if not f.done() or f.exception() is not None]
+            failed = [f for f in self.writes if f.done()]
+        return failed[0].exception() if failed else None
 
     # -------------------------------------------------------------- main
     def review_record(self) -> dict[str, Any]:
@@ -486,7 +545,7 @@ class _Run:
         self.state.runs[-1].update(self.review_record())
         self.state.save()
         cells = [self.cell(x, y) for x, y in dict.fromkeys(cfg.tiles)]
-        todo = [c for c in cells if self.accepted_canvas(c) is None or self.inputs_changed(c)]
+        todo = [c for c in cells if not self.is_accepted(c) or self.inputs_changed(c)]
         if len(todo) < len(cells):
             self.fb.info(f"resuming: {len(cells) - len(todo)} of {len(cells)} tiles already accepted")
         self.todo = set(todo)
@@ -517,6 +576,7 @@ class _Run:
             complete = run_ready_queue(
                 todo, deps, self.make_jobs, self.finish, cfg.concurrency,
                 lambda: self.fb.is_canceled() or self.write_error() is not None or self.fatal is not None, on_done,
+                enough=self.enough if cfg.good_enough is not None else None,
             )  # fmt: skip
             for fut in list(self.static.values()):
                 fut.cancel()

@@ -5,6 +5,9 @@ default) is finished, accepted or failed. Ready tiles' candidate jobs share one
 pool of ``concurrency`` workers, served in anti-diagonal order so the critical
 path keeps moving; there are no wave barriers. Preparing and finishing tiles
 (CPU work) runs on a second, small pool, so no tile waits for another's bookkeeping.
+
+Adaptive K (``enough``): a tile's jobs are released in order, ``adaptive_width`` at a
+time, and those not yet started are dropped once ``enough`` says the answers had suffice.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def run_ready_queue(
     is_canceled: Callable[[], bool] = lambda: False,
     on_done: Callable[[Tile], None] = lambda t: None,
     cpu_workers: int | None = None,
+    enough: Callable[[Tile, list[Any]], bool] | None = None,
+    adaptive_width: int = 1,
 ) -> bool:
     """Run every tile: ``prepare(tile)`` gives its jobs, the jobs run, then ``finish(tile, results)``.
 
@@ -61,6 +66,13 @@ def run_ready_queue(
     tile it depends on is finished. ``on_done`` runs on the calling thread.
     Returns False if canceled: nothing new starts, work under way is finished, and a tile
     whose jobs were cut short is finished with None in place of the jobs that never ran.
+
+    ``enough(tile, answers)`` (on the calling thread, after each of the tile's jobs, with
+    the answers had so far in job order) turns on adaptive K: at most ``adaptive_width``
+    of a tile's jobs are queued or running at once, taken in order, and once ``enough``
+    is true the rest are dropped, never run; the tile is finished with only the answers
+    it has (no None: it was not cut short). A tile that was enough even after a cancel
+    is finished the same way.
     """
     tiles = list(tiles)
     waiting = {t: set(deps.get(t, ())) for t in tiles}
@@ -73,6 +85,8 @@ def run_ready_queue(
     jobs: list[tuple[tuple[int, int, int], int, Tile, int, Callable[[], Any]]] = []
     results: dict[Tile, list[Any]] = {}
     remaining: dict[Tile, int] = {}
+    held: dict[Tile, list[tuple[int, Callable[[], Any]]]] = {}  # adaptive: jobs not released yet, in order
+    stopped: set[Tile] = set()  # adaptive: tiles that had enough; finished without their dropped jobs
     events: queue.Queue[tuple[str, Tile, int, Future]] = queue.Queue()
     calls_in_flight = 0
     outstanding = 0  # submitted futures whose event is not handled yet
@@ -92,16 +106,50 @@ def run_ready_queue(
             fut.add_done_callback(lambda f: events.put((kind, tile, index, f)))
             outstanding += 1
 
+        def finish_tile(tile: Tile) -> None:
+            got = results.pop(tile)
+            if tile in stopped:
+                stopped.discard(tile)
+                got = [r for r in got if r is not None]
+            submit(cpu, "finish", tile, -1, lambda t=tile, r=got: finish(t, r))
+
+        def release(tile: Tile, n: int) -> None:
+            nonlocal seq
+            queue_ = held.get(tile, [])
+            for k, job in queue_[:n]:
+                heapq.heappush(jobs, (priority(tile), seq, tile, k, job))
+                seq += 1
+            del queue_[:n]
+            if not queue_:
+                held.pop(tile, None)
+
+        def drop(tile: Tile) -> None:
+            """Adaptive: the tile had enough; its jobs not started are never run."""
+            nonlocal jobs
+            stopped.add(tile)
+            dropped = len(held.pop(tile, []))
+            kept = [j for j in jobs if j[2] != tile]
+            dropped += len(jobs) - len(kept)
+            if len(kept) != len(jobs):
+                jobs = kept
+                heapq.heapify(jobs)
+            remaining[tile] -= dropped
+
         while finished < len(tiles):
             if not canceled and is_canceled():
                 canceled = True
                 # jobs not yet started are dropped; their tiles are finished with what they have (None
                 # for the dropped ones), so calls already paid for are recorded, never lost
+                for tile, queue_ in list(held.items()):  # adaptive: jobs not released yet
+                    del held[tile]
+                    remaining[tile] -= len(queue_)
+                    if remaining[tile] == 0:
+                        finish_tile(tile)
                 while jobs:
                     _, _, tile, i, _ = heapq.heappop(jobs)
                     remaining[tile] -= 1
                     if remaining[tile] == 0:
-                        submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
+                        finish_tile(tile)
             while ready and not canceled:
                 _, tile = heapq.heappop(ready)
                 submit(cpu, "prepare", tile, -1, lambda t=tile: prepare(t))
@@ -118,16 +166,20 @@ def run_ready_queue(
                 results[tile] = [None] * len(value)
                 remaining[tile] = len(value)
                 if not value:
-                    submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
-                for k, job in enumerate(value):
-                    heapq.heappush(jobs, (priority(tile), seq, tile, k, job))
-                    seq += 1
+                    finish_tile(tile)
+                held[tile] = list(enumerate(value))
+                release(tile, max(1, adaptive_width) if enough is not None else len(value))
             elif kind == "job":
                 calls_in_flight -= 1
                 results[tile][i] = value
                 remaining[tile] -= 1
+                if enough is not None and tile not in stopped and any(r is None for r in results[tile]):
+                    if enough(tile, [r for r in results[tile] if r is not None]):
+                        drop(tile)
+                    elif not canceled:
+                        release(tile, 1)
                 if remaining[tile] == 0:
-                    submit(cpu, "finish", tile, -1, lambda t=tile: finish(t, results.pop(t)))
+                    finish_tile(tile)
             else:
                 finished += 1
                 on_done(tile)

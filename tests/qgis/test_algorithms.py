@@ -265,3 +265,23 @@ def test_region_without_a_crs_or_with_curves(run_alg, helsinki_tiles):
                 run_alg("isotiles:resolvetiles", params)
         else:
             assert run_alg("isotiles:resolvetiles", params)["TILE_COUNT"] >= 1
+
+
+def test_generatetiles_good_enough_is_an_optional_advanced_number(run_alg, isotiles_provider, helsinki_tiles, tmp_path):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition, QgsProcessingParameterNumber
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
+    p = alg.parameterDefinition("GOOD_ENOUGH")
+    assert isinstance(p, QgsProcessingParameterNumber) and p.dataType() == QgsProcessingParameterNumber.Double
+    assert p.flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert p.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert p.defaultValue() is None and "12.5" in p.help() and "GOOD_ENOUGH" in alg.shortHelpString()
+    base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 3}
+    off = run_alg("isotiles:generatetiles", {**base, "OUTPUT_DIR": str(tmp_path / "off")})
+    assert off["CALLS"] == 6
+    on = run_alg("isotiles:generatetiles", {**base, "GOOD_ENOUGH": 1e9, "OUTPUT_DIR": str(tmp_path / "on")})
+    assert on["TILE_COUNT"] == 2 and on["CALLS"] == 2  # every first candidate is good enough
+    report = json.loads(Path(on["REPORT"]).read_text())
+    assert report["config"]["good_enough"] == 1e9 and all(t["stopped_early"] for t in report["tiles"].values())
+    state = json.loads((tmp_path / "off" / "run_state.json").read_text())
+    assert "good_enough" not in state["settings"]

@@ -357,3 +357,117 @@ def test_two_adjacent_patches_in_parallel_make_one_tile_set(city, tmp_path, plug
     assert {"left", "right"} & sides
     with rasterio.open(tmp_path / "mosaic.tif") as src:
         assert src.width == 4 * 128 and src.read(4).min() == 255  # one mosaic, no holes between the patches
+
+
+# ------------------------------------------------------------------ adaptive K (GOOD_ENOUGH)
+def test_good_enough_asks_fewer_calls_than_k_and_records_it(city, tmp_path):
+    full = Counting(OfflineBackend())
+    run_generation(config(city, tmp_path / "k4", k=4), backend=full)
+    totals = [c["score"]["total"] for t in json.loads((tmp_path / "k4" / "report_nb_pro.json").read_text())[
+        "tiles"].values() for c in t["candidates"]]  # fmt: skip
+    good = float(np.median(totals))  # about half the candidates are good enough
+    adaptive = Counting(OfflineBackend())
+    res = run_generation(config(city, tmp_path / "ge", k=4, good_enough=good), backend=adaptive)
+    assert res.accepted_count == 6 and full.calls == 24
+    assert 6 <= adaptive.calls < 24 and res.totals["this_run"]["calls"] == adaptive.calls
+    report = json.loads((tmp_path / "ge" / "report_nb_pro.json").read_text())
+    assert report["config"]["good_enough"] == good
+    stopped = 0
+    for tile in report["tiles"].values():
+        cands = tile["candidates"]
+        totals = [c["score"]["total"] for c in cands]
+        assert tile["asked"] == len(cands) <= 4 and [c["index"] for c in cands] == list(range(len(cands)))
+        assert all(t >= good for t in totals[:-1]), "asked on only while no candidate was good enough"
+        assert tile["stopped_early"] == (len(cands) < 4)
+        if tile["stopped_early"]:
+            stopped += 1
+            assert totals[-1] < good
+        assert tile["chosen"] == int(np.argmin(totals))
+    assert stopped >= 1 and sum(t["asked"] for t in report["tiles"].values()) == adaptive.calls
+
+
+def test_good_enough_reached_by_every_first_candidate_asks_one_per_tile(city, tmp_path):
+    backend = Counting(OfflineBackend())
+    res = run_generation(config(city, tmp_path, k=4, good_enough=1e9), backend=backend)
+    assert res.accepted_count == 6 and backend.calls == 6
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    assert all(t["asked"] == 1 and t["stopped_early"] and t["chosen"] == 0 for t in report["tiles"].values())
+    assert report["totals"]["candidates"] == 6
+
+
+def test_settings_key_is_unchanged_when_good_enough_is_off(city, tmp_path):
+    import dataclasses
+
+    from iso_tile_stylizer.iso_qgis.state import settings_key
+
+    cfg = config(city, tmp_path)
+    off = cfg.settings(["a"], {"step": 1})
+    assert "good_enough" not in off
+    on = dataclasses.replace(cfg, good_enough=12.5).settings(["a"], {"step": 1})
+    assert on == {**off, "good_enough": 12.5} and settings_key(on) != settings_key(off)
+    # a folder made without the option resumes with it off, and refuses it on (it decides the pixels)
+    run_generation(config(city, tmp_path, k=2))
+    again = Counting(OfflineBackend())
+    run_generation(config(city, tmp_path, k=2, good_enough=None), backend=again)
+    assert again.calls == 0
+    with pytest.raises(IsoInputError, match=r"OUTPUT_DIR: .*good_enough"):
+        run_generation(config(city, tmp_path, k=2, good_enough=12.5))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bad_good_enough_is_refused_before_any_call(city, tmp_path, value):
+    backend = Counting(OfflineBackend())
+    with pytest.raises(IsoInputError, match="GOOD_ENOUGH"):
+        run_generation(config(city, tmp_path, good_enough=value), backend=backend)
+    assert backend.calls == 0
+
+
+def test_good_enough_cancel_mid_tile_keeps_the_answers_it_has(city, tmp_path):
+    class CancelAfterFirstCall(Feedback):
+        def __init__(self):
+            self.calls = 0
+
+        def is_canceled(self):
+            return self.calls >= 1
+
+    fb = CancelAfterFirstCall()
+
+    class Backend:
+        name = "slow"
+
+        def generate(self, req):
+            fb.calls += 1
+            return OfflineBackend().generate(req)
+
+    # unreachable threshold: the tile would ask all 4, one after another
+    res = run_generation(config(city, tmp_path, k=4, concurrency=1, good_enough=1e-6), fb, backend=Backend())
+    assert res.canceled and fb.calls == 1
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    (canceled,) = [t for t in report["tiles"].values() if t["status"] == "canceled"]
+    assert len(canceled["candidates"]) == 1 and canceled["asked"] == 1 and not canceled["stopped_early"]
+    assert report["totals"]["calls"] == 1
+    rest = Counting(OfflineBackend())
+    assert run_generation(config(city, tmp_path, k=4, good_enough=1e-6), backend=rest).accepted_count == 6
+    assert rest.calls == 6 * 4  # never good enough: every tile asks its K, the canceled one again from v00
+
+
+def test_dry_run_says_the_calls_are_an_upper_bound_with_good_enough(city, tmp_path):
+    exact = run_generation(config(city, tmp_path / "a", dry_run=True))
+    bound = run_generation(config(city, tmp_path / "b", dry_run=True, good_enough=12.5))
+    assert exact.totals["calls"] == bound.totals["calls"] == 12
+    assert not exact.totals["calls_upper_bound"] and "upper bound" not in exact.totals["note"]
+    assert bound.totals["calls_upper_bound"] and "upper bound" in bound.totals["note"]
+
+
+def test_review_works_on_tiles_with_fewer_candidates_than_k(city, tmp_path):
+    from iso_tile_stylizer.iso_qgis.review import choose_candidate, folder_run, list_candidates, regenerate_tile
+
+    run_generation(config(city, tmp_path, k=3, good_enough=1e9))  # one candidate per tile
+    assert folder_run(tmp_path).config.good_enough == 1e9
+    x, y = patch(city)[4]
+    assert [c["index"] for c in list_candidates(tmp_path, x, y)] == [0]
+    res = regenerate_tile(tmp_path, x, y, k=2)
+    assert res["new"] == [1, 2] and res["seeds"] == [candidate_seed(1234, x, y, i) for i in (1, 2)]
+    cands = list_candidates(tmp_path, x, y)
+    assert [c["index"] for c in cands] == [0, 1, 2] and all(c["available"] for c in cands)
+    assert choose_candidate(tmp_path, x, y, 0)["chosen"] == 0

@@ -88,3 +88,117 @@ def test_cancel_stops_opening_tiles_and_reports_it():
 def test_dependency_modes(mode, expected):
     deps = dependencies([(0, 0), (1, 0), (0, 1), (1, 1)], mode)
     assert deps[(1, 1)] == expected
+
+
+# ------------------------------------------------------------------ adaptive K (the ``enough`` hook)
+def adaptive(tiles, k=4, enough_after=None, mode="left+top", concurrency=4, width=1, cancel_after_calls=None):
+    """Run with ``enough``: a tile has enough once it holds ``enough_after`` answers (None: never).
+
+    Returns (ok, calls per tile, what finish got per tile, most of one tile's jobs running at once).
+    """
+    deps = dependencies(tiles, mode)
+    lock = threading.Lock()
+    calls: dict = {t: [] for t in tiles}
+    got: dict = {}
+    running: dict = dict.fromkeys(tiles, 0)
+    peak = [0]
+    total = [0]
+
+    def make_jobs(t):
+        def job(i):
+            with lock:
+                calls[t].append(i)
+                total[0] += 1
+                running[t] += 1
+                peak[0] = max(peak[0], running[t])
+            time.sleep(0.005)
+            with lock:
+                running[t] -= 1
+            return (t, i)
+
+        return [lambda i=i: job(i) for i in range(k)]
+
+    def finish(t, results):
+        with lock:
+            got[t] = list(results)
+
+    def enough(t, answers):
+        assert all(a is not None for a in answers) and all(a[0] == t for a in answers)
+        return enough_after is not None and len(answers) >= enough_after
+
+    ok = run_ready_queue(
+        tiles, deps, make_jobs, finish, concurrency,
+        is_canceled=(lambda: total[0] >= cancel_after_calls) if cancel_after_calls else (lambda: False),
+        enough=enough, adaptive_width=width,
+    )  # fmt: skip
+    return ok, calls, got, peak[0]
+
+
+def test_adaptive_drops_the_remaining_jobs_once_enough():
+    tiles = [(x, y) for y in range(3) for x in range(3)]
+    ok, calls, got, peak = adaptive(tiles, k=4, enough_after=2)
+    assert ok and set(got) == set(tiles)
+    for t in tiles:
+        assert calls[t] == [0, 1], "asked in order, and nothing after enough"
+        assert got[t] == [(t, 0), (t, 1)], "finished with the answers it has, no None placeholders"
+    assert peak == 1  # one job of a tile at a time
+
+
+def test_adaptive_never_asks_more_than_k():
+    tiles = [(x, 0) for x in range(4)]
+    ok, calls, got, _ = adaptive(tiles, k=3, enough_after=None, mode="none")
+    assert ok and all(calls[t] == [0, 1, 2] and got[t] == [(t, i) for i in range(3)] for t in tiles)
+    ok, calls, got, _ = adaptive(tiles, k=3, enough_after=1, mode="none")
+    assert ok and all(calls[t] == [0] and got[t] == [(t, 0)] for t in tiles)
+
+
+def test_adaptive_width_bounds_a_tiles_jobs_in_flight():
+    tiles = [(0, 0)]
+    ok, calls, got, peak = adaptive(tiles, k=6, enough_after=None, width=2, concurrency=8)
+    assert ok and peak == 2 and sorted(calls[(0, 0)]) == list(range(6)) and None not in got[(0, 0)]
+    # two in flight when enough: the one running is finished and kept, the ones not started are dropped
+    ok, calls, got, _ = adaptive(tiles, k=6, enough_after=1, width=2, concurrency=8)
+    assert ok and sorted(calls[(0, 0)]) == [0, 1] and sorted(got[(0, 0)]) == [((0, 0), 0), ((0, 0), 1)]
+
+
+def test_without_enough_a_tiles_jobs_all_run_at_once_in_the_same_order():
+    ok, _, _, peak = adaptive([(0, 0)], k=4, concurrency=8)  # adaptive, never enough: one job at a time
+    assert ok and peak == 1
+    # no hook: every job of a tile is released at once (as many in flight as the pool allows) ...
+    order: list = []
+    running = [0, 0]
+    lock = threading.Lock()
+
+    def make_jobs(t):
+        def job(i):
+            with lock:
+                order.append((t, i))
+                running[0] += 1
+                running[1] = max(running[1], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+
+        return [lambda i=i: job(i) for i in range(4)]
+
+    assert run_ready_queue([(0, 0)], {}, make_jobs, lambda t, r: None, 8)
+    assert running[1] == 4
+    # ... and, one call at a time along a chain of tiles, in tile order then job order, as always
+    order.clear()
+    chain = [(x, 0) for x in range(3)]
+    assert run_ready_queue(chain, dependencies(chain, "left"), make_jobs, lambda t, r: None, 1)
+    assert order == [(t, i) for t in chain for i in range(4)]
+
+
+def test_adaptive_cancel_mid_tile_finishes_it_with_the_calls_paid_for():
+    tiles = [(x, y) for y in range(2) for x in range(2)]
+    ok, calls, got, _ = adaptive(tiles, k=4, enough_after=None, concurrency=1, cancel_after_calls=1)
+    assert not ok
+    asked = {t: c for t, c in calls.items() if c}
+    assert list(asked.values()) == [[0]] and set(got) == set(asked), "the tile asked is finished, no other"
+    (t,) = asked
+    assert got[t] == [(t, 0), None, None, None], "None for the candidates never asked: canceled"
+    # a tile that had enough with what it got before the cancel is finished as done, not canceled
+    ok, calls, got, _ = adaptive(tiles, k=4, enough_after=1, concurrency=1, cancel_after_calls=1)
+    (t,) = [t for t, c in calls.items() if c]
+    assert not ok and got == {t: [(t, 0)]}
