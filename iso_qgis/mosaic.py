@@ -51,6 +51,7 @@ class MosaicPass:
 
     def __init__(self, run: _Run, cells: list[Cell], pool: ThreadPoolExecutor, work_dir: Path) -> None:
         self.run = run
+        self.tif_pool = ThreadPoolExecutor(1, "isotiles-tif")  # one thread: a GeoTIFF is written in order
         self.cells = sorted(cells, key=lambda c: (self._run_of(c), c[1], c[0]))
         self.accepted = set(cells)
         self.pool = pool
@@ -128,26 +129,29 @@ class MosaicPass:
 
     # ------------------------------------------------------------ the pass
     def execute(self, on_cell: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
-        self.plan()
-        for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
-            self._finalize_block(b)  # blocks no tile paints (holes in the patch)
-        for n, c in enumerate(self.cells, 1):
-            canvas = self.run.accepted_canvas(c)
-            assert canvas is not None
-            rect = self.run.rect(c)
-            self.comp.add(c, canvas, rect, self.run.core(c))
-            for b in self.comp.cells_in(rect):
-                self.paint_left[b] -= 1
-                if self.paint_left[b] == 0:
-                    self._finalize_block(b)
-            on_cell(n)
-            self._drain(8)
-        self._drain(0)
+        try:
+            self.plan()
+            for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
+                self._finalize_block(b)  # blocks no tile paints (holes in the patch)
+            for n, c in enumerate(self.cells, 1):
+                canvas = self.run.accepted_canvas(c)
+                assert canvas is not None
+                rect = self.run.rect(c)
+                self.comp.add(c, canvas, rect, self.run.core(c))
+                for b in self.comp.cells_in(rect):
+                    self.paint_left[b] -= 1
+                    if self.paint_left[b] == 0:
+                        self._finalize_block(b)
+                on_cell(n)
+                self._drain(8)
+            self._drain(0)
+        finally:  # on an error, pending writes stop before the files are dropped
+            self.tif_pool.shutdown(cancel_futures=True)
         assert not self.jobs_of, f"{len(self.jobs_of)} blocks still awaited"
         return {k: round(v, 4) for k, v in self.sums.result().items()}
 
     def _drain(self, keep: int) -> None:
-        """Wait for tile PNGs being encoded beyond ``keep`` (bounds the memory they hold)."""
+        """Wait for tiles and blocks being written beyond ``keep`` (bounds the memory they hold)."""
         while len(self.futures) > keep:
             self.futures.pop(0).result()
 
@@ -179,13 +183,17 @@ class MosaicPass:
         rgb, _, heat = self.comp.read(rect)
         valid = c in self.accepted
         col, row = rect[0] - self.box[0], rect[1] - self.box[1]
-        alpha = np.full(rgb.shape[:2], 255 if valid else 0, np.uint8)
-        heat = heat if valid else np.full_like(heat, np.nan)
-        self.writers["mosaic"].write(col, row, np.dstack([rgb, alpha]))
-        self.writers["heatmap"].write(col, row, np.nan_to_num(heat, nan=NODATA))
-        gray = Image.fromarray(rgb).convert("L").convert("RGBA")
-        over = Image.alpha_composite(gray, Image.fromarray(heatmap_rgba(heat)))
-        self.writers["overlay"].write(col, row, np.asarray(over.convert("RGB")))
+
+        def write() -> None:  # on the GeoTIFF thread (GDAL's compression runs outside the GIL)
+            alpha = np.full(rgb.shape[:2], 255 if valid else 0, np.uint8)
+            h = heat if valid else np.full_like(heat, np.nan)
+            self.writers["mosaic"].write(col, row, np.dstack([rgb, alpha]))
+            self.writers["heatmap"].write(col, row, np.nan_to_num(h, nan=NODATA))
+            gray = Image.fromarray(rgb).convert("L").convert("RGBA")
+            over = Image.alpha_composite(gray, Image.fromarray(heatmap_rgba(h)))
+            self.writers["overlay"].write(col, row, np.asarray(over.convert("RGB")))
+
+        self.futures.append(self.tif_pool.submit(write))
 
     def write_tile(self, c: Cell, image: Rect) -> None:
         rgb = self.comp.read(image)[0]
@@ -251,7 +259,7 @@ def write_mosaic_outputs(run: _Run, cells: list[Cell], outputs: dict[str, str]) 
             mp.writers = {
                 "mosaic": GeoTiffWriter(out / "mosaic.tif", w, h, 4, "uint8", gt, wkt),
                 "heatmap": GeoTiffWriter(out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA),
-                "overlay": GeoTiffWriter(work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1),
+                "overlay": GeoTiffWriter(work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=False),
             }
             try:
                 step = max(1, len(cells) // 10)

@@ -153,6 +153,7 @@ class GeoTiffWriter:
         crs_wkt: str,
         nodata: float | None = None,
         zlevel: int = 6,
+        overviews: bool = True,
     ) -> None:
         import tempfile
 
@@ -163,6 +164,7 @@ class GeoTiffWriter:
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tif", dir=self.target.parent)
         os.close(fd)
         self.width, self.height, self.count, self.dtype = width, height, count, dtype
+        self.overviews = overviews
         gt = geotransform
         transform = rasterio.Affine(gt[1], gt[2], gt[0], gt[4], gt[5], gt[3])
         profile: dict[str, Any] = {
@@ -210,6 +212,7 @@ class GeoTiffWriter:
 
         def finish() -> None:
             factors = [f for f in (2, 4, 8, 16, 32, 64, 128) if min(self.height, self.width) // f >= 64]
+            factors = factors if self.overviews else []
             if factors:
                 self.dst.build_overviews(
                     factors, Resampling.average if self.dtype.startswith("float") else Resampling.nearest
@@ -279,13 +282,12 @@ def heatmap_rgba(heat: Any, vmax: float = 30.0) -> Any:
 
     h = np.asarray(heat, dtype=np.float32)
     valid = np.isfinite(h)
-    t = np.clip(np.nan_to_num(h, nan=0.0) / vmax, 0, 1)
+    out = np.zeros((*h.shape, 4), np.uint8)
+    t = np.clip(h[valid] / vmax, 0, 1)  # seams are narrow bands: color only where there is one
     stops = np.array([[255, 255, 178], [254, 178, 76], [240, 59, 32], [189, 0, 38], [84, 0, 110]], np.float32)
     pos = t * (len(stops) - 1)
     i = np.minimum(pos.astype(int), len(stops) - 2)
     frac = (pos - i)[..., None]
-    rgb = stops[i] * (1 - frac) + stops[i + 1] * frac
-    out = np.zeros((*h.shape, 4), np.uint8)
-    out[..., :3] = rgb.astype(np.uint8)
-    out[..., 3] = np.where(valid, 230, 0)
+    out[valid, :3] = (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint8)
+    out[valid, 3] = 230
     return out
