@@ -28,6 +28,7 @@ from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import save_png
 from .grid import ZoomLevel, load_tilejson
+from .heap import return_large_blocks
 from .schedule import NEIGHBOR_MODES, dependencies, run_ready_queue
 from .seams import (
     SeamWeights,
@@ -62,6 +63,8 @@ ANCHOR_MAX_PX = 1024
 #: accepted canvases kept in memory besides those still being written; the rest are read back from
 #: ``accepted/`` when a neighbor needs them, so memory does not grow with the patch
 CANVAS_CACHE = 24
+#: static contexts (canvases, edges) computed ahead of their tile, at most
+PREFETCH_MAX = 8
 
 Cell = tuple[int, int]  # (x, row): rows counted downward whatever the tile scheme
 
@@ -341,10 +344,11 @@ class _Run:
         return True
 
     def prefetch(self, cells: list[Cell]) -> None:
-        """Start the static context of tiles that will be ready soon, while models are busy."""
+        """Start the static context of tiles that will be ready soon, while models are busy (a few at a time:
+        each holds canvases, and a tile without one computes it when it is prepared)."""
         with self.lock:
             for nc in cells:
-                if nc in self.todo and nc not in self.static:
+                if nc in self.todo and nc not in self.static and len(self.static) < PREFETCH_MAX:
                     self.static[nc] = self.prefetch_pool.submit(self.static_context, nc)
 
     def make_jobs(self, c: Cell) -> list:
@@ -615,6 +619,7 @@ def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Ba
     Runs into one folder take turns (a folder lock): batch rows that share an output
     tile set each see what the others accepted, and none corrupts the others' files.
     """
+    return_large_blocks()
     fb = feedback or Feedback()
     run = _Run(cfg, fb, backend)  # every input and the credentials are checked before the folder is touched
     if cfg.dry_run:

@@ -89,6 +89,8 @@ def run_ready_queue(
     stopped: set[Tile] = set()  # adaptive: tiles that had enough; finished without their dropped jobs
     events: queue.Queue[tuple[str, Tile, int, Future]] = queue.Queue()
     calls_in_flight = 0
+    preparing = 0  # tiles whose prepare is under way
+    lookahead = 2 * max(1, concurrency)  # jobs waiting for a call slot, at most (about)
     outstanding = 0  # submitted futures whose event is not handled yet
     finished = 0
     canceled = False
@@ -150,9 +152,12 @@ def run_ready_queue(
                     remaining[tile] -= 1
                     if remaining[tile] == 0:
                         finish_tile(tile)
-            while ready and not canceled:
+            # tiles are prepared just ahead of the calls: a prepared tile holds its canvases, and a wide
+            # patch can have hundreds ready at once
+            while ready and not canceled and len(jobs) + preparing < lookahead:
                 _, tile = heapq.heappop(ready)
                 submit(cpu, "prepare", tile, -1, lambda t=tile: prepare(t))
+                preparing += 1
             while jobs and calls_in_flight < concurrency and not canceled:
                 _, _, tile, i, job = heapq.heappop(jobs)
                 submit(calls, "job", tile, i, job)
@@ -163,6 +168,7 @@ def run_ready_queue(
             outstanding -= 1
             value = fut.result()  # a failing prepare/finish is a bug: let it surface
             if kind == "prepare":
+                preparing -= 1
                 results[tile] = [None] * len(value)
                 remaining[tile] = len(value)
                 if not value:
