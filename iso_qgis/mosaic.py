@@ -1,19 +1,23 @@
 """The streaming pass: composite the accepted tiles and write the mosaic, heatmap and final tiles.
 
-Tiles are composited row by row (the same mosaic as anti-diagonal order: every pair of
-overlapping tiles keeps its order). A block of the mosaic (one tile core) is final once
-every tile overlapping it is painted; it is then written into the GeoTIFFs window by
-window, and each final tile and each seam measure runs as soon as the blocks it reads
-are final. Blocks are dropped once nothing needs them any more; the few in use stay in
-memory and the rest wait in a scratch folder, so memory does not grow with the patch.
+It runs alongside generation: a tile is composited as soon as it is accepted and every
+tile overlapping it that comes before it (by run, then row, then column) is composited
+or known to have failed. Row order gives the same mosaic as anti-diagonal order: every
+pair of overlapping tiles keeps its order. A block of the mosaic (one tile core) is
+final once every tile overlapping it is painted or failed; it is then written into
+the GeoTIFFs window by window, and each final tile and each seam measure runs as soon
+as the blocks it reads are final. Blocks are dropped once nothing needs them any more;
+the few in use stay in memory and the rest wait in a scratch folder, so memory does not
+grow with the patch, and outputs are mostly written by the time the last tile is chosen.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +41,7 @@ MAX_PNG_PX = 16384
 #: blocks kept in memory while compositing (the others wait in the scratch folder)
 HOT_BLOCKS = 24
 WORK_PREFIX = ".composite-"
+PENDING, READY, DONE, NEVER = range(4)
 
 
 class _Job:
@@ -47,41 +52,49 @@ class _Job:
 
 
 class MosaicPass:
-    """One pass over the accepted cells of a run folder; see the module docstring."""
+    """Composites and writes the outputs of ``planned`` cells (cell -> order key) as they are decided.
 
-    def __init__(self, run: _Run, cells: list[Cell], pool: ThreadPoolExecutor, work_dir: Path) -> None:
+    Call ``start()``, then ``decided(cell, accepted)`` once per cell not already accepted
+    (``start(accepted)`` takes those), then ``finish(outputs)``; all on one thread.
+    """
+
+    def __init__(self, run: _Run, planned: dict[Cell, tuple], work_dir: Path) -> None:
         self.run = run
-        self.tif_pool = ThreadPoolExecutor(1, "isotiles-tif")  # one thread: a GeoTIFF is written in order
-        self.cells = sorted(cells, key=lambda c: (self._run_of(c), c[1], c[0]))
-        self.accepted = set(cells)
-        self.pool = pool
+        self.keys = planned
+        self.work = work_dir
         self.step = run.lv.step
         step = self.step
         self.comp = Compositor(self.block_rect, step, run.cfg.weights.blend_px, work_dir, HOT_BLOCKS)
-        cores = [self.block_rect(c) for c in cells]
+        cores = [self.block_rect(c) for c in planned]
         self.box: Rect = (min(r[0] for r in cores), min(r[1] for r in cores),
                           max(r[2] for r in cores), max(r[3] for r in cores))  # fmt: skip
-        xs, rows = {c[0] for c in cells}, {c[1] for c in cells}
+        xs, rows = {c[0] for c in planned}, {c[1] for c in planned}
         # seam measure: boundaries after every column and row that has a tile, inside the box
         self.lines_x = sorted({round((x + 1) * step) for x in xs if round((x + 1) * step) < self.box[2]})
         self.lines_y = sorted({round((r + 1) * step) for r in rows if round((r + 1) * step) < self.box[3]})
         self.spacing_x = int(np.diff([self.box[0], *self.lines_x]).min()) if self.lines_x else 0
         self.spacing_y = int(np.diff([self.box[1], *self.lines_y]).min()) if self.lines_y else 0
         self.sums = SeamStepSums()
+        self.status: dict[Cell, int] = dict.fromkeys(planned, PENDING)
+        self.earlier: dict[Cell, list[Cell]] = {}
+        self.later: dict[Cell, list[Cell]] = {}
         self.paint_left: dict[Cell, int] = defaultdict(int)
         self.readers: dict[Cell, int] = defaultdict(int)
         self.jobs_of: dict[Cell, list[_Job]] = defaultdict(list)
         self.final: set[Cell] = set()
         self.futures: list[Future] = []
         self.writers: dict[str, GeoTiffWriter] = {}
-
-    def _run_of(self, c: Cell) -> int:
-        rec = self.run.state.tiles.get(f"{c[0]}_{self.run.lv.tile_y(c[1])}", {})
-        return int(rec.get("run", 0))
+        self.composited = 0
+        self.png_pool = ThreadPoolExecutor(2, "isotiles-png")
+        self.tif_pool = ThreadPoolExecutor(1, "isotiles-tif")  # one thread: a GeoTIFF is written in order
 
     def block_rect(self, c: Cell) -> Rect:
         s = self.step
         return (round(c[0] * s), round(c[1] * s), round((c[0] + 1) * s), round((c[1] + 1) * s))
+
+    @property
+    def accepted(self) -> set[Cell]:
+        return {c for c, s in self.status.items() if s in (READY, DONE)}
 
     # ------------------------------------------------------------ planning
     def _job(self, rect: Rect, fn: Callable[[], None]) -> None:
@@ -93,9 +106,14 @@ class MosaicPass:
 
     def plan(self) -> None:
         run, box = self.run, self.box
-        for c in self.cells:
+        reach = math.ceil(2 * (run.grow + run.lv.pad) / self.step)  # how far apart two canvases can overlap
+        for c, key in self.keys.items():
             for b in self.comp.cells_in(run.rect(c)):
                 self.paint_left[b] += 1
+            near = [(c[0] + dx, c[1] + dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+            near = [n for n in near if n != c and n in self.keys]
+            self.earlier[c] = [n for n in near if self.keys[n] < key]
+            self.later[c] = [n for n in near if self.keys[n] > key]
         # every block of the box is written once, painted or not (alpha 0 / nodata where no tile is)
         x0, r0 = round(box[0] / self.step), round(box[1] / self.step)
         x1, r1 = round(box[2] / self.step), round(box[3] / self.step)
@@ -105,50 +123,101 @@ class MosaicPass:
                 if rect is not None:
                     self._job(rect, lambda rect=rect, c=(x, r): self.write_block(c, rect))
         g = run.grow
-        for c in self.cells:
+        for c in self.keys:
             rect = run.rect(c)
             image = (rect[0] + g, rect[1] + g, rect[2] - g, rect[3] - g)
             self._job(image, lambda c=c, image=image: self.write_tile(c, image))
         # seam measure, boundary by boundary: the segment of a line along one tile, if either side has a tile
         reach_x = max(SEAM_STEP_REACH, self.spacing_x // 2 + 9)
         reach_y = max(SEAM_STEP_REACH, self.spacing_y // 2 + 9)
-        for line_set, vertical, reach in ((self.lines_x, True, reach_x), (self.lines_y, False, reach_y)):
+        for line_set, vertical, far in ((self.lines_x, True, reach_x), (self.lines_y, False, reach_y)):
             lines = set(line_set)
             for r in range(r0, r1):
                 for x in range(x0, x1):
                     core = self.block_rect((x, r))
                     edge = core[2] if vertical else core[3]
                     other = (x + 1, r) if vertical else (x, r + 1)
-                    if edge not in lines or ((x, r) not in self.accepted and other not in self.accepted):
+                    if edge not in lines or ((x, r) not in self.keys and other not in self.keys):
                         continue
                     if vertical:
-                        win = (max(box[0], edge - reach), core[1], min(box[2], edge + reach), core[3])
+                        win = (max(box[0], edge - far), core[1], min(box[2], edge + far), core[3])
                     else:
-                        win = (core[0], max(box[1], edge - reach), core[2], min(box[3], edge + reach))
-                    self._job(win, lambda win=win, edge=edge, v=vertical: self.measure(win, edge, v))
+                        win = (core[0], max(box[1], edge - far), core[2], min(box[3], edge + far))
+                    pair = ((x, r), other)
+                    self._job(win, lambda win=win, edge=edge, v=vertical, pair=pair: self.measure(win, edge, v, pair))
 
     # ------------------------------------------------------------ the pass
-    def execute(self, on_cell: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    def start(self, accepted: Iterable[Cell] = ()) -> None:
+        run, box = self.run, self.box
+        w, h = box[2] - box[0], box[3] - box[1]
+        gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
+        wkt = run.grid.crs_wkt()
+        self.writers = {
+            "mosaic": GeoTiffWriter(run.out / "mosaic.tif", w, h, 4, "uint8", gt, wkt),
+            "heatmap": GeoTiffWriter(run.out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA),
+            "overlay": GeoTiffWriter(self.work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=False),
+        }
+        self.plan()
+        for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
+            self._finalize_block(b)  # blocks no tile paints (holes in the patch)
+        for c in accepted:
+            self.decided(c, True)
+
+    def decided(self, c: Cell, accepted: bool) -> None:
+        """A planned cell was accepted (its canvas is in ``run``) or failed: composite what can be."""
+        if self.status.get(c) != PENDING:
+            return
+        self.status[c] = READY if accepted else NEVER
+        if not accepted:
+            self._unpaint(c)
+        todo = [c] if accepted else [n for n in self.later[c] if self.status[n] == READY]
+        while todo:
+            n = todo.pop()
+            if self.status[n] != READY or any(self.status[e] in (PENDING, READY) for e in self.earlier[n]):
+                continue
+            self._composite(n)
+            todo.extend(m for m in self.later[n] if self.status[m] == READY)
+
+    def _composite(self, c: Cell) -> None:
+        run = self.run
+        canvas = run.accepted_canvas(c)
+        if canvas is None:
+            raise FileNotFoundError(f"the accepted canvas of tile {run.tile(c)} is missing")
+        self.comp.add(c, canvas, run.rect(c), run.core(c))
+        self.status[c] = DONE
+        self._unpaint(c)
+        self.composited += 1
+        self._drain(8)
+
+    def _unpaint(self, c: Cell) -> None:
+        """``c`` painted its blocks, or never will: blocks nothing else is to paint are final."""
+        for b in self.comp.cells_in(self.run.rect(c)):
+            self.paint_left[b] -= 1
+            if self.paint_left[b] == 0:
+                self._finalize_block(b)
+
+    def finish(self) -> dict[str, Any] | None:
+        """Cells still undecided (a canceled or stopped run) are left out; write the rest.
+
+        Returns the seam measure, or None when no tile was accepted (nothing is written)."""
         try:
-            self.plan()
-            for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
-                self._finalize_block(b)  # blocks no tile paints (holes in the patch)
-            for n, c in enumerate(self.cells, 1):
-                canvas = self.run.accepted_canvas(c)
-                assert canvas is not None
-                rect = self.run.rect(c)
-                self.comp.add(c, canvas, rect, self.run.core(c))
-                for b in self.comp.cells_in(rect):
-                    self.paint_left[b] -= 1
-                    if self.paint_left[b] == 0:
-                        self._finalize_block(b)
-                on_cell(n)
-                self._drain(8)
+            for c in [c for c, s in self.status.items() if s == PENDING]:
+                self.decided(c, False)
+            assert not self.jobs_of, f"{len(self.jobs_of)} blocks still awaited"
             self._drain(0)
         finally:  # on an error, pending writes stop before the files are dropped
             self.tif_pool.shutdown(cancel_futures=True)
-        assert not self.jobs_of, f"{len(self.jobs_of)} blocks still awaited"
+            self.png_pool.shutdown(cancel_futures=True)
+        if self.composited == 0:
+            self.abort()
+            return None
         return {k: round(v, 4) for k, v in self.sums.result().items()}
+
+    def abort(self) -> None:
+        self.tif_pool.shutdown(cancel_futures=True)
+        self.png_pool.shutdown(cancel_futures=True)
+        for wr in self.writers.values():
+            wr.abort()
 
     def _drain(self, keep: int) -> None:
         """Wait for tiles and blocks being written beyond ``keep`` (bounds the memory they hold)."""
@@ -173,7 +242,7 @@ class MosaicPass:
         """Pixels of ``rect`` inside an accepted tile's core."""
         ok = np.zeros((rect[3] - rect[1], rect[2] - rect[0]), bool)
         for c in self.comp.cells_in(rect):
-            if c in self.accepted:
+            if self.status.get(c) == DONE:
                 part = intersect(rect, self.block_rect(c))
                 assert part is not None
                 ok[part[1] - rect[1] : part[3] - rect[1], part[0] - rect[0] : part[2] - rect[0]] = True
@@ -181,7 +250,7 @@ class MosaicPass:
 
     def write_block(self, c: Cell, rect: Rect) -> None:
         rgb, _, heat = self.comp.read(rect)
-        valid = c in self.accepted
+        valid = self.status.get(c) == DONE
         col, row = rect[0] - self.box[0], rect[1] - self.box[1]
 
         def write() -> None:  # on the GeoTIFF thread (GDAL's compression runs outside the GIL)
@@ -196,12 +265,16 @@ class MosaicPass:
         self.futures.append(self.tif_pool.submit(write))
 
     def write_tile(self, c: Cell, image: Rect) -> None:
+        if self.status.get(c) != DONE:
+            return
         rgb = self.comp.read(image)[0]
         x, y = self.run.tile(c)
         path = self.run.out / "tiles" / str(self.run.z) / str(x) / f"{y}.png"
-        self.futures.append(self.pool.submit(save_png, Image.fromarray(rgb), path))
+        self.futures.append(self.png_pool.submit(save_png, Image.fromarray(rgb), path))
 
-    def measure(self, win: Rect, edge: int, vertical: bool) -> None:
+    def measure(self, win: Rect, edge: int, vertical: bool, pair: tuple[Cell, Cell]) -> None:
+        if not any(self.status.get(c) == DONE for c in pair):
+            return
         L = rgb_to_lab(self.comp.read(win)[0])[..., 0]
         ok = self._valid(win)
         if vertical:
@@ -240,46 +313,64 @@ def png_copy(src: Path, dst: Path) -> Path:
     return atomic_write(dst, write, suffix=".png")
 
 
-def write_mosaic_outputs(run: _Run, cells: list[Cell], outputs: dict[str, str]) -> dict[str, Any]:
-    """Composite ``cells`` (accepted, grid space) and write tiles, mosaic, heatmap; returns the seam measure."""
-    from osgeo import gdal
+class MosaicOutputs:
+    """The streaming pass with its scratch folder and GDAL settings, for one run or one rewrite of a folder."""
 
-    out = run.out
-    clean_work_dirs(out)
-    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=out))
-    cache = gdal.GetCacheMax()
-    gdal.SetCacheMax(min(cache, 64 << 20))  # GDAL holds written blocks in its cache: keep it small
-    try:
-        with ThreadPoolExecutor(2, "isotiles-png") as pool:
-            mp = MosaicPass(run, cells, pool, work)
-            box = mp.box
-            w, h = box[2] - box[0], box[3] - box[1]
-            gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
-            wkt = run.grid.crs_wkt()
-            mp.writers = {
-                "mosaic": GeoTiffWriter(out / "mosaic.tif", w, h, 4, "uint8", gt, wkt),
-                "heatmap": GeoTiffWriter(out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA),
-                "overlay": GeoTiffWriter(work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=False),
-            }
-            try:
-                step = max(1, len(cells) // 10)
-                metrics = mp.execute(
-                    lambda n: (
-                        run.fb.info(f"outputs: {n}/{len(cells)} tiles composited")
-                        if len(cells) >= 100 and n % step == 0
-                        else None
-                    )
-                )
-                outputs["mosaic"] = str(mp.writers["mosaic"].close())
-                outputs["heatmap"] = str(mp.writers["heatmap"].close())
-                overlay = mp.writers["overlay"].close()
-            except BaseException:
-                for wr in mp.writers.values():
-                    wr.abort()
-                raise
+    def __init__(self, run: _Run, planned: dict[Cell, tuple]) -> None:
+        from osgeo import gdal
+
+        self.run = run
+        clean_work_dirs(run.out)
+        self.work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=run.out))
+        self.cache = gdal.GetCacheMax()
+        gdal.SetCacheMax(min(self.cache, 64 << 20))  # GDAL holds written blocks in its cache: keep it small
+        self.mp: MosaicPass | None = MosaicPass(run, planned, self.work) if planned else None
+        self.accepted_before: list[Cell] = []  # planned cells accepted before the run, in order
+        self.closed = False
+
+    def finish(self, outputs: dict[str, str]) -> dict[str, Any]:
+        """Write what is left and move the files into place; returns the seam measure."""
+        try:
+            metrics = self.mp.finish() if self.mp is not None else None
+            if metrics is None:
+                return {}
+            writers = self.mp.writers  # type: ignore[union-attr]
+            outputs["mosaic"] = str(writers["mosaic"].close())
+            outputs["heatmap"] = str(writers["heatmap"].close())
+            overlay = writers["overlay"].close()
+            out = self.run.out
             outputs["mosaic_png"] = str(png_copy(out / "mosaic.tif", out / "mosaic_nb_pro.png"))
             outputs["heatmap_png"] = str(png_copy(overlay, out / "seam_heatmap_nb_pro.png"))
-        return metrics
-    finally:
-        gdal.SetCacheMax(cache)
-        shutil.rmtree(work, ignore_errors=True)
+            return metrics
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        from osgeo import gdal
+
+        if self.closed:
+            return
+        self.closed = True
+        if self.mp is not None:
+            self.mp.abort()  # no-op for files already in place
+        gdal.SetCacheMax(self.cache)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def order_key(run_index: int, c: Cell) -> tuple[int, int, int]:
+    """The order tiles are composited in: by run, then row, then column."""
+    return (run_index, c[1], c[0])
+
+
+def write_mosaic_outputs(run: _Run, cells: list[Cell], outputs: dict[str, str]) -> dict[str, Any]:
+    """Composite ``cells`` (all accepted, grid space) and write tiles, mosaic, heatmap; returns the seam measure."""
+    planned = {c: order_key(int(run.state.tiles.get(f"{c[0]}_{run.lv.tile_y(c[1])}", {}).get("run", 0)), c)
+               for c in cells}  # fmt: skip
+    pipeline = MosaicOutputs(run, planned)
+    try:
+        if pipeline.mp is not None:
+            pipeline.mp.start(sorted(cells, key=planned.__getitem__))
+    except BaseException:
+        pipeline.close()
+        raise
+    return pipeline.finish(outputs)

@@ -29,6 +29,7 @@ from .feedback import Feedback
 from .fsutil import save_png
 from .grid import ZoomLevel, load_tilejson
 from .heap import return_large_blocks
+from .mosaic import MosaicOutputs, order_key
 from .schedule import NEIGHBOR_MODES, dependencies, run_ready_queue
 from .seams import (
     SeamWeights,
@@ -225,6 +226,7 @@ class _Run:
         self.writes: list[Future] = []
         self.fatal: IsoInputError | None = None
         self.todo: set[Cell] = set()
+        self.outputs: MosaicOutputs | None = None  # the streaming outputs of a run under way
 
     def _backend_options(self) -> dict[str, Any]:
         options = dict(self.cfg.backend_options)
@@ -501,8 +503,7 @@ class _Run:
         if canvas is not None:
             cell = self.cell(x, y)
             fut.add_done_callback(lambda f: self._written(cell, canvas, f))
-        with self.lock:
-            self.writes.append(fut)
+        self.track(fut)
 
     def _written(self, c: Cell, canvas: np.ndarray, fut: Future) -> None:
         """Once on disk, an accepted canvas moves to the bounded cache (unless the write failed)."""
@@ -563,6 +564,7 @@ class _Run:
             self.fb.progress(100.0 * done[0] / max(total, 1))
             rec = self.state.tiles[tile_key(*self.tile(c))]
             x, y = self.tile(c)
+            self.track(mosaic_pool.submit(self.outputs.mp.decided, c, rec["status"] == "accepted"))
             if rec["status"] == "accepted":
                 self.fb.info(
                     f"tile {x},{y}: accepted v{rec['chosen']:02d} score {rec['score']:.2f} ({done[0]}/{total})"
@@ -573,20 +575,25 @@ class _Run:
             counters["elapsed_s"] = time.perf_counter() - t0
             self.fb.status(done[0], total, counters)
 
-        with (
-            ThreadPoolExecutor(1, "isotiles-prefetch") as self.prefetch_pool,
-            ThreadPoolExecutor(1, "isotiles-writer") as self.writer,
-        ):
-            complete = run_ready_queue(
-                todo, deps, self.make_jobs, self.finish, cfg.concurrency,
-                lambda: self.fb.is_canceled() or self.write_error() is not None or self.fatal is not None, on_done,
-                enough=self.enough if cfg.good_enough is not None else None,
-            )  # fmt: skip
-            for fut in list(self.static.values()):
-                fut.cancel()
-        from .finalize import finalize
-
         try:
+            # the outputs are composited and written on their own thread as tiles are decided
+            self.outputs = self.start_outputs(todo)
+            with (
+                ThreadPoolExecutor(1, "isotiles-prefetch") as self.prefetch_pool,
+                ThreadPoolExecutor(1, "isotiles-writer") as self.writer,
+                ThreadPoolExecutor(1, "isotiles-mosaic") as mosaic_pool,
+            ):
+                if self.outputs.mp is not None:
+                    self.track(mosaic_pool.submit(self.outputs.mp.start, self.outputs.accepted_before))
+                complete = run_ready_queue(
+                    todo, deps, self.make_jobs, self.finish, cfg.concurrency,
+                    lambda: self.fb.is_canceled() or self.write_error() is not None or self.fatal is not None,
+                    on_done, enough=self.enough if cfg.good_enough is not None else None,
+                )  # fmt: skip
+                for fut in list(self.static.values()):
+                    fut.cancel()
+            from .finalize import finalize
+
             error = self.write_error()
             if error is not None:
                 raise error
@@ -596,6 +603,26 @@ class _Run:
             return result
         except OSError as exc:
             raise unwritable(self.out, exc) from None
+        finally:
+            if self.outputs is not None:
+                self.outputs.close()  # the scratch folder; files not finished are dropped
+
+    def start_outputs(self, todo: list[Cell]) -> MosaicOutputs:
+        """The streaming outputs of this run: every tile accepted before it, and the tiles it is to do."""
+        this_run = len(self.state.runs) - 1
+        todo_set = set(todo)
+        before = {self.cell(x, y): int(rec.get("run", 0)) for (x, y), rec in self.state.accepted().items()}
+        before = {c: r for c, r in before.items() if c not in todo_set}
+        planned = {c: order_key(r, c) for c, r in before.items()}
+        planned.update({c: order_key(this_run, c) for c in todo})
+        outputs = MosaicOutputs(self, planned)
+        outputs.accepted_before = sorted(before, key=planned.__getitem__)
+        return outputs
+
+    def track(self, fut: Future) -> None:
+        """A background write whose failure stops the run (see write_error)."""
+        with self.lock:
+            self.writes.append(fut)
 
 
 def unwritable(out: Path, exc: OSError) -> IsoInputError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import numpy as np
 import pytest
@@ -126,3 +127,64 @@ def test_png_copies_are_scaled_to_the_limit(city, tmp_path, monkeypatch):
         with Image.open(out / name) as im:
             assert max(im.size) == 100 and abs(im.size[0] / im.size[1] - w / h) < 0.05
     assert json.loads((out / "report_nb_pro.json").read_text())["outputs"]["mosaic_png"].endswith("mosaic_nb_pro.png")
+
+
+class _Watch(Feedback):
+    """Checks, while the run is still generating, that the first tiles' outputs are already on disk."""
+
+    def __init__(self, path, at, cancel_after=None):
+        self.path, self.at, self.cancel_after = path, at, cancel_after
+        self.seen_early = None
+        self.done = 0
+
+    def status(self, done, total, counters):
+        self.done = done
+        if done == self.at:
+            deadline = time.monotonic() + 20
+            while not self.path.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.seen_early = self.path.exists()
+
+    def is_canceled(self):
+        return self.cancel_after is not None and self.done >= self.cancel_after
+
+
+def test_tiles_are_finished_while_the_run_goes_on(city, tmp_path):
+    tiles = patch(city, 5, 3)
+    out = tmp_path / "out"
+    x, y = tiles[0]
+    first = out / "tiles" / "0" / str(x) / f"{y}.png"
+    fb = _Watch(first, at=len(tiles) - 2)  # two tiles still to come
+    res = run_generation(RunConfig(str(city), str(out), tiles, k=1, keep_candidates=False), fb)
+    assert res.accepted_count == len(tiles)
+    assert fb.seen_early  # the top-left tile was final once its right and bottom neighbors were decided
+
+
+def test_a_canceled_run_writes_what_it_has_and_a_resume_completes_it(city, tmp_path):
+    tiles = patch(city, 5, 3)
+    out = tmp_path / "out"
+    cfg = RunConfig(str(city), str(out), tiles, k=1, keep_candidates=False, concurrency=1)
+    res = run_generation(cfg, _Watch(tmp_path / "never", at=-1, cancel_after=6))
+    assert res.canceled and 6 <= res.accepted_count < len(tiles)
+    run = _Run(cfg, Feedback(), None)
+    run.open_state()
+    accepted = {run.cell(x, y) for x, y in run.state.accepted()}
+    with rasterio.open(out / "mosaic.tif") as src:
+        alpha = src.read(4)
+    cells = [run.cell(x, y) for x, y in tiles]
+    x0, r0 = min(c[0] for c in cells), min(c[1] for c in cells)  # the planned patch is the extent
+    step = int(run.lv.step)
+    assert alpha.shape == ((max(c[1] for c in cells) - r0 + 1) * step, (max(c[0] for c in cells) - x0 + 1) * step)
+    for c in cells:
+        block = alpha[(c[1] - r0) * step : (c[1] - r0 + 1) * step, (c[0] - x0) * step : (c[0] - x0 + 1) * step]
+        assert (block == 255).all() if c in accepted else (block == 0).all()
+    done = run_generation(cfg)  # resume
+    assert done.accepted_count == len(tiles)
+    streamed = {name: _digest(out / name) for name in ("mosaic.tif", "seam_heatmap.tif")}
+    again = _Run(cfg, Feedback(), None)
+    again.open_state()
+    from iso_tile_stylizer.iso_qgis.finalize import finalize
+
+    rewritten = finalize(again, canceled=False, wall_s=0.0)  # every tile at once, after the fact
+    assert {name: _digest(out / name) for name in streamed} == streamed
+    assert rewritten.report["metrics"] == done.report["metrics"]
