@@ -2,9 +2,10 @@
 
 1. Seam visibility on the Helsinki sample: seam-step ratio of the mosaic for
    K=4 with cut (with and without harmonization) vs K=1 pasted (cores side by side).
-2. Scheduling: an 8x8 patch, K=4, a backend that sleeps a fixed latency:
-   wall time / ((W + H - 1) x latency), against the sequential order.
-3. Engine overhead per tile with the offline backend (scoring, compositing, writing).
+2. Engine overhead per tile with the offline backend (scoring, compositing, writing).
+
+Scheduling (wall time against the critical path, ready queue vs sequential order) is
+measured by ``benchmarks/bench_throughput.py``.
 
 Run from the repository root after ``bash scripts/make_sample.sh``:
     .venv/bin/python benchmarks/bench_generation.py [--quick]
@@ -24,25 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".build" / "plugins"))  # the plugin package, never the repo root
 
-from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend  # noqa: E402
 from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
 from iso_tile_stylizer.iso_qgis.resolve import resolve  # noqa: E402
 from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
 from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio  # noqa: E402
-
-
-class SleepyBackend:
-    """Answers with the whitebox after a fixed latency, like a remote model would."""
-
-    name = "sleepy"
-
-    def __init__(self, latency_s: float) -> None:
-        self.latency = latency_s
-
-    def generate(self, request: ImageRequest) -> ImageResult:
-        time.sleep(self.latency)
-        return ImageResult(request.whitebox.copy(), "sleepy", latency_s=self.latency)
 
 
 def pasted_ratio(out: Path, tilejson: Path) -> float:
@@ -107,45 +94,21 @@ def seam_figures(tmp: Path, quick: bool) -> None:
         print(f"   {label:<40} seam-step {m['ratio']:.3f}  texture {m['texture']:.3f}  chroma {chroma:.1f}")
 
 
-def schedule_figures(tmp: Path, quick: bool) -> None:
+def overhead_figures(tmp: Path, quick: bool) -> None:
     from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
 
     pbf = ROOT / "sample" / "Helsinki.osm.pbf"
+    if not pbf.exists():
+        print("\noverhead figures: no sample (run scripts/make_sample.sh first)")
+        return
     tiles_dir = tmp / "wb256"
     render_whitebox(pbf, tiles_dir, ppm=2.0, tile_size=256)
     grid = load_tilejson(tiles_dir / "tilejson.json")
     x0, y0 = grid.level().tile_range[:2]
-    n, k = (4, 2) if quick else (8, 4)
+    n = 4 if quick else 8
     tiles = [(x0 + x, y0 + y) for y in range(n) for x in range(n)]
-    print(f"\n2. Scheduling, {n}x{n} tiles, K={k}, a backend that sleeps a fixed latency per call")
-    for latency in (0.5,) if quick else (0.5, 2.0, 5.0):
-        critical = (2 * n - 1) * latency
-        sequential = len(tiles) * latency  # the seed pilot: one tile after another, K in parallel, zero overhead
-        print(
-            f"   latency {latency} s: critical path {critical:.1f} s; sequential tile order {sequential:.1f} s "
-            f"= {sequential / critical:.2f} x critical path"
-        )
-        for conc in (k * n, k * 2) if latency < 5 else (k * n,):
-            t0 = time.perf_counter()
-            res = run_generation(
-                RunConfig(
-                    str(tiles_dir / "tilejson.json"),
-                    str(tmp / f"sched{conc}_{latency}"),
-                    tiles,
-                    k=k,
-                    concurrency=conc,
-                    keep_candidates=False,
-                ),
-                backend=SleepyBackend(latency),
-            )
-            wall = time.perf_counter() - t0
-            t = res.totals["this_run"]
-            print(
-                f"     ready queue, concurrency {conc:>3}: wall {wall:6.2f} s = {wall / critical:.2f} x critical path "
-                f"(tiles {t['generate_s']:.2f} s = {t['generate_s'] / critical:.2f} x, outputs {t['finalize_s']:.2f} s)"
-            )
 
-    print("\n3. Engine overhead per tile, offline backend, K=4")
+    print("\n2. Engine overhead per tile, offline backend, K=4")
     out = tmp / "overhead"
     backend = OfflineBackend()
     calls = []
@@ -178,7 +141,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="isotiles-bench-"))
     try:
         seam_figures(tmp, a.quick)
-        schedule_figures(tmp, a.quick)
+        overhead_figures(tmp, a.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
