@@ -92,10 +92,6 @@ class MosaicPass:
         s = self.step
         return (round(c[0] * s), round(c[1] * s), round((c[0] + 1) * s), round((c[1] + 1) * s))
 
-    @property
-    def accepted(self) -> set[Cell]:
-        return {c for c, s in self.status.items() if s in (READY, DONE)}
-
     # ------------------------------------------------------------ planning
     def _job(self, rect: Rect, fn: Callable[[], None]) -> None:
         blocks = self.comp.cells_in(rect)
@@ -283,10 +279,19 @@ class MosaicPass:
             self.sums.add(L.T, ok.T, [edge - win[1]], self.spacing_y)
 
 
+#: what a killed run's streaming pass leaves in the output folder: its scratch folder and the GeoTIFFs
+#: it was writing (hidden temp names of fsutil's atomic writes; they can be as big as the mosaic)
+STALE = (WORK_PREFIX + "*", ".mosaic.tif.*.tif", ".seam_heatmap.tif.*.tif")
+
+
 def clean_work_dirs(out: Path) -> None:
-    """Scratch folders a killed run left behind (runs into a folder take turns, so none is in use)."""
-    for p in out.glob(WORK_PREFIX + "*"):
-        shutil.rmtree(p, ignore_errors=True)
+    """Remove what a killed run's streaming pass left (runs into a folder take turns: none is in use)."""
+    for pattern in STALE:
+        for p in out.glob(pattern):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def png_copy(src: Path, dst: Path) -> Path:

@@ -12,6 +12,7 @@ ending in a traceback, a truncated GeoTIFF renamed into place) is checked for ex
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import pytest
 from fake_gemini import FakeGemini
 from PIL import Image
 
+from iso_tile_stylizer.iso_qgis.mosaic import STALE
 from iso_tile_stylizer.iso_qgis.run import candidate_seed
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +83,11 @@ def base_env(**extra: str) -> dict[str, str]:
 def is_temp(p: Path) -> bool:
     """A temp file of fsutil.atomic_write (``.<name>.<random><suffix>``), not the folder lock."""
     return p.name.startswith(".") and p.name != LOCK
+
+
+def stale(name: str) -> bool:
+    """A top-level name in the output folder that a killed run's streaming pass leaves."""
+    return any(fnmatch.fnmatch(name, pat) for pat in STALE)
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -308,7 +315,11 @@ def test_sigkill_at_random_moments_loses_nothing(repo_root, helsinki_tiles, tmp_
     assert report["totals"]["this_run"]["canceled"] is False
     assert sorted(report["tiles"]) == sorted(final)
     assert all(report["tiles"][k]["status"] == "accepted" for k in final)
-    assert all(t.exists() for t in temps_before_final), "the engine removed or reused a temp file"
+    # the streaming pass's scratch folder and half-written GeoTIFFs are its own to clean; nothing else is touched
+    streamed = [t for t in temps_before_final if t.is_relative_to(out) and stale(t.relative_to(out).parts[0])]
+    assert all(t.exists() for t in temps_before_final if t not in streamed), "the engine removed or reused a temp file"
+    assert not [t for t in streamed if t.exists()], "a killed run's streaming leftovers are still there"
+    assert not [p for pat in STALE for p in out.glob(pat)], "this run left its own scratch files"
 
     # ---- the calls: none for a tile already accepted; paid twice at most for the answers in flight
     answered = defaultdict(int)
