@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import sys
 
+_M_ARENA_MAX = -8
 _M_MMAP_THRESHOLD = -3
 _done = False
 
@@ -15,11 +16,14 @@ def return_large_blocks() -> None:
 
     glibc raises its mmap threshold each time such a block is freed, after which blocks of that size
     come from the heap and, freed between long-lived ones, stay there: a run's peak memory then grows
-    with its length. A fixed threshold turns that off (process-wide, once; Linux with glibc only).
+    with its length. A fixed threshold turns that off, and at most four per-thread heaps keep the free
+    memory in few places (process-wide, once; Linux with glibc only).
     """
     global _done
     if _done or not sys.platform.startswith("linux"):
         return
     _done = True
     with contextlib.suppress(OSError, AttributeError):  # another C library
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        libc.mallopt(_M_ARENA_MAX, 4)  # fewer per-thread heaps, each holding its own free memory

@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 Cell = tuple[int, int]
 NODATA = -9999.0
 #: the PNG copies of the mosaic and heatmap are scaled down to this many pixels a side (the GeoTIFFs keep
-#: every pixel): larger PNGs are more than most viewers open
-MAX_PNG_PX = 16384
+#: every pixel): they are quick looks, and a full-size PNG of a city would take minutes to write
+MAX_PNG_PX = 8192
 #: blocks kept in memory while compositing (the others wait in the scratch folder)
-HOT_BLOCKS = 24
+HOT_BLOCKS = 16
 WORK_PREFIX = ".composite-"
 PENDING, READY, DONE, NEVER = range(4)
 
@@ -328,7 +328,7 @@ class MosaicOutputs:
         clean_work_dirs(run.out)
         self.work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=run.out))
         self.cache = gdal.GetCacheMax()
-        gdal.SetCacheMax(min(self.cache, 64 << 20))  # GDAL holds written blocks in its cache: keep it small
+        gdal.SetCacheMax(min(self.cache, 16 << 20))  # GDAL holds written blocks in its cache: keep it small
         self.mp: MosaicPass | None = MosaicPass(run, planned, self.work) if planned else None
         self.accepted_before: list[Cell] = []  # planned cells accepted before the run, in order
         self.closed = False
@@ -340,12 +340,18 @@ class MosaicOutputs:
             if metrics is None:
                 return {}
             writers = self.mp.writers  # type: ignore[union-attr]
-            outputs["mosaic"] = str(writers["mosaic"].close())
-            outputs["heatmap"] = str(writers["heatmap"].close())
-            overlay = writers["overlay"].close()
             out = self.run.out
-            outputs["mosaic_png"] = str(png_copy(out / "mosaic.tif", out / "mosaic_nb_pro.png"))
-            outputs["heatmap_png"] = str(png_copy(overlay, out / "seam_heatmap_nb_pro.png"))
+            # overviews, read-back checks and PNG copies, file by file side by side (GDAL releases the GIL)
+            with ThreadPoolExecutor(3, "isotiles-close") as pool:
+                mosaic = pool.submit(lambda: png_copy(writers["mosaic"].close(), out / "mosaic_nb_pro.png"))
+                heat = pool.submit(writers["heatmap"].close)
+                heat_png = pool.submit(lambda: png_copy(writers["overlay"].close(), out / "seam_heatmap_nb_pro.png"))
+                for fut in (mosaic, heat, heat_png):
+                    fut.exception()  # all three end before anything is reported
+                outputs["mosaic_png"] = str(mosaic.result())
+                outputs["mosaic"] = str(writers["mosaic"].target)
+                outputs["heatmap"] = str(heat.result())
+                outputs["heatmap_png"] = str(heat_png.result())
             return metrics
         finally:
             self.close()
