@@ -151,7 +151,10 @@ class MosaicPass:
         self.writers = {
             "mosaic": GeoTiffWriter(run.out / "mosaic.tif", w, h, 4, "uint8", gt, wkt),
             "heatmap": GeoTiffWriter(run.out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA),
-            "overlay": GeoTiffWriter(self.work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=False),
+            # only a source for its PNG: overviews when the PNG is scaled down, which then reads them
+            "overlay": GeoTiffWriter(
+                self.work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=max(w, h) > MAX_PNG_PX
+            ),
         }
         self.plan()
         for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
