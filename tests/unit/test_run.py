@@ -291,7 +291,9 @@ def test_a_corrupt_tile_fails_its_tiles_and_the_run_goes_on(city, tmp_path):
     assert "not a readable image" in report["tiles"][f"{x}_{y}"]["error"]
 
 
-def test_cancel_in_the_middle_of_a_tile_keeps_the_answers_it_has(city, tmp_path):
+def cancel_after_first_call():
+    """A feedback that asks to cancel once the first model call is made, and the backend that counts calls."""
+
     class CancelAfterFirstCall(Feedback):
         def __init__(self):
             self.calls = 0
@@ -308,7 +310,12 @@ def test_cancel_in_the_middle_of_a_tile_keeps_the_answers_it_has(city, tmp_path)
             fb.calls += 1
             return OfflineBackend().generate(req)
 
-    res = run_generation(config(city, tmp_path, k=4, concurrency=1), fb, backend=Backend())
+    return fb, Backend()
+
+
+def test_cancel_in_the_middle_of_a_tile_keeps_the_answers_it_has(city, tmp_path):
+    fb, backend = cancel_after_first_call()
+    res = run_generation(config(city, tmp_path, k=4, concurrency=1), fb, backend=backend)
     assert res.canceled
     report = json.loads((tmp_path / "report_nb_pro.json").read_text())
     canceled = [t for t in report["tiles"].values() if t["status"] == "canceled"]
@@ -423,24 +430,9 @@ def test_a_bad_good_enough_is_refused_before_any_call(city, tmp_path, value):
 
 
 def test_good_enough_cancel_mid_tile_keeps_the_answers_it_has(city, tmp_path):
-    class CancelAfterFirstCall(Feedback):
-        def __init__(self):
-            self.calls = 0
-
-        def is_canceled(self):
-            return self.calls >= 1
-
-    fb = CancelAfterFirstCall()
-
-    class Backend:
-        name = "slow"
-
-        def generate(self, req):
-            fb.calls += 1
-            return OfflineBackend().generate(req)
-
+    fb, backend = cancel_after_first_call()
     # unreachable threshold: the tile would ask all 4, one after another
-    res = run_generation(config(city, tmp_path, k=4, concurrency=1, good_enough=1e-6), fb, backend=Backend())
+    res = run_generation(config(city, tmp_path, k=4, concurrency=1, good_enough=1e-6), fb, backend=backend)
     assert res.canceled and fb.calls == 1
     report = json.loads((tmp_path / "report_nb_pro.json").read_text())
     (canceled,) = [t for t in report["tiles"].values() if t["status"] == "canceled"]
