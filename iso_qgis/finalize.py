@@ -28,7 +28,7 @@ def _write_rasters(run: _Run, cells: list, ogrid: TileGrid, outputs: dict[str, s
     if run.outputs is not None:  # streamed during the run: write what is left
         metrics = run.outputs.finish(outputs)
     else:
-        metrics = write_mosaic_outputs(run, cells, outputs)
+        metrics = write_mosaic_outputs(run, outputs)
     tj = ogrid.to_tilejson(name=f"{run.grid.name or 'iso tiles'} (stylized)")
     if run.grid.kind == "xyz" and not run.lv.y_down:
         tj["scheme"] = "tms"

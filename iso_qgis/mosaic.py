@@ -324,16 +324,23 @@ def png_copy(src: Path, dst: Path) -> Path:
 class MosaicOutputs:
     """The streaming pass with its scratch folder and GDAL settings, for one run or one rewrite of a folder."""
 
-    def __init__(self, run: _Run, planned: dict[Cell, tuple]) -> None:
+    def __init__(self, run: _Run, todo: list[Cell]) -> None:
+        """Outputs for every tile the folder has accepted and the tiles ``todo`` (this run's, maybe none)."""
         from osgeo import gdal
 
         self.run = run
+        this_run = len(run.state.runs) - 1
+        todo_set = set(todo)
+        before = {run.cell(x, y): int(rec.get("run", 0)) for (x, y), rec in run.state.accepted().items()}
+        planned = {c: order_key(r, c) for c, r in before.items() if c not in todo_set}
+        #: the tiles accepted before, in the order they are composited (``MosaicPass.start`` takes them)
+        self.accepted_before = sorted(planned, key=planned.__getitem__)
+        planned.update({c: order_key(this_run, c) for c in todo})
         clean_work_dirs(run.out)
         self.work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=run.out))
         self.cache = gdal.GetCacheMax()
         gdal.SetCacheMax(min(self.cache, 16 << 20))  # GDAL holds written blocks in its cache: keep it small
         self.mp: MosaicPass | None = MosaicPass(run, planned, self.work) if planned else None
-        self.accepted_before: list[Cell] = []  # planned cells accepted before the run, in order
         self.closed = False
 
     def finish(self, outputs: dict[str, str]) -> dict[str, Any]:
@@ -376,14 +383,12 @@ def order_key(run_index: int, c: Cell) -> tuple[int, int, int]:
     return (run_index, c[1], c[0])
 
 
-def write_mosaic_outputs(run: _Run, cells: list[Cell], outputs: dict[str, str]) -> dict[str, Any]:
-    """Composite ``cells`` (all accepted, grid space) and write tiles, mosaic, heatmap; returns the seam measure."""
-    planned = {c: order_key(int(run.state.tiles.get(f"{c[0]}_{run.lv.tile_y(c[1])}", {}).get("run", 0)), c)
-               for c in cells}  # fmt: skip
-    pipeline = MosaicOutputs(run, planned)
+def write_mosaic_outputs(run: _Run, outputs: dict[str, str]) -> dict[str, Any]:
+    """Composite every accepted tile of the folder and write tiles, mosaic, heatmap; returns the seam measure."""
+    pipeline = MosaicOutputs(run, [])
     try:
         if pipeline.mp is not None:
-            pipeline.mp.start(sorted(cells, key=planned.__getitem__))
+            pipeline.mp.start(pipeline.accepted_before)
     except BaseException:
         pipeline.close()
         raise

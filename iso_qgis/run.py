@@ -29,7 +29,7 @@ from .feedback import Feedback
 from .fsutil import save_png
 from .grid import ZoomLevel, load_tilejson
 from .heap import return_large_blocks
-from .mosaic import MosaicOutputs, order_key
+from .mosaic import MosaicOutputs
 from .schedule import NEIGHBOR_MODES, dependencies, run_ready_queue
 from .seams import (
     SeamWeights,
@@ -577,7 +577,7 @@ class _Run:
 
         try:
             # the outputs are composited and written on their own thread as tiles are decided
-            self.outputs = self.start_outputs(todo)
+            self.outputs = MosaicOutputs(self, todo)
             with (
                 ThreadPoolExecutor(1, "isotiles-prefetch") as self.prefetch_pool,
                 ThreadPoolExecutor(1, "isotiles-writer") as self.writer,
@@ -606,18 +606,6 @@ class _Run:
         finally:
             if self.outputs is not None:
                 self.outputs.close()  # the scratch folder; files not finished are dropped
-
-    def start_outputs(self, todo: list[Cell]) -> MosaicOutputs:
-        """The streaming outputs of this run: every tile accepted before it, and the tiles it is to do."""
-        this_run = len(self.state.runs) - 1
-        todo_set = set(todo)
-        before = {self.cell(x, y): int(rec.get("run", 0)) for (x, y), rec in self.state.accepted().items()}
-        before = {c: r for c, r in before.items() if c not in todo_set}
-        planned = {c: order_key(r, c) for c, r in before.items()}
-        planned.update({c: order_key(this_run, c) for c in todo})
-        outputs = MosaicOutputs(self, planned)
-        outputs.accepted_before = sorted(before, key=planned.__getitem__)
-        return outputs
 
     def track(self, fut: Future) -> None:
         """A background write whose failure stops the run (see write_error)."""
