@@ -11,16 +11,28 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None], suffix: str = "") -> Path:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
-    target = Path(path)
+def temp_beside(target: Path, suffix: str = "") -> str:
+    """A new hidden temp file next to ``target`` (``.<name>.<random><suffix>``), for a write to land in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
+    return tmp
+
+
+def move_into_place(tmp: str, target: Path) -> Path:
+    """The finished temp file becomes ``target`` in one step."""
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
+    os.replace(tmp, target)
+    return target
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None], suffix: str = "") -> Path:
+    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
+    target = Path(path)
+    tmp = temp_beside(target, suffix)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

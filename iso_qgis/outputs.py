@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-from .fsutil import atomic_write, atomic_write_text
+from .fsutil import atomic_write, atomic_write_text, move_into_place, temp_beside
 from .grid import TileGrid
 from .sources import TileSource
 
@@ -155,14 +155,10 @@ class GeoTiffWriter:
         zlevel: int = 6,
         overviews: bool = True,
     ) -> None:
-        import tempfile
-
         import rasterio
 
         self.target = Path(out_path)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tif", dir=self.target.parent)
-        os.close(fd)
+        self.tmp = temp_beside(self.target, ".tif")
         self.width, self.height, self.count, self.dtype = width, height, count, dtype
         self.overviews = overviews
         gt = geotransform
@@ -221,9 +217,7 @@ class GeoTiffWriter:
             self._verify()
 
         self._guard(finish)
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.target)
-        return self.target
+        return move_into_place(self.tmp, self.target)
 
     def _verify(self) -> None:
         import rasterio
