@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import threading
 import time
@@ -30,7 +31,7 @@ from .fsutil import save_png
 from .grid import ZoomLevel, load_tilejson
 from .heap import return_large_blocks
 from .mosaic import MosaicOutputs
-from .schedule import NEIGHBOR_MODES, dependencies, run_ready_queue
+from .schedule import NEIGHBOR_MODES, PriorityGate, dependencies, priority, run_ready_queue
 from .seams import (
     SeamWeights,
     aggregate_seams,
@@ -66,6 +67,8 @@ ANCHOR_MAX_PX = 1024
 CANVAS_CACHE = 24
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
+#: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
+SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
 
 Cell = tuple[int, int]  # (x, row): rows counted downward whatever the tile scheme
 
@@ -227,6 +230,7 @@ class _Run:
         self.fatal: IsoInputError | None = None
         self.todo: set[Cell] = set()
         self.outputs: MosaicOutputs | None = None  # the streaming outputs of a run under way
+        self.scoring = PriorityGate(SCORING_SLOTS)
 
     def _backend_options(self) -> dict[str, Any]:
         options = dict(self.cfg.backend_options)
@@ -404,9 +408,11 @@ class _Run:
             rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
             return req, res, rec
         w, h = req.size
-        if res.image.shape[1] != w or res.image.shape[0] != h:
-            res.notes.append(f"answer was {res.image.shape[1]}x{res.image.shape[0]}, resized to {w}x{h}")
-            res.image = np.asarray(Image.fromarray(res.image).convert("RGB").resize((w, h), Image.LANCZOS))
+        with self.scoring.held(priority(self.cell(*req.tile[:2]))):
+            if res.image.shape[1] != w or res.image.shape[0] != h:
+                res.notes.append(f"answer was {res.image.shape[1]}x{res.image.shape[0]}, resized to {w}x{h}")
+                res.image = np.asarray(Image.fromarray(res.image).convert("RGB").resize((w, h), Image.LANCZOS))
+            rec.update(self.score(res, ctx))
         if self.cfg.keep_candidates:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
@@ -417,7 +423,6 @@ class _Run:
                 rec["notes"].append(f"candidate not saved: {exc.strerror or exc}")
                 with self.lock:
                     self.fatal = self.fatal or unwritable(self.out, exc)
-        rec.update(self.score(res, ctx))
         return req, res, rec
 
     def score(self, res: ImageResult, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ default) is finished, accepted or failed. Ready tiles' candidate jobs share one
 pool of ``concurrency`` workers, served in anti-diagonal order so the critical
 path keeps moving; there are no wave barriers. Preparing and finishing tiles
 (CPU work) runs on a second, small pool, so no tile waits for another's bookkeeping.
+Answers are scored through a ``PriorityGate``, a few at a time, earliest tile first.
 
 Adaptive K (``enough``): a tile's jobs are released in order, ``adaptive_width`` at a
 time, and those not yet started are dropped once ``enough`` says the answers had suffice.
@@ -12,10 +13,13 @@ time, and those not yet started are dropped once ``enough`` says the answers had
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import itertools
 import os
 import queue
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -44,6 +48,46 @@ def dependencies(tiles: Iterable[Tile], mode: str, done: set[Tile] | None = None
 
 def priority(t: Tile) -> tuple[int, int, int]:
     return (t[0] + t[1], t[1], t[0])
+
+
+class PriorityGate:
+    """At most ``slots`` holders at once; waiters go in lowest priority first (then first come).
+
+    Model calls return together, tens at a time on a wide patch; scoring them all at once on
+    their call threads makes the threads fight over the interpreter and the cores, which costs
+    more CPU than the scoring itself and delays the tiles the next ones wait for. Through the
+    gate they are scored a few at a time, the earliest anti-diagonal first.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.free = max(1, slots)
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[Any, int, threading.Event]] = []
+        self.seq = itertools.count()
+
+    def acquire(self, prio: Any) -> None:
+        with self.lock:
+            if self.free and not self.waiting:
+                self.free -= 1
+                return
+            turn = threading.Event()
+            heapq.heappush(self.waiting, (prio, next(self.seq), turn))
+        turn.wait()  # the slot is handed over by release()
+
+    def release(self) -> None:
+        with self.lock:
+            if self.waiting:
+                heapq.heappop(self.waiting)[2].set()
+            else:
+                self.free += 1
+
+    @contextlib.contextmanager
+    def held(self, prio: Any) -> Iterator[None]:
+        self.acquire(prio)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 def run_ready_queue(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis.schedule import dependencies, run_ready_queue
+from iso_tile_stylizer.iso_qgis.schedule import PriorityGate, dependencies, run_ready_queue
 
 
 def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None):
@@ -202,3 +202,69 @@ def test_adaptive_cancel_mid_tile_finishes_it_with_the_calls_paid_for():
     ok, calls, got, _ = adaptive(tiles, k=4, enough_after=1, concurrency=1, cancel_after_calls=1)
     (t,) = [t for t, c in calls.items() if c]
     assert not ok and got == {t: [(t, 0)]}
+
+
+# ------------------------------------------------------------------ the scoring gate
+def queue_behind_held_gate(gate, prios):
+    """Threads that enter ``gate`` with ``prios`` while its only slot is held; returns (threads, entry order)."""
+    order: list = []
+    threads = []
+    for i, p in enumerate(prios):
+
+        def enter(p=p, i=i):
+            with gate.held(p):
+                order.append((p, i))
+
+        threads.append(threading.Thread(target=enter))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(gate.waiting) < i + 1:  # queued in this order, so ties show first come, first served
+            assert time.monotonic() < deadline, "a thread never queued at the gate"
+            time.sleep(0.001)
+    return threads, order
+
+
+def test_gate_lets_waiters_in_lowest_priority_first_then_first_come():
+    gate = PriorityGate(1)
+    gate.acquire((0, 0, 0))
+    threads, order = queue_behind_held_gate(gate, [(5, 0, 5), (2, 1, 1), (5, 0, 5), (3, 0, 3), (2, 0, 2)])
+    assert order == [], "a waiter went in while the slot was held"
+    gate.release()
+    for t in threads:
+        t.join(5)
+    assert order == [((2, 0, 2), 4), ((2, 1, 1), 1), ((3, 0, 3), 3), ((5, 0, 5), 0), ((5, 0, 5), 2)]
+    assert gate.free == 1 and not gate.waiting
+
+
+def test_gate_bounds_holders_and_frees_the_slot_on_error():
+    gate = PriorityGate(2)
+    lock = threading.Lock()
+    active = [0, 0]
+
+    def work(i):
+        with gate.held(i):
+            with lock:
+                active[0] += 1
+                active[1] = max(active[1], active[0])
+            time.sleep(0.01)
+            with lock:
+                active[0] -= 1
+            if i % 3 == 0:
+                raise ValueError(i)
+
+    raised = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except ValueError:
+            raised.append(i)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert active[1] == 2, f"{active[1]} holders at once with 2 slots"
+    assert sorted(raised) == [0, 3, 6, 9]
+    assert gate.free == 2 and not gate.waiting, "a slot was lost to a failing holder"
