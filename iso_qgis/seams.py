@@ -227,8 +227,10 @@ def small_lab(rgb: np.ndarray, factor: int) -> np.ndarray:
     """CIELAB of the image averaged (in linear light) over ``factor`` x ``factor`` blocks."""
     h, w = rgb.shape[:2]
     h2, w2 = h // factor * factor, w // factor * factor
-    lin = SRGB_TO_LINEAR[rgb[:h2, :w2]]
-    return linear_to_lab(lin.reshape(h2 // factor, factor, w2 // factor, factor, 3).mean(axis=(1, 3)))
+    lin = SRGB_TO_LINEAR.take(rgb[:h2, :w2])
+    # block sums, rows then columns (about 3 x faster than a mean over a 5-d view)
+    sums = np.add.reduceat(np.add.reduceat(lin, np.arange(0, h2, factor), axis=0), np.arange(0, w2, factor), axis=1)
+    return linear_to_lab(sums / np.float32(factor * factor))
 
 
 def edge_map(rgb: np.ndarray) -> np.ndarray:

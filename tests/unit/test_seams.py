@@ -73,6 +73,17 @@ def test_min_error_path_matches_brute_force_on_small_bands():
         assert sum(err[r, c] for r, c in enumerate(path)) == pytest.approx(best[0])
 
 
+def test_small_lab_is_the_lab_of_each_blocks_mean_in_linear_light():
+    rgb = noise_image(53, 37, 4)  # 3 x 2 whole blocks of 16; the rest is left out
+    want = np.empty((3, 2, 3))
+    for r in range(3):
+        for c in range(2):
+            block = s.SRGB_TO_LINEAR[rgb[16 * r : 16 * r + 16, 16 * c : 16 * c + 16]].astype(np.float64)
+            want[r, c] = s.linear_to_lab(block.mean(axis=(0, 1)).astype(np.float32))
+    got = s.small_lab(rgb, 16)
+    assert got.shape == (3, 2, 3) and np.allclose(got, want, atol=1e-3)
+
+
 def test_luminance_equals_the_l_of_lab():
     rgb = noise_image(16, 16, 9)
     assert np.allclose(s.luminance(rgb), s.rgb_to_lab(rgb)[..., 0], atol=1e-3)
