@@ -58,3 +58,21 @@ class Counting:
         with self.lock:
             self.calls += 1
         return self.inner.generate(req)
+
+
+class InFlight:
+    """How many threads are inside ``with meter:`` now, and the most that ever were at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.now -= 1

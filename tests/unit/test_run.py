@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
 import pytest
 import rasterio
-from isotiles_testing import Counting
+from isotiles_testing import Counting, InFlight
 from isotiles_testing import patch as shared_patch
 from PIL import Image
 
@@ -470,23 +469,16 @@ def test_review_works_on_tiles_with_fewer_candidates_than_k(city, tmp_path):
 def test_answers_that_arrive_together_are_scored_through_the_gate(city, tmp_path, monkeypatch):
     from iso_tile_stylizer.iso_qgis import run as run_module
 
-    lock = threading.Lock()
-    active = [0, 0]  # scoring now, peak
+    scoring = InFlight()
     real_score = run_module._Run.score
 
     def score(self, res, ctx):
-        with lock:
-            active[0] += 1
-            active[1] = max(active[1], active[0])
-        time.sleep(0.005)  # long enough that answers arriving together would overlap
-        try:
+        with scoring:
+            time.sleep(0.005)  # long enough that answers arriving together would overlap
             return real_score(self, res, ctx)
-        finally:
-            with lock:
-                active[0] -= 1
 
     monkeypatch.setattr(run_module, "SCORING_SLOTS", 1)
     monkeypatch.setattr(run_module._Run, "score", score)
     res = run_generation(config(city, tmp_path, k=4, concurrency=12))  # 4 answers per tile at about once
     assert res.accepted_count == 6
-    assert active[1] == 1, f"{active[1]} answers scored at once through a gate of one slot"
+    assert scoring.peak == 1, f"{scoring.peak} answers scored at once through a gate of one slot"

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from isotiles_testing import InFlight
 
 from iso_tile_stylizer.iso_qgis.schedule import PriorityGate, dependencies, run_ready_queue
 
@@ -15,7 +16,7 @@ def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None
     finished: list = []
     started: dict = {}
     lock = threading.Lock()
-    active = [0, 0]  # now, peak
+    jobs = InFlight()
 
     def make_jobs(t):
         with lock:
@@ -23,12 +24,8 @@ def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None
             assert all(d in finished for d in deps[t]), f"{t} started before its dependencies"
 
         def job(i):
-            with lock:
-                active[0] += 1
-                active[1] = max(active[1], active[0])
-            time.sleep(sleep)
-            with lock:
-                active[0] -= 1
+            with jobs:
+                time.sleep(sleep)
             return (t, i)
 
         return [lambda i=i: job(i) for i in range(k)]
@@ -45,7 +42,7 @@ def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None
         is_canceled=(lambda: len(finished) >= cancel_after) if cancel_after else (lambda: False),
     )  # fmt: skip
     assert set(started) == set(finished), "a prepared tile was never finished: paid calls would be lost"
-    return ok, finished, active[1]
+    return ok, finished, jobs.peak
 
 
 def test_every_tile_runs_after_its_left_and_top_neighbors():
@@ -100,8 +97,7 @@ def adaptive(tiles, k=4, enough_after=None, mode="left+top", concurrency=4, widt
     lock = threading.Lock()
     calls: dict = {t: [] for t in tiles}
     got: dict = {}
-    running: dict = dict.fromkeys(tiles, 0)
-    peak = [0]
+    running = {t: InFlight() for t in tiles}  # a tile's jobs
     total = [0]
 
     def make_jobs(t):
@@ -109,11 +105,8 @@ def adaptive(tiles, k=4, enough_after=None, mode="left+top", concurrency=4, widt
             with lock:
                 calls[t].append(i)
                 total[0] += 1
-                running[t] += 1
-                peak[0] = max(peak[0], running[t])
-            time.sleep(0.005)
-            with lock:
-                running[t] -= 1
+            with running[t]:
+                time.sleep(0.005)
             return (t, i)
 
         return [lambda i=i: job(i) for i in range(k)]
@@ -131,7 +124,7 @@ def adaptive(tiles, k=4, enough_after=None, mode="left+top", concurrency=4, widt
         is_canceled=(lambda: total[0] >= cancel_after_calls) if cancel_after_calls else (lambda: False),
         enough=enough, adaptive_width=width,
     )  # fmt: skip
-    return ok, calls, got, peak[0]
+    return ok, calls, got, max(m.peak for m in running.values())
 
 
 def test_adaptive_drops_the_remaining_jobs_once_enough():
@@ -166,23 +159,18 @@ def test_without_enough_a_tiles_jobs_all_run_at_once_in_the_same_order():
     assert ok and peak == 1
     # no hook: every job of a tile is released at once (as many in flight as the pool allows) ...
     order: list = []
-    running = [0, 0]
-    lock = threading.Lock()
+    running = InFlight()
 
     def make_jobs(t):
         def job(i):
-            with lock:
-                order.append((t, i))
-                running[0] += 1
-                running[1] = max(running[1], running[0])
-            time.sleep(0.02)
-            with lock:
-                running[0] -= 1
+            order.append((t, i))
+            with running:
+                time.sleep(0.02)
 
         return [lambda i=i: job(i) for i in range(4)]
 
     assert run_ready_queue([(0, 0)], {}, make_jobs, lambda t, r: None, 8)
-    assert running[1] == 4
+    assert running.peak == 4
     # ... and, one call at a time along a chain of tiles, in tile order then job order, as always
     order.clear()
     chain = [(x, 0) for x in range(3)]
@@ -238,17 +226,11 @@ def test_gate_lets_waiters_in_lowest_priority_first_then_first_come():
 
 def test_gate_bounds_holders_and_frees_the_slot_on_error():
     gate = PriorityGate(2)
-    lock = threading.Lock()
-    active = [0, 0]
+    holders = InFlight()
 
     def work(i):
-        with gate.held(i):
-            with lock:
-                active[0] += 1
-                active[1] = max(active[1], active[0])
+        with gate.held(i), holders:
             time.sleep(0.01)
-            with lock:
-                active[0] -= 1
             if i % 3 == 0:
                 raise ValueError(i)
 
@@ -265,6 +247,6 @@ def test_gate_bounds_holders_and_frees_the_slot_on_error():
         t.start()
     for t in threads:
         t.join(5)
-    assert active[1] == 2, f"{active[1]} holders at once with 2 slots"
+    assert holders.peak == 2, f"{holders.peak} holders at once with 2 slots"
     assert sorted(raised) == [0, 3, 6, 9]
     assert gate.free == 2 and not gate.waiting, "a slot was lost to a failing holder"
