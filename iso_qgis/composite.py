@@ -140,7 +140,7 @@ class Compositor:
                 continue
             part = intersect(rect, blk.rect)
             assert part is not None
-            dst, src = _local(rect, part), _local(blk.rect, part)
+            dst, src = local_slices(rect, part), local_slices(blk.rect, part)
             rgb[dst], filled[dst], heat[dst] = blk.rgb[src], blk.filled[src], blk.heat[src]
         return rgb, filled, heat
 
@@ -150,7 +150,7 @@ class Compositor:
             assert blk is not None
             part = intersect(rect, blk.rect)
             assert part is not None
-            dst, src = _local(blk.rect, part), _local(rect, part)
+            dst, src = local_slices(blk.rect, part), local_slices(rect, part)
             blk.rgb[dst], blk.heat[dst] = rgb[src], heat[src]
             blk.filled[dst] = True
             blk.dirty = True
@@ -171,7 +171,7 @@ class Compositor:
             band = intersect(rect, self.rects[nb])
             if band is None:
                 continue
-            bs = _local(rect, band)
+            bs = local_slices(rect, band)
             a, b = old[bs], new[bs]
             err = delta_e(rgb_to_lab(a.astype(np.uint8)), rgb_to_lab(b.astype(np.uint8)))
             err[~filled[bs]] = 0.0  # nothing there yet: free to cut through
@@ -186,7 +186,7 @@ class Compositor:
         own = np.zeros(filled.shape, bool)
         ci = intersect(core, rect)
         if ci is not None:
-            own[_local(rect, ci)] = True
+            own[local_slices(rect, ci)] = True
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
@@ -200,6 +200,6 @@ class Compositor:
         return self._gather(rect, create=False)
 
 
-def _local(outer: Rect, inner: Rect) -> tuple[slice, slice]:
+def local_slices(outer: Rect, inner: Rect) -> tuple[slice, slice]:
     """Array slices of ``inner`` inside an array covering ``outer`` (both global pixel boxes)."""
     return (slice(inner[1] - outer[1], inner[3] - outer[1]), slice(inner[0] - outer[0], inner[2] - outer[0]))

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .composite import Compositor, Rect
-from .fsutil import save_png
+from .composite import Compositor, Rect, local_slices
+from .fsutil import atomic_write, save_png
 from .outputs import GeoTiffWriter, heatmap_rgba
 from .seams import SEAM_STEP_REACH, SeamStepSums, intersect, rgb_to_lab
 
@@ -244,7 +244,7 @@ class MosaicPass:
             if self.status.get(c) == DONE:
                 part = intersect(rect, self.block_rect(c))
                 assert part is not None
-                ok[part[1] - rect[1] : part[3] - rect[1], part[0] - rect[0] : part[2] - rect[0]] = True
+                ok[local_slices(rect, part)] = True
         return ok
 
     def write_block(self, c: Cell, rect: Rect) -> None:
@@ -301,8 +301,6 @@ def png_copy(src: Path, dst: Path) -> Path:
     """A PNG of a GeoTIFF, streamed by GDAL, scaled to at most ``MAX_PNG_PX`` a side (atomic)."""
     from osgeo import gdal
 
-    from .fsutil import atomic_write
-
     gdal.UseExceptions()
 
     def write(tmp: str) -> None:
@@ -315,8 +313,7 @@ def png_copy(src: Path, dst: Path) -> Path:
             raise OSError(f"cannot write {dst.name}: {gdal.GetLastErrorMsg()}")
         out = None
         ds = None
-        for side in (".aux.xml",):
-            Path(tmp + side).unlink(missing_ok=True)
+        Path(tmp + ".aux.xml").unlink(missing_ok=True)
 
     return atomic_write(dst, write, suffix=".png")
 
