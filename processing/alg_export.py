@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
+from ..iso_qgis.pythread import on_python_thread
 from .alg_resolve import add_tilejson_params, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 
@@ -97,7 +98,8 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         out_dir = out_dir or self.parameterAsString(parameters, "OUTPUT", context)
         target = os.path.join(out_dir, MBTILES_NAME) if fmt == "mbtiles" else out_dir
         with engine_errors():
-            res = export_pyramid(
+            res = on_python_thread(
+                export_pyramid,
                 tilejson,
                 target,
                 layer=layer,

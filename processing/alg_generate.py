@@ -24,6 +24,7 @@ from qgis.core import (
 )
 
 from ..iso_qgis.cli_generate import anchor_files
+from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
 from ..iso_qgis.schedule import NEIGHBOR_MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
@@ -190,7 +191,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 if kw:
                     raise QgsProcessingException("REGION: give a region or a tile range X0/Y0/W/H, not both")
                 kw = {"tile_range": tile_range}
-            res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+            res = on_python_thread(resolve, tilejson, z=zoom, max_height_m=height, **kw)
             anchors = anchor_files(
                 self.parameterAsFile(parameters, "ANCHORS_DIR", context) or None,
                 [p for p in self.parameterAsFileList(parameters, "ANCHORS", context) if p],
@@ -229,7 +230,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             )
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"
             feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}{adaptive}")
-            result = run_generation(cfg, EngineFeedback(feedback))
+            result = on_python_thread(run_generation, cfg, EngineFeedback(feedback))
         if cfg.dry_run:
             t = result.totals
             bound = "at most " if t.get("calls_upper_bound") else ""  # adaptive K: tiles may stop early

@@ -27,6 +27,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QSize
 
 from ..iso_qgis.grid import load_tilejson
+from ..iso_qgis.pythread import on_python_thread
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 
 #: Longest side of the image a non-file raster layer is rendered to.
@@ -144,7 +145,8 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         zoom = self.parameterAsInt(parameters, "ZOOM", context)
         try:
             with engine_errors():
-                res = render_reference(
+                res = on_python_thread(
+                    render_reference,
                     self._raster,
                     tilejson,
                     out_dir,

@@ -28,6 +28,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid
 from ..iso_qgis.outputs import write_tile_vrt
+from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import Resolution, resolve
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
@@ -122,9 +123,12 @@ def footprint_fields() -> QgsFields:
     return fields
 
 
-def write_footprint_sink(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext, res: Resolution) -> str:
+def write_footprint_sink(
+    alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext, res: Resolution, crs_wkt: str
+) -> str:
+    """The tiles' footprints into the FOOTPRINTS sink; ``crs_wkt`` is the grid's, from the engine's thread."""
     sink, dest = alg.parameterAsSink(
-        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Polygon, qgs_crs(res.grid.crs_wkt())
+        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Polygon, qgs_crs(crs_wkt)
     )
     if sink is None:
         raise QgsProcessingException("FOOTPRINTS: the output could not be created. Choose another file")
@@ -187,22 +191,32 @@ class ResolveTilesAlgorithm(IsoAlgorithm):
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         layer = self.parameterAsString(parameters, "LAYER", context)
         zoom, height = zoom_and_height(self, parameters, context)
+        dest = self.parameterAsOutputLayer(parameters, "VRT", context)
         with engine_errors():
             kw = region_kwargs(self, parameters, context)
-            res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+            res, crs_wkt, path = on_python_thread(
+                self._resolve, tilejson, layer, zoom, height, kw, dest and vrt_path(dest), EngineFeedback(feedback)
+            )
             feedback.pushInfo(f"{res.tile_count} tiles at zoom {res.z}, range {res.tile_range}")
             x0, y0, w, h = TileGrid.tile_range(res.tiles)
             results = {"X0": x0, "Y0": y0, "W": w, "H": h, "TILE_COUNT": res.tile_count}
-            results["FOOTPRINTS"] = write_footprint_sink(self, parameters, context, res)
-            dest = self.parameterAsOutputLayer(parameters, "VRT", context)
+            results["FOOTPRINTS"] = write_footprint_sink(self, parameters, context, res, crs_wkt)
             if dest:
-                path = vrt_path(dest)
-                try:
-                    write_tile_vrt(res.grid, TileSource.for_layer(res.grid, layer), res.tiles, path, res.z)
-                except FileNotFoundError:
-                    EngineFeedback(feedback).warning(f"LAYER: no tiles of {layer!r} exist in the range; no VRT")
-                    path = None
                 if path:
                     retarget_layer_to_load(context, dest, path, f"{layer or 'tiles'} {x0},{y0} {w}x{h}")
                 results["VRT"] = path
         return results
+
+    @staticmethod
+    def _resolve(
+        tilejson: str, layer: str, zoom: int | None, height: float | None, kw: dict, vrt: str | None, fb: EngineFeedback
+    ) -> tuple[Resolution, str, str | None]:
+        """The engine's part (on a thread Python started): the tiles, the grid's CRS, and the VRT if asked for."""
+        res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+        if vrt:
+            try:
+                write_tile_vrt(res.grid, TileSource.for_layer(res.grid, layer), res.tiles, vrt, res.z)
+            except FileNotFoundError:
+                fb.warning(f"LAYER: no tiles of {layer!r} exist in the range; no VRT")
+                vrt = None
+        return res, res.grid.crs_wkt(), vrt

@@ -23,8 +23,9 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid, load_tilejson
+from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
-from ..iso_qgis.seamreport import METRICS, SCORE_FORMULA, seam_edge, seam_report
+from ..iso_qgis.seamreport import METRICS, SCORE_FORMULA, SeamReportResult, seam_edge, seam_report
 from .alg_resolve import (
     add_region_params,
     add_tilejson_params,
@@ -116,20 +117,8 @@ class SeamReportAlgorithm(IsoAlgorithm):
         report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None
         with engine_errors():
             kw = region_kwargs(self, parameters, context)
-            if kw:
-                res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
-                grid, tiles, z = res.grid, res.tiles, res.z
-            else:
-                grid, tiles = load_tilejson(tilejson, max_height_m=height), None
-                z = grid.level(zoom).z
-            result = seam_report(
-                grid,
-                layer=layer,
-                tiles=tiles,
-                z=z,
-                heatmap_path=heat_path,
-                report_path=report_path,
-                feedback=EngineFeedback(feedback),
+            grid, z, crs_wkt, result = on_python_thread(
+                self._report, tilejson, layer, zoom, height, kw, heat_path, report_path, EngineFeedback(feedback)
             )
         s = result.summary
         feedback.pushInfo(
@@ -147,7 +136,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
             "MISSING_COUNT": s["tiles_missing"],
             "REPORT": result.outputs.get("report"),
             "HEATMAP": None,
-            "WORST_SEAMS": self._write_seams(parameters, context, grid, z, result.seams),
+            "WORST_SEAMS": self._write_seams(parameters, context, grid, z, result.seams, crs_wkt),
         }
         if heat_dest:
             retarget_layer_to_load(context, heat_dest, heat_path, "Seam heatmap (ΔE)")
@@ -158,12 +147,35 @@ class SeamReportAlgorithm(IsoAlgorithm):
                 context.layerToLoadOnCompletionDetails(dest).setPostProcessor(LoadIntoGroup.create(group, kind))
         return results
 
+    @staticmethod
+    def _report(
+        tilejson: str,
+        layer: str,
+        zoom: int | None,
+        height: float | None,
+        kw: dict,
+        heat_path: str | None,
+        report_path: str | None,
+        fb: EngineFeedback,
+    ) -> tuple[TileGrid, int, str, SeamReportResult]:
+        """The engine's part (on a thread Python started): the grid, its zoom and CRS, and the report."""
+        if kw:
+            res = resolve(tilejson, z=zoom, max_height_m=height, **kw)
+            grid, tiles, z = res.grid, res.tiles, res.z
+        else:
+            grid, tiles = load_tilejson(tilejson, max_height_m=height), None
+            z = grid.level(zoom).z
+        result = seam_report(
+            grid, layer=layer, tiles=tiles, z=z, heatmap_path=heat_path, report_path=report_path, feedback=fb
+        )
+        return grid, z, grid.crs_wkt(), result
+
     def _write_seams(
-        self, parameters: dict, context: QgsProcessingContext, grid: TileGrid, z: int, seams: list[dict]
+        self, parameters: dict, context: QgsProcessingContext, grid: TileGrid, z: int, seams: list[dict], crs_wkt: str
     ) -> str | None:
         fields = seam_fields()
         sink, dest = self.parameterAsSink(
-            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.LineString, qgs_crs(grid.crs_wkt())
+            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.LineString, qgs_crs(crs_wkt)
         )
         if sink is None:
             if parameters.get("WORST_SEAMS") in (None, ""):

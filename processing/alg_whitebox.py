@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qgis.core import (
     QgsFeatureSink,
@@ -24,8 +26,12 @@ from qgis.core import (
 )
 
 from ..iso_qgis.outputs import write_tile_vrt
+from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
+
+if TYPE_CHECKING:
+    from ..iso_qgis.whitebox import WhiteboxResult
 
 
 def copy_source_to_gpkg(source, path: str, context) -> int:
@@ -93,8 +99,6 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("MAX_HEIGHT_M", "Tallest building (m)"))
 
     def processAlgorithm(self, parameters, context, feedback):
-        from ..iso_qgis.whitebox import render_whitebox
-
         source = self.parameterAsSource(parameters, "INPUT", context)
         if source is None:
             raise QgsProcessingException("INPUT: the layer could not be read. Choose a polygon layer")
@@ -112,7 +116,8 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             n = copy_source_to_gpkg(source, gpkg, context)
             feedback.pushInfo(f"{n} buildings read")
             with engine_errors():
-                res = render_whitebox(
+                res, vrt = on_python_thread(
+                    self._render,
                     gpkg,
                     out_dir,
                     height_field=height_fields[0] if height_fields else None,
@@ -123,16 +128,6 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                     crs=(crs.authid() or crs.toWkt()) if crs.isValid() else None,
                     z=self.parameterAsInt(parameters, "ZOOM", context),
                     feedback=EngineFeedback(feedback),
-                )
-                lv = res.grid.level()
-                x0, y0, x1, y1 = lv.tile_range or (0, 0, 0, 0)
-                tiles = [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
-                vrt = write_tile_vrt(
-                    res.grid,
-                    TileSource.for_layer(res.grid, "raw_whitebox"),
-                    tiles,
-                    os.path.join(out_dir, "raw_whitebox.vrt"),
-                    lv.z,
                 )
         context.addLayerToLoadOnCompletion(
             str(vrt), QgsProcessingContext.LayerDetails("Whitebox", context.project(), "WHITEBOX")
@@ -145,3 +140,21 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             "BUILDING_COUNT": res.building_count,
             "MAX_HEIGHT_M": res.max_height_m,
         }
+
+    @staticmethod
+    def _render(gpkg: str, out_dir: str, **kwargs) -> tuple[WhiteboxResult, Path]:
+        """The engine's part (on a thread Python started): the tile set, and a VRT of all its tiles."""
+        from ..iso_qgis.whitebox import render_whitebox
+
+        res = render_whitebox(gpkg, out_dir, **kwargs)
+        lv = res.grid.level()
+        x0, y0, x1, y1 = lv.tile_range or (0, 0, 0, 0)
+        tiles = [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+        vrt = write_tile_vrt(
+            res.grid,
+            TileSource.for_layer(res.grid, "raw_whitebox"),
+            tiles,
+            os.path.join(out_dir, "raw_whitebox.vrt"),
+            lv.z,
+        )
+        return res, vrt

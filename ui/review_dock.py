@@ -44,6 +44,7 @@ from ..iso_qgis import review
 from ..iso_qgis.errors import IsoInputError
 from ..iso_qgis.feedback import Feedback
 from ..iso_qgis.grid import TileGrid, load_tilejson
+from ..iso_qgis.pythread import on_python_thread
 
 SETTINGS_KEY = "iso_tile_stylizer/last_review_dir"
 BACKENDS = ("offline", "vertex", "gemini")
@@ -130,7 +131,8 @@ class ReviewTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            self.result = self.work(_TaskFeedback(self))
+            # on a thread Python started, not on Qt's pooled one (see iso_qgis.pythread)
+            self.result = on_python_thread(self.work, _TaskFeedback(self))
         except Exception as exc:  # noqa: BLE001 (shown to the user, not lost in a thread)
             self.error = exc
             return False
