@@ -200,6 +200,27 @@ def test_renderwhitebox_reads_the_osm_buildings_whatever_qgis_filtering_says(run
     assert repaired and int(repaired.group(1)) > 0, feedback.textLog()[-2000:]
 
 
+def test_resolvetiles_takes_a_self_crossing_region_whatever_qgis_filtering_says(
+    run_alg, helsinki_tiles, repo_root, tmp_path
+):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    x0, y0, x1, y1 = region_polygon(repo_root).bounds
+    bowtie = Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)])
+    assert not bowtie.is_valid
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "region", "memory")
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromWkt(bowtie.wkt))
+    assert layer.dataProvider().addFeature(f)
+    res = run_alg(
+        "isotiles:resolvetiles",
+        {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "REGION": layer, "FOOTPRINTS": str(tmp_path / "fp.gpkg")},
+        context=stop_on_invalid_context(),
+    )
+    expected = independent_tiles(helsinki_tiles / "tilejson.json", shapely.make_valid(bowtie))
+    assert res["TILE_COUNT"] == len(expected) > 0
+
+
 def test_renderreference_from_a_raster_layer(run_alg, helsinki_tiles, tmp_path):
     from qgis.core import QgsRasterLayer
 
