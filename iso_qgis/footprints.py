@@ -239,7 +239,7 @@ def read_buildings(
     if not out:
         raise _bad(f"no usable polygon in layer {name!r} (geometry types found: {', '.join(sorted(kinds)) or 'none'})")
     if skipped or repaired:
-        feedback.warning(f"{skipped} feature(s) skipped (no polygon with area), {repaired} invalid one(s) repaired")
+        feedback.warning(f"{repaired} invalid footprint(s) repaired, {skipped} dropped (no polygon with area left)")
     if messages:
         feedback.info(f"OGR reported {len(messages)} message(s) while reading, e.g. {messages[0]}")
     return BuildingList(out, str(crs), skipped)

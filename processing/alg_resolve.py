@@ -32,6 +32,7 @@ from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import Resolution, resolve
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+from .features import unchecked_features
 
 
 def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") -> None:
@@ -88,7 +89,7 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
         if not source.sourceCrs().isValid():
             raise QgsProcessingException("REGION: the layer has no CRS. Set its CRS (Layer Properties > Source)")
         geoms = []
-        for f in source.getFeatures():
+        for f in unchecked_features(source):  # whatever QGIS's invalid features filtering says
             if f.hasGeometry() and not f.geometry().isEmpty():
                 g = f.geometry()
                 if QgsWkbTypes.isCurvedType(g.wkbType()):
@@ -96,7 +97,7 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
                 geoms.append(shapely.wkb.loads(bytes(g.asWkb())))
         if not geoms:
             raise QgsProcessingException("REGION: the layer has no polygon (or no selected one). Draw one first")
-        kw["region"] = shapely.union_all(geoms)
+        kw["region"] = shapely.union_all(shapely.make_valid(geoms))  # a drawn region may cross itself
         kw["region_crs"] = source.sourceCrs().toWkt()
     elif parameters.get("EXTENT"):
         rect = alg.parameterAsExtent(parameters, "EXTENT", context)

@@ -29,13 +29,18 @@ from ..iso_qgis.outputs import write_tile_vrt
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .features import unchecked_features
 
 if TYPE_CHECKING:
     from ..iso_qgis.whitebox import WhiteboxResult
 
 
 def copy_source_to_gpkg(source, path: str, context) -> int:
-    """Materialize a feature source (any QGIS layer, selection included) for the engine."""
+    """Materialize a feature source (any QGIS layer, selection included) for the engine.
+
+    Invalid footprints are copied as they are, whatever QGIS's invalid features filtering
+    says: the engine repairs them (or drops what has no area left) and reports how many.
+    """
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     options.layerName = "buildings"
@@ -45,7 +50,7 @@ def copy_source_to_gpkg(source, path: str, context) -> int:
     if writer.hasError():
         raise QgsProcessingException(f"INPUT: cannot copy the layer ({writer.errorMessage()})")
     n = 0
-    for f in source.getFeatures():
+    for f in unchecked_features(source):
         writer.addFeature(f, QgsFeatureSink.FastInsert)
         n += 1
     del writer  # flushes and closes the file

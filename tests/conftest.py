@@ -20,20 +20,34 @@ PLUGIN_NAME = "iso_tile_stylizer"
 PLUGINS_DIR = REPO / ".build" / "plugins"
 
 
+def _drop_repo_root() -> None:
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+
+
 def _link_plugin() -> None:
     PLUGINS_DIR.mkdir(parents=True, exist_ok=True)
     link = PLUGINS_DIR / PLUGIN_NAME
     if not link.exists():
         with contextlib.suppress(FileExistsError):  # another test process made it first
             link.symlink_to(REPO, target_is_directory=True)
-    # `python -m pytest` puts the working directory first; drop the repo root.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+    _drop_repo_root()  # `python -m pytest` puts the working directory first
     if str(PLUGINS_DIR) not in sys.path:
         sys.path.insert(0, str(PLUGINS_DIR))
     os.environ["QGIS_PLUGINPATH"] = str(PLUGINS_DIR)
 
 
 _link_plugin()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_root_off_sys_path() -> None:
+    """Drop the repo root from ``sys.path`` again before the first test.
+
+    pytest imports the root ``__init__.py`` when it sets up the first test; in a checkout
+    whose folder name is no Python identifier (``iso-tile-stylizer``, ``wt-x``) it puts
+    the folder itself on ``sys.path`` for that, and QGIS's ``processing`` is shadowed.
+    """
+    _drop_repo_root()
 
 
 @pytest.fixture(scope="session")

@@ -203,3 +203,88 @@ def test_example_model_runs_without_a_reference(qgis_env, helsinki_pbf, repo_roo
     # renderreference was skipped, generatetiles still ran, with no color reference
     assert not (tmp_path / "tiles" / "raw_satellite").exists()
     assert all(score == 0 for score in colour_scores(report))
+
+
+#: The model run as the Graphical Modeler's Run button runs it: a context from QGIS's default
+#: settings (processing.tools.dataobjects.createContext: invalid features filtering "stop"), the
+#: model algorithm in a QgsProcessingAlgRunnerTask on the task manager's pool thread. Run twice,
+#: as a user does, on one pool thread: whatever an algorithm leaves broken in that thread's Python
+#: state, the second run meets it.
+MODELER_RUN = r"""
+import json, sys, time
+plugins_dir, model_path, pbf, region, out, result_path = sys.argv[1:]
+sys.path.insert(0, plugins_dir)
+from qgis.core import QgsApplication, QgsFeatureRequest, QgsProcessingAlgRunnerTask, QgsProcessingModelAlgorithm
+from qgis.core import QgsProcessingFeedback
+from qgis.PyQt.QtCore import QThreadPool
+
+app = QgsApplication([], False)
+app.initQgis()
+sys.path.append(QgsApplication.pkgDataPath() + "/python/plugins")
+from processing.core.Processing import Processing
+from processing.tools.dataobjects import createContext
+Processing.initialize()
+from iso_tile_stylizer.processing.provider import IsoTilesProvider
+provider = IsoTilesProvider()
+QgsApplication.processingRegistry().addProvider(provider)
+QThreadPool.globalInstance().setMaxThreadCount(1)
+
+runs = []
+for i in range(2):
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(model_path)
+    params = {
+        "BUILDINGS": pbf + "|layername=multipolygons|subset=building IS NOT NULL",
+        "REGION": region, "PPM": 0.75, "TILE_SIZE": 256, "K": 1,
+        "renderwhitebox:TILESET": f"{out}/{i}/tiles",
+        "resolvetiles:FOOTPRINTS": f"{out}/{i}/footprints.gpkg",
+        "generatetiles:OUTPUT_DIR": f"{out}/{i}/out",
+        "save_mosaic:MOSAIC": f"{out}/{i}/mosaic.tif",
+        "save_report:REPORT": f"{out}/{i}/report.json",
+    }
+    feedback = QgsProcessingFeedback()
+    context = createContext(feedback)
+    done = {}
+    task = QgsProcessingAlgRunnerTask(model, params, context, feedback)
+    task.executed.connect(lambda ok, results: done.update(ok=ok, results=results))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.time() + 300
+    while "ok" not in done and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    runs.append({
+        "stops_on_invalid": context.invalidGeometryCheck() == QgsFeatureRequest.GeometryAbortOnInvalid,
+        "ok": done.get("ok"),
+        "results": {k: str(v) for k, v in (done.get("results") or {}).items()},
+        "log": feedback.textLog(),
+    })
+with open(result_path, "w") as fh:
+    json.dump(runs, fh)
+QgsApplication.processingRegistry().removeProvider(provider)
+app.exitQgis()
+"""
+
+
+def test_example_model_runs_like_the_modeler_runs_it(qgis_env, plugins_dir, helsinki_pbf, repo_root, tmp_path):
+    result = tmp_path / "runs.json"
+    args = [str(plugins_dir), str(MODEL), str(helsinki_pbf), str(repo_root / "examples" / "helsinki_region.geojson")]
+    proc = subprocess.run(
+        [sys.executable, "-c", MODELER_RUN, *args, str(tmp_path / "out"), str(result)],
+        env=qgis_env,
+        cwd=tmp_path,  # `python -c` puts the working directory on sys.path: not the repo (its processing/)
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # a crash (QGIS 3.22 before the fix: "SystemError: unknown opcode", then SIGSEGV/SIGBUS) is a failure here
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert "unknown opcode" not in proc.stderr
+    runs = json.loads(result.read_text())
+    assert len(runs) == 2
+    for i, run in enumerate(runs):
+        assert run["stops_on_invalid"], "QGIS's default invalid features filtering is 'stop'"
+        assert run["ok"], run["log"][-3000:]
+        assert "invalid footprint(s) repaired" in run["log"]
+        assert Path(run["results"]["save_mosaic:MOSAIC"]) == tmp_path / "out" / str(i) / "mosaic.tif"
+        assert (tmp_path / "out" / str(i) / "mosaic.tif").is_file()
+        assert (tmp_path / "out" / str(i) / "report.json").is_file()

@@ -140,6 +140,87 @@ def test_renderwhitebox_from_a_qgis_layer(run_alg, helsinki_pbf, tmp_path):
     assert 10 < res["MAX_HEIGHT_M"] < 200
 
 
+def stop_on_invalid_context():
+    """A context with QGIS's default "Invalid features filtering": stop the algorithm on an invalid geometry."""
+    from qgis.core import Qgis, QgsFeatureRequest, QgsProcessingContext, QgsProject
+
+    scoped = getattr(Qgis, "InvalidGeometryCheck", None)  # QGIS 3.36 and later
+    ctx = QgsProcessingContext()
+    ctx.setProject(QgsProject.instance())
+    ctx.setInvalidGeometryCheck(scoped.AbortOnInvalid if scoped else QgsFeatureRequest.GeometryAbortOnInvalid)
+    return ctx
+
+
+def test_renderwhitebox_repairs_invalid_footprints_whatever_qgis_filtering_says(run_alg, tmp_path):
+    import processing
+    from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback, QgsVectorLayer
+
+    x, y = 385000, 6672000
+    bowtie = f"POLYGON(({x} {y},{x + 20} {y + 20},{x + 20} {y},{x} {y + 20},{x} {y}))"  # self-intersecting
+    square = f"POLYGON(({x + 40} {y},{x + 60} {y},{x + 60} {y + 20},{x + 40} {y + 20},{x + 40} {y}))"
+    layer = QgsVectorLayer("Polygon?crs=EPSG:3067", "buildings", "memory")
+    for wkt in (bowtie, square):
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(wkt))
+        assert layer.dataProvider().addFeature(f)
+    assert [f.geometry().isGeosValid() for f in layer.getFeatures()] == [False, True]
+    # the context really stops QGIS's own algorithms on this layer
+    with pytest.raises(QgsProcessingException):
+        processing.run("native:centroids", {"INPUT": layer, "OUTPUT": "memory:"}, context=stop_on_invalid_context())
+
+    feedback = QgsProcessingFeedback()
+    res = run_alg(
+        "isotiles:renderwhitebox",
+        {"INPUT": layer, "PPM": 1.0, "TILE_SIZE": 128, "OUTPUT_DIR": str(tmp_path / "wb")},
+        feedback=feedback,
+        context=stop_on_invalid_context(),
+    )
+    assert res["BUILDING_COUNT"] == 3  # the bow tie repaired into two triangles, plus the square
+    assert "1 invalid footprint(s) repaired, 0 dropped" in feedback.textLog()
+
+
+def test_renderwhitebox_reads_the_osm_buildings_whatever_qgis_filtering_says(run_alg, helsinki_pbf, tmp_path):
+    import re
+
+    from qgis.core import QgsProcessingFeedback, QgsVectorLayer
+
+    layer = QgsVectorLayer(f"{helsinki_pbf}|layername=multipolygons", "buildings", "ogr")
+    layer.setSubsetString("building IS NOT NULL")
+    invalid = sum(1 for f in layer.getFeatures() if f.hasGeometry() and not f.geometry().isGeosValid())
+    assert invalid > 0  # the extract has them: the reason QGIS's filter stopped this algorithm
+    feedback = QgsProcessingFeedback()
+    res = run_alg(
+        "isotiles:renderwhitebox",
+        {"INPUT": layer, "PPM": 0.5, "TILE_SIZE": 256, "OUTPUT_DIR": str(tmp_path / "wb")},
+        feedback=feedback,
+        context=stop_on_invalid_context(),
+    )
+    assert res["BUILDING_COUNT"] > 400
+    repaired = re.search(r"(\d+) invalid footprint\(s\) repaired, (\d+) dropped", feedback.textLog())
+    assert repaired and int(repaired.group(1)) > 0, feedback.textLog()[-2000:]
+
+
+def test_resolvetiles_takes_a_self_crossing_region_whatever_qgis_filtering_says(
+    run_alg, helsinki_tiles, repo_root, tmp_path
+):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    x0, y0, x1, y1 = region_polygon(repo_root).bounds
+    bowtie = Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)])
+    assert not bowtie.is_valid
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "region", "memory")
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromWkt(bowtie.wkt))
+    assert layer.dataProvider().addFeature(f)
+    res = run_alg(
+        "isotiles:resolvetiles",
+        {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "REGION": layer, "FOOTPRINTS": str(tmp_path / "fp.gpkg")},
+        context=stop_on_invalid_context(),
+    )
+    expected = independent_tiles(helsinki_tiles / "tilejson.json", shapely.make_valid(bowtie))
+    assert res["TILE_COUNT"] == len(expected) > 0
+
+
 def test_renderreference_from_a_raster_layer(run_alg, helsinki_tiles, tmp_path):
     from qgis.core import QgsRasterLayer
 
