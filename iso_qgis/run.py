@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .backends import Backend, make_backend
-from .backends.base import Failure, FailureKind, ImageRequest, ImageResult
+from .backends.base import Check, Failure, FailureKind, ImageRequest, ImageResult
 from .composite import SIDE_OFFSETS
 from .errors import IsoInputError
 from .feedback import Feedback
@@ -31,6 +31,7 @@ from .fsutil import save_png
 from .grid import ZoomLevel, load_tilejson
 from .heap import return_large_blocks
 from .mosaic import MosaicOutputs
+from .register import Template, register, resample
 from .schedule import NEIGHBOR_MODES, PriorityGate, dependencies, priority, run_ready_queue
 from .seams import (
     SeamWeights,
@@ -67,6 +68,8 @@ ANCHOR_MAX_PX = 1024
 CANVAS_CACHE = 24
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
+#: how answers are put back on the input grid (see iso_qgis.register)
+REGISTER_MODES = ("auto", "on", "off")
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
 
@@ -102,8 +105,11 @@ class RunConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     region: dict[str, Any] = field(default_factory=dict)  # how the tiles were chosen, for the report
     dry_run: bool = False  # build every request, count calls, estimate the cost; call nothing
+    register: str = "auto"  # answers put back on the input grid: auto (models: yes, the offline stylizer: no), on, off
 
-    def settings(self, anchor_digests: list[str], grid: dict[str, Any] | None = None) -> dict[str, Any]:
+    def settings(
+        self, anchor_digests: list[str], grid: dict[str, Any] | None = None, registering: bool = False
+    ) -> dict[str, Any]:
         """What decides the pixels: a rerun with the same settings resumes, other settings are refused."""
         return {
             "grid": grid or {},
@@ -122,9 +128,10 @@ class RunConfig:
             "neighbor_mode": self.neighbor_mode,
             "seed": self.seed,
             "harmonize": self.harmonize,
-            "weights": self.weights.as_dict(),
+            "weights": self.weights.as_dict(registering),
             # only when set: folders made without it keep their settings (and so resume)
             **({"good_enough": self.good_enough} if self.good_enough is not None else {}),
+            **({"register": True} if registering else {}),
         }
 
 
@@ -218,7 +225,11 @@ class _Run:
         lv = self.lv
         grid_fp = {"crs": self.grid.crs, "affine": lv.affine.as_list(), "step": lv.step, "pad": lv.pad,
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
-        self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp)
+        if cfg.register not in REGISTER_MODES:
+            raise IsoInputError("REGISTER", f"unknown mode {cfg.register!r}", f"Choose {', '.join(REGISTER_MODES)}")
+        # the embedded stylizer paints on the input's pixel grid by construction; models move content
+        self.registering = cfg.register == "on" or (cfg.register == "auto" and cfg.backend != "offline")
+        self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp, self.registering)
         self.state = RunState(self.out, self.settings, self.z)  # opened by run(), under the folder lock
         self.canvases: OrderedDict[Cell, np.ndarray] = OrderedDict()  # recently used accepted canvases
         self.unwritten: dict[Cell, np.ndarray] = {}  # accepted canvases whose PNG is not on disk yet
@@ -337,6 +348,7 @@ class _Run:
         if "error" not in ctx:
             ref = ctx["reference"]
             ctx.update(edges=edge_map(ctx["whitebox"]), ref_lab=small_lab(ref, 16) if ref is not None else None)
+            ctx["template"] = Template.of(ctx["whitebox"]) if self.registering else None
         return ctx
 
     def inputs_changed(self, c: Cell) -> bool:
@@ -379,16 +391,17 @@ class _Run:
                 bands.append((side, self.tile(nb), band, nband, rgb_to_lab(nband)))
         ctx = {
             "rect": rect, "bands": bands, "edges": static["edges"], "started": time.perf_counter(),
-            "ref_lab": static["ref_lab"], "digest": static["digest"],
+            "ref_lab": static["ref_lab"], "digest": static["digest"], "template": static["template"],
         }  # fmt: skip
         self.pending[c] = ctx
         neighbors = {side: canvas for side, _, canvas in scoring}
         jobs = []
+        check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]))
         for i in range(self.cfg.k):
             req = ImageRequest(
                 prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
                 anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
-                model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.z), candidate=i,
+                model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.z), candidate=i, check=check,
             )  # fmt: skip
             jobs.append(lambda r=req: self.generate(r, ctx))
         return jobs
@@ -404,15 +417,19 @@ class _Run:
             "retries": res.retries, "cached": res.cached, "fallback": res.fallback, "tokens_in": res.tokens_in,
             "tokens_out": res.tokens_out, "cost_usd": res.cost_usd, "file": None, "notes": res.notes,
         }  # fmt: skip
+        if res.ok and res.image is not None and res.checked is None:  # the backend did not check its answer
+            assert req.check is not None
+            failure, res.image, res.checked = req.check(res.image)
+            if failure is not None:
+                res.failure, res.image = failure, None
+        rec.update(res.checked or {})
+        if "answer_size" in rec:
+            rec["notes"].append(f"answer was {rec['answer_size'][0]}x{rec['answer_size'][1]}, resized to the canvas")
         if not res.ok or res.image is None:
             rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
             return req, res, rec
-        w, h = req.size
         with self.scoring.held(priority(self.cell(*req.tile[:2]))):
-            if res.image.shape[1] != w or res.image.shape[0] != h:
-                res.notes.append(f"answer was {res.image.shape[1]}x{res.image.shape[0]}, resized to {w}x{h}")
-                res.image = np.asarray(Image.fromarray(res.image).convert("RGB").resize((w, h), Image.LANCZOS))
-            rec.update(self.score(res, ctx))
+            rec.update(self.score(res, ctx, rec.get("registration")))
         if self.cfg.keep_candidates:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
@@ -425,7 +442,18 @@ class _Run:
                     self.fatal = self.fatal or unwritable(self.out, exc)
         return req, res, rec
 
-    def score(self, res: ImageResult, ctx: dict[str, Any]) -> dict[str, Any]:
+    def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int]) -> Check:
+        """What every answer of a tile goes through before it is kept (and cached): resized to the canvas,
+        registered to the whitebox and resampled onto its grid, or refused as ``drifted``."""
+        prio = priority(c)
+
+        def check(image: np.ndarray) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
+            with self.scoring.held(prio):  # CPU work: a few at a time, earliest tiles first
+                return fit_answer(image, size, ctx["template"])
+
+        return check
+
+    def score(self, res: ImageResult, ctx: dict[str, Any], registration: dict | None = None) -> dict[str, Any]:
         w = self.cfg.weights
         img = res.image
         assert img is not None
@@ -439,13 +467,14 @@ class _Run:
         color = color_term(img, ctx["ref_lab"]) if ctx["ref_lab"] is not None else 0.0
         penalty = w.fallback_penalty if res.fallback else 0.0
         total = seam_part + w.structure * structure + w.color * color + penalty
+        parts = {"seams": round(seam_part, 4), "structure": round(structure, 4), "color": round(color, 4)}
+        if registration is not None:  # what registration could not explain
+            total += w.alignment * registration["residual"]
+            parts["alignment"] = registration["residual"]
         return {
-            "score": {
-                "total": round(total, 4), "seams": round(seam_part, 4), "structure": round(structure, 4),
-                "color": round(color, 4), "fallback_penalty": penalty,
-            },
+            "score": {"total": round(total, 4), **parts, "fallback_penalty": penalty},
             "seams": [s.as_dict() for s in seams],
-        }  # fmt: skip
+        }
 
     # -------------------------------------------------------------- selection
     def enough(self, c: Cell, results: list) -> bool:
@@ -616,6 +645,30 @@ class _Run:
         """A background write whose failure stops the run (see write_error)."""
         with self.lock:
             self.writes.append(fut)
+
+
+def fit_answer(
+    image: np.ndarray, size: tuple[int, int], template: Template | None
+) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
+    """An answer on the canvas grid: resized to the canvas, then (with a template) registered and resampled.
+    Returns ``(failure, image, record)``; the failure is ``drifted`` when the answer cannot be put back."""
+    w, h = size
+    record: dict[str, Any] = {}
+    answer_size = (image.shape[1], image.shape[0])
+    if answer_size != (w, h):
+        record["answer_size"] = list(answer_size)
+        image = np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+    if template is None:
+        return None, image, record
+    reg = register(image, template, answer_size)
+    record["registration"] = reg.as_dict()
+    if not reg.ok:
+        return (
+            Failure(FailureKind.DRIFTED, f"the answer cannot be put back on the input: {reg.reason}", True),
+            None,
+            record,
+        )
+    return None, resample(image, reg, size), record
 
 
 def unwritable(out: Path, exc: OSError) -> IsoInputError:

@@ -110,9 +110,13 @@ class SeamWeights:
     color: float = 0.1
     fallback_penalty: float = 2.0
     blend_px: int = 4
+    alignment: float = 2.0  # what registration could not explain (answers of models that move content)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self, registering: bool = True) -> dict:
+        d = asdict(self)
+        if not registering:  # no registration, no alignment term: the settings of such runs stay as they were
+            del d["alignment"]
+        return d
 
 
 @dataclass

@@ -15,7 +15,8 @@ A scenario is a string or a dict ``{"kind": name, **options}`` (``kind`` default
 scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:
 
 - ``ok``: ``text`` (str or None), ``b64`` ("std" | "urlsafe" | "auto": alternate per image),
-  ``mime_key`` ("mimeType" | "mime_type"), ``size`` ([w, h], default: the size of the input tile)
+  ``mime_key`` ("mimeType" | "mime_type"), ``size`` ([w, h], default: the size of the input tile), and how a
+  real image model drifts (see ``drift``): ``style``, ``shift``, ``zoom``, ``reframe``, ``aspect``, ``cast``
 - ``thoughts``: thought text/image parts, ``thoughtSignature``, then two final images (the last is the answer)
 - ``text_only``; ``no_image``; ``image_safety``; ``prohibited``; ``other_finish`` (``finish_reason``)
 - ``blocked_prompt``: ``block_reason`` ("SAFETY" | "PROHIBITED_CONTENT" | ...)
@@ -25,7 +26,19 @@ scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:
   ``503``, ``500_html``, ``error`` (``code``, ``status``, ``message``, ``details``)
 - ``drop``: close the connection without an answer
 
-The output image is the LAST ``inlineData`` image of the request, tinted by ``generationConfig.seed``.
+The output image is the LAST ``inlineData`` image of the request, styled (``style``: "tint", the default,
+blends it 45% toward a color chosen by ``generationConfig.seed``; "ramp" maps its luminance onto a fixed color
+ramp, the same on every call, with a texture of its own per call), then drifted as a model does:
+
+- ``shift``: px; a number draws each axis in [-shift, shift] per call, a pair is exact
+- ``zoom``: relative scale about the center; a number draws it in [-zoom, zoom], a pair [sx, sy] is exact
+- ``reframe``: a number r: one side of each axis moves out or in by up to r of the size (widened or cropped)
+- ``aspect``: [w, h] of a frame of another aspect: the content keeps one scale, the rest is cropped or padded
+- ``cast``: a fraction: the call's colors blended that much toward a random color
+- ``size`` (above) then resizes the answer.
+
+Draws come from (seed, attempt): each call with a seed draws anew, reproducibly. What was applied is in the
+request's record under ``drift`` (``affine``: canvas pixel -> answer pixel before ``size``, and ``cast``).
 Requests refused by ``require_key`` / ``accept_tokens`` / ``known_models`` consume no scenario.  Each record in
 ``fake.requests`` has method, path, query, headers (lowercased), json, model, api ("gemini" | "vertex"), time,
 scenario, status (0: dropped) and response (the JSON sent) and usage (its ``usageMetadata``).
@@ -100,6 +113,64 @@ def tint(img: Image.Image, seed: Optional[int], size: Optional[tuple[int, int]] 
     return out.resize(tuple(size), Image.BILINEAR) if size and tuple(size) != out.size else out
 
 
+RAMP = np.array([[40, 36, 60], [92, 70, 96], [176, 96, 80], [214, 162, 110], [150, 186, 120], [238, 226, 196]])
+
+
+def ramp_style(img: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """A stand-in style that keeps every edge where the input has it: luminance onto a color ramp, plus texture."""
+    lum = np.asarray(img.convert("L"), np.float32) / 255.0 * (len(RAMP) - 1)
+    i = np.clip(lum.astype(np.int32), 0, len(RAMP) - 2)
+    f = (lum - i)[..., None]
+    out = RAMP[i] * (1 - f) + RAMP[i + 1] * f
+    out += rng.normal(0.0, 5.0, out.shape[:2])[..., None]  # a texture of the call's own
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def drift(img: np.ndarray, sc: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+    """Move, scale, reframe and tint an answer the way image models do (see the module help)."""
+    h, w = img.shape[:2]
+
+    def draw(value: Any, n: int = 2) -> np.ndarray:
+        if value is None:
+            return np.zeros(n)
+        if isinstance(value, (list, tuple)):
+            return np.asarray(value, float)
+        return rng.uniform(-float(value), float(value), n)
+
+    shift, zoom = draw(sc.get("shift")), draw(sc.get("zoom"))
+    scale = 1.0 + (np.full(2, zoom[0]) if isinstance(sc.get("zoom"), (int, float)) else zoom)
+    center = np.array([w / 2, h / 2])
+    offset = center - scale * center + shift
+    if sc.get("reframe"):  # one side moves by r of the size; the opposite side stays
+        r = rng.uniform(-float(sc["reframe"]), float(sc["reframe"]), 2)
+        far = rng.integers(0, 2, 2)  # which side moves
+        size = np.array([w, h])
+        extra = 1.0 + r  # content scale along the axis, about the side that stays
+        anchor = np.where(far == 1, 0.0, size)
+        offset = extra * offset + anchor * (1 - extra)
+        scale = scale * extra
+    affine = np.array([[scale[0], 0.0, offset[0]], [0.0, scale[1], offset[1]]])  # canvas px -> answer px
+    out_w, out_h = w, h
+    if sc.get("aspect"):  # another frame: one scale kept, the other side cropped or padded
+        out_w, out_h = (int(v) for v in sc["aspect"])
+        k = max(out_w / w, out_h / h)  # the frame filled: the longer side cropped
+        affine = np.array([[k, 0, out_w / 2 - k * w / 2], [0, k, out_h / 2 - k * h / 2]]) @ np.vstack(
+            [affine, [0, 0, 1]]
+        )
+    inv = np.linalg.inv(np.vstack([affine, [0, 0, 1]]))[:2]
+    pad = max(w, h) // 4
+    padded = Image.fromarray(np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+    data = (inv[0, 0], inv[0, 1], inv[0, 2] + pad, inv[1, 0], inv[1, 1], inv[1, 2] + pad)
+    out = np.asarray(padded.transform((out_w, out_h), Image.AFFINE, data, resample=Image.BILINEAR), np.float32)
+    cast = float(sc.get("cast") or 0.0)
+    color = rng.integers(0, 256, 3).astype(np.float32)
+    out = out * (1 - cast) + color * cast
+    return np.clip(np.round(out), 0, 255).astype(np.uint8), {"affine": affine.tolist(), "cast": [cast, color.tolist()]}
+
+
+DRIFT_KEYS = ("shift", "zoom", "reframe", "aspect", "cast")
+
+
 class FakeGemini:
     def __init__(self, *, known_models=None, require_key=None, require_token=None, default="ok"):
         self.default: Any = default
@@ -111,6 +182,7 @@ class FakeGemini:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._images_sent = 0
+        self._attempts: dict[Any, int] = {}  # seed -> calls so far, for drift draws
         self._server: Optional[ThreadingHTTPServer] = None
         self.base_url = ""
 
@@ -148,6 +220,7 @@ class FakeGemini:
             self.requests.clear()
             self._queues.clear()
             self._images_sent = 0
+            self._attempts.clear()
 
     def calls(self, model: Optional[str] = None) -> int:
         with self._lock:
@@ -257,7 +330,17 @@ class FakeGemini:
             blob = {sc.get("mime_key", "mimeType"): "image/png", "data": enc(data).decode("ascii")}
             return {"inlineData": blob, **extra}
 
-        answer = tint(src, seed, sc.get("size"))
+        if sc.get("style") == "ramp" or any(sc.get(k) for k in DRIFT_KEYS):
+            with self._lock:
+                attempt = self._attempts[seed] = self._attempts.get(seed, -1) + 1
+            rng = np.random.default_rng([int(seed or 0) & 0xFFFFFFFF, attempt])
+            styled = ramp_style(src, rng) if sc.get("style") == "ramp" else np.asarray(tint(src, seed))
+            moved, rec["drift"] = drift(styled, sc, rng)
+            answer = Image.fromarray(moved)
+            if sc.get("size") and tuple(sc["size"]) != answer.size:
+                answer = answer.resize(tuple(sc["size"]), Image.BILINEAR)
+        else:
+            answer = tint(src, seed, sc.get("size"))
         out_tokens, thoughts, finish = 0, 0, "STOP"
         candidate: dict[str, Any] = {"index": 0}
         if kind == "ok":

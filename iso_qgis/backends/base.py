@@ -8,8 +8,9 @@ programming errors.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,6 +26,7 @@ class FailureKind(str, enum.Enum):
     BAD_RESPONSE = "bad_response"  # corrupt image bytes, unparseable answer
     NOT_FOUND = "not_found"  # the model id does not exist or is not accessible
     AUTH = "auth"  # credentials refused
+    DRIFTED = "drifted"  # the answer's content cannot be put back on the input (moved, scaled or not the input)
     CANCELED = "canceled"
 
 
@@ -36,6 +38,10 @@ class Failure:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind.value, "message": self.message}
+
+
+#: see ``ImageRequest.check``
+Check = Callable[[np.ndarray], "tuple[Failure | None, np.ndarray | None, dict[str, Any]]"]
 
 
 @dataclass
@@ -61,6 +67,10 @@ class ImageRequest:
     candidate: int = 0
     temperature: float | None = None
     top_p: float | None = None
+    #: what the caller checks every answer with, before it is kept or cached: ``check(image)`` returns
+    #: ``(failure or None, the image to keep, a record)``. A backend that retries runs it on each answer and
+    #: treats a failure like any other (retries, then the fallback model); see :class:`ImageResult` ``checked``.
+    check: Check | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -82,6 +92,7 @@ class ImageResult:
     tokens_out: int = 0
     cost_usd: float = 0.0
     notes: list[str] = field(default_factory=list)
+    checked: dict[str, Any] | None = None  # the record of the request's ``check`` when the backend ran it
 
     @property
     def ok(self) -> bool:

@@ -56,6 +56,12 @@ class AnswerCache:
         atomic_write_bytes(png, image_png)
         atomic_write_json(meta_path, meta)  # written last: an entry counts only once complete
 
+    def drop(self, key: str) -> None:
+        """Forget an entry (an answer the caller refused): its record first, so it stops counting at once."""
+        png, meta = self._paths(key)
+        meta.unlink(missing_ok=True)
+        png.unlink(missing_ok=True)
+
     def size(self) -> tuple[int, int]:
         """(entries, bytes) on disk."""
         n = total = 0

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..cost import Usage, cost_usd, load_prices
-from .base import SIDES, Failure, FailureKind, ImageRequest, ImageResult
+from .base import SIDES, Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, request_key
 from .credentials import Credentials
 
@@ -65,6 +65,12 @@ class Failed:
     failure: Failure
     delay_s: float | None = None  # the server's RetryInfo, when it gave one
     usage: Usage = field(default_factory=Usage)
+
+
+def _add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        a.prompt_tokens + b.prompt_tokens, a.output_tokens + b.output_tokens, a.thought_tokens + b.thought_tokens
+    )
 
 
 class RateGate:
@@ -201,7 +207,7 @@ class GenAIBackend:
         parts = request_parts(req)
         config = self.config(req)
         model = req.model or self.s.model
-        result = self._call_with_retries(model, parts, config)
+        result = self._call_with_retries(model, parts, config, req.check)
         if (
             not result.ok
             and self.s.fallback_model
@@ -210,7 +216,7 @@ class GenAIBackend:
             not in (FailureKind.BLOCKED, FailureKind.AUTH, FailureKind.CANCELED, FailureKind.NOT_FOUND)
         ):  # fmt: skip  (a wrong model id is the user's to fix, not to hide behind the fallback)
             first = result
-            result = self._call_with_retries(self.s.fallback_model, parts, config)
+            result = self._call_with_retries(self.s.fallback_model, parts, config, req.check)
             result.fallback = True
             result.retries += first.retries + 1
             result.notes.insert(0, f"{model} failed ({first.failure.kind.value if first.failure else '?'}); fallback")
@@ -219,26 +225,44 @@ class GenAIBackend:
             result.cost_usd += first.cost_usd
         return result
 
-    def _call_with_retries(self, model: str, parts: list[Any], config: dict[str, Any]) -> ImageResult:
+    def _call_with_retries(
+        self, model: str, parts: list[Any], config: dict[str, Any], check: Check | None = None
+    ) -> ImageResult:
         key = request_key(model, parts, config)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 data, meta = hit
                 img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                return ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
+                res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
+                if check is None:
+                    return res
+                failure, res.image, res.checked = check(img)
+                if failure is None:
+                    return res
+                self.cache.drop(key)  # a cached answer the caller refuses is asked again, once more paid
         t0 = time.perf_counter()
         retries = 0
         refreshed = False
         usage = Usage()
+        refused = Usage()  # answers paid for that the check refused: they count in the cost
         while True:
             self.gate.wait(self.sleep)
             outcome = self._call_once(model, parts, config)
+            checked = None
+            if isinstance(outcome, Answer) and check is not None:
+                failure, image, checked = check(outcome.image)
+                if failure is None:
+                    outcome.image = image
+                else:  # not cached, asked again like any failure
+                    refused = _add_usage(refused, outcome.usage)
+                    outcome = Failed(failure, 0.0)
             if isinstance(outcome, Answer):
                 res = ImageResult(
                     outcome.image, model, latency_s=time.perf_counter() - t0, retries=retries, notes=outcome.notes
                 )
-                self._account(res, model, outcome.usage)
+                res.checked = checked
+                self._account(res, model, _add_usage(refused, outcome.usage))
                 if self.cache is not None:
                     meta = {"model": model, "tokens_in": res.tokens_in, "tokens_out": res.tokens_out}
                     self.cache.put(key, outcome.data, meta)
@@ -250,7 +274,8 @@ class GenAIBackend:
                 continue
             if not failure.retryable or retries >= self.s.retry_max:
                 res = ImageResult(None, model, failure, latency_s=time.perf_counter() - t0, retries=retries)
-                self._account(res, model, usage)
+                res.checked = checked
+                self._account(res, model, _add_usage(refused, usage))
                 return res
             backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)
             wait = min(delay if delay is not None else backoff, self.s.retry_max_ms / 1000)

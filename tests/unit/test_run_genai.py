@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fake_gemini import FakeGemini
 
@@ -125,3 +126,52 @@ def test_an_oversized_answer_is_resized_to_the_canvas_and_noted(city, tmp_path):
         report = json.loads((tmp_path / "big" / "report_nb_pro.json").read_text())
         notes = [n for t in report["tiles"].values() for c in t["candidates"] for n in c["notes"]]
         assert res.accepted_count == 1 and any("resized to" in n for n in notes)
+
+
+def drift_of(fake, seed):
+    """The affines the fake applied to the calls with this seed, in call order."""
+    return [np.array(r["drift"]["affine"]) for r in fake.requests if r.get("drift") and
+            r["json"]["generationConfig"]["seed"] == seed]  # fmt: skip
+
+
+def test_answers_that_drift_are_registered_back_onto_the_input(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.default = {"kind": "ok", "style": "ramp", "shift": 6, "zoom": 0.02}
+        cfg = config(city, tmp_path / "out", fake, tmp_path / "cache")
+        cfg.tiles, cfg.k = [cfg.tiles[i] for i in (5, 6, 9, 10)], 2  # inside the city
+        res = run_generation(cfg)
+        report = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())
+    assert res.accepted_count == 4
+    errors = []
+    for tile in report["tiles"].values():
+        for c in tile["candidates"]:
+            assert "score" in c, c
+            applied = drift_of(fake, c["seed"])[-1]  # the answer kept: the last call with its seed
+            found = np.array(c["registration"]["affine"]).reshape(2, 3)
+            corners = np.array([[0, 160, 0, 160], [0, 0, 160, 160], [1, 1, 1, 1]], float)
+            errors.append(float(np.max(np.hypot(*(found @ corners - applied @ corners)))))
+            assert 0 <= c["score"]["alignment"] == c["registration"]["residual"] < 1
+    assert np.median(errors) < 1.0 and max(errors) < 3.0, errors  # at the canvas corners
+    assert report["config"]["register"] is True  # auto: on for a model
+
+
+def test_an_answer_that_cannot_be_put_back_is_asked_again_and_never_cached(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.default = {"kind": "ok", "style": "ramp"}
+        fake.script(MODEL, [{"kind": "ok", "style": "ramp", "zoom": [0.15, 0.15]}])  # the first answer: far too big
+        cfg = config(city, tmp_path / "out", fake, tmp_path / "cache")
+        cfg.tiles, cfg.k = cfg.tiles[5:6], 1  # inside the city: buildings all around
+        res = run_generation(cfg)
+        (tile,) = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())["tiles"].values()
+        assert res.accepted_count == 1 and fake.calls() == 2
+        (cand,) = tile["candidates"]
+        assert cand["retries"] == 1 and cand["registration"]["moved_px"] < 1
+        # every answer scripted too big: the candidate fails as drifted, and nothing of it is cached
+        fake.default = {"kind": "ok", "style": "ramp", "zoom": [0.15, 0.15]}
+        cfg.out_dir = str(tmp_path / "again")
+        cfg.backend_options = {**cfg.backend_options, "cache_dir": str(tmp_path / "cache2")}
+        res = run_generation(cfg)
+        (tile,) = json.loads((tmp_path / "again" / "report_nb_pro.json").read_text())["tiles"].values()
+    (cand,) = tile["candidates"]
+    assert res.failed_count == 1 and cand["error"]["kind"] == "drifted" and "scaled by +15" in cand["error"]["message"]
+    assert cand["retries"] == 3 and not list((tmp_path / "cache2").rglob("*.png"))

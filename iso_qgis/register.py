@@ -1,0 +1,330 @@
+"""Registration: where a model's answer put the input's structure, and the answer moved back onto the input grid.
+
+Image models do not keep pixels in place: an answer's content can be shifted,
+scaled, reframed (one side widened, another cropped), or come back in another size
+or aspect. Colors and textures change too (that is the point of the style), so the
+answer is matched to the input whitebox by *structure*: the edge strength of its
+luminance, normalized, which outlines of buildings keep whatever their colors.
+
+The match is an affine map from canvas pixels to answer pixels, found coarse to
+fine: a phase correlation of edge maps at 1/8 scale gives the shift, then
+inverse-compositional Lucas-Kanade refines a full affine at 1/8 and 1/4 scale and
+a few steps at 1/2. Answers of another aspect are tried under each plausible
+framing (stretched to fit, or kept at one scale and cropped), and the best match
+wins. The answer is then resampled onto the canvas grid (bilinear, edges
+extended), unless the map is the identity within a third of a pixel.
+
+Coordinates are continuous pixel coordinates with pixel centers at ``i + 0.5``,
+the same at every scale, so a map at scale 1/f is the full-scale map conjugated
+by a scaling of f.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+#: scales (divisors of the canvas size) at which the structure is matched, coarse to fine; the coarsest
+#: level of a canvas is the coarsest whose image still has ``MIN_LEVEL_PX`` on its short side
+LEVELS = (8, 4, 2)
+MIN_LEVEL_PX = 40
+#: Gauss-Newton steps: at the coarsest level, at the middle ones, and at the finest (which only polishes)
+STEPS = (30, 12, 3)
+#: an answer further than this from its expected framing cannot be trusted (a typed failure, ``drifted``)
+MAX_SCALE = 0.05  # relative scale change
+MAX_SHIFT = 0.08  # shift, as a fraction of the canvas size
+MAX_SKEW = 0.03  # rotation or shear (radians, about)
+#: below this correlation of structure after registration, the answer is not a picture of the input
+MIN_MATCH = 0.25
+#: a map that moves no pixel further than this (px) is taken as the identity: no resampling blur
+IDENTITY_PX = 0.35
+#: an answer in its expected place is kept there unless moving it raises the correlation of structure this much
+MIN_GAIN = 0.02
+
+
+def _gray(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Luminance averaged over ``factor`` x ``factor`` blocks, float32 (PIL does the work in C)."""
+    im = Image.fromarray(rgb).convert("L")
+    if factor > 1:
+        im = im.reduce(factor)
+    return np.asarray(im, np.float32)
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3 x 3 box blur with edges repeated."""
+    p = np.pad(a, 1, mode="edge")
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9.0
+
+
+def structure_map(gray: np.ndarray) -> np.ndarray:
+    """Edge strength of a luminance image, widened a little and normalized (zero mean, unit deviation)."""
+    gy, gx = np.gradient(gray)
+    e = _box3(np.hypot(gx, gy))
+    s = float(e.std())
+    return ((e - e.mean()) / s if s > 1e-6 else e * 0.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------ affine maps
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The map x -> a(b(x)) of two 2 x 3 affines."""
+    return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2:] + a[:, 2:])])
+
+
+def _invert(a: np.ndarray) -> np.ndarray:
+    m = np.linalg.inv(a[:, :2])
+    return np.hstack([m, -m @ a[:, 2:]])
+
+
+def _at_scale(a: np.ndarray, f: float) -> np.ndarray:
+    """A full-scale map expressed at scale 1/f."""
+    out = a.copy()
+    out[:, 2] /= f
+    return out
+
+
+def _apply(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return a[0, 0] * x + a[0, 1] * y + a[0, 2], a[1, 0] * x + a[1, 1] * y + a[1, 2]
+
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of ``img`` at continuous coordinates (centers at i + 0.5); and where they are inside."""
+    h, w = img.shape
+    x, y = u - 0.5, v - 0.5
+    inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
+    x = np.clip(x, 0, w - 1.001)
+    y = np.clip(y, 0, h - 1.001)
+    x0, y0 = x.astype(np.int32), y.astype(np.int32)
+    fx, fy = x - x0, y - y0
+    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
+    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32), inside
+
+
+# ------------------------------------------------------------------ the input's side
+@dataclass
+class _Level:
+    factor: int
+    t: np.ndarray  # normalized structure of the input at this scale
+    sd: np.ndarray  # steepest-descent images (N, 6) for the affine parameters
+    hess_inv: np.ndarray  # the inverse of their Gauss-Newton Hessian (6, 6)
+    xc: np.ndarray  # pixel center coordinates, flattened
+    yc: np.ndarray
+
+
+@dataclass
+class Template:
+    """The input's structure at every level, computed once per tile and shared by its K answers."""
+
+    size: tuple[int, int]  # canvas (width, height)
+    levels: dict[int, _Level] = field(default_factory=dict)  # by scale divisor, coarse to fine
+    flat: bool = False  # no structure to match (an empty canvas): answers are taken as they are
+
+    @classmethod
+    def of(cls, canvas: np.ndarray) -> Template:
+        h, w = canvas.shape[:2]
+        tpl = cls((w, h))
+        factors = [f for f in LEVELS if min(w, h) / f >= MIN_LEVEL_PX] or [1]
+        for f in factors:
+            g = _gray(canvas, f)
+            t = structure_map(g)
+            if f == factors[0] and float(np.abs(t).max()) == 0.0:
+                tpl.flat = True
+                return tpl
+            gy, gx = np.gradient(t)
+            hh, ww = t.shape
+            yc, xc = np.mgrid[0:hh, 0:ww].astype(np.float32) + 0.5
+            xc, yc = xc.ravel(), yc.ravel()
+            gx, gy = gx.ravel(), gy.ravel()
+            sd = np.stack([gx * xc, gx * yc, gx, gy * xc, gy * yc, gy], axis=1).astype(np.float32)
+            hess = sd.astype(np.float64).T @ sd.astype(np.float64)
+            tpl.levels[f] = _Level(f, t, sd, np.linalg.pinv(hess), xc, yc)
+        return tpl
+
+
+# ------------------------------------------------------------------ matching
+def _phase_shift(t: np.ndarray, i: np.ndarray) -> tuple[float, float]:
+    """Shift (dx, dy) such that ``i(x + dx) ~ t(x)``, from the phase correlation peak (sub-pixel)."""
+    h, w = t.shape
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    ft, fi = np.fft.rfft2(t * win), np.fft.rfft2(i * win)
+    cross = fi * np.conj(ft)
+    r = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-9), s=t.shape)
+    py, px = np.unravel_index(int(np.argmax(r)), r.shape)
+
+    def sub(c: float, m: float, p: float) -> float:
+        d = m - 2 * c + p
+        return 0.5 * (m - p) / d if abs(d) > 1e-12 else 0.0
+
+    dy = py + sub(r[py, px], r[py - 1, px], r[(py + 1) % h, px])
+    dx = px + sub(r[py, px], r[py, px - 1], r[py, (px + 1) % w])
+    return (dx - w if dx > w / 2 else dx), (dy - h if dy > h / 2 else dy)
+
+
+def _match(level: _Level, image: np.ndarray, warp: np.ndarray) -> float:
+    """Correlation of the template with the image warped by a full-scale map, where the image covers it."""
+    u, v = _apply(_at_scale(warp, level.factor), level.xc, level.yc)
+    iw, inside = _sample(image, u, v)
+    t = level.t.ravel() * inside
+    iw = np.where(inside, iw, 0.0)
+    return float(np.dot(iw, t) / max(float(np.sqrt(np.dot(iw, iw) * np.dot(t, t))), 1e-9))
+
+
+def _refine(level: _Level, image: np.ndarray, warp: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
+    """Inverse-compositional Lucas-Kanade on normalized structure; returns the map and the final correlation."""
+    t = level.t.ravel()
+    match = -1.0
+    for _ in range(steps):
+        u, v = _apply(warp, level.xc, level.yc)
+        iw, inside = _sample(image, u, v)
+        if inside.mean() < 0.5:
+            return warp, -1.0
+        m = inside.astype(np.float32)
+        vals = iw[inside]
+        mu, sigma = float(vals.mean()), float(vals.std())
+        if sigma < 1e-6:
+            return warp, -1.0
+        iw = (iw - mu) / sigma
+        iw *= m  # samples outside the answer neither pull nor count
+        err = iw - t * m
+        match = float(np.dot(iw, t) / max(float(np.sqrt(np.dot(t * m, t) * np.dot(iw, iw))), 1e-9))
+        # the Hessian of the whole template: outside samples are few (the answer covers the canvas but a drift)
+        dp = level.hess_inv @ (err @ level.sd).astype(np.float64)
+        step = np.array([[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]]])
+        warp = _compose(warp, _invert(step))
+        if np.abs(dp[[2, 5]]).max() < 1e-3 and np.abs(dp[[0, 1, 3, 4]]).max() < 1e-5:
+            break
+    return warp, match
+
+
+@dataclass
+class Registration:
+    """Where the answer's content lies: ``affine`` maps canvas pixels to answer pixels (after resizing)."""
+
+    affine: np.ndarray
+    framing: str  # which framing of the answer matched: "fit" (stretched to the canvas) or "crop-w" / "crop-h"
+    match: float  # correlation of structure after registration (1: the same edges)
+    scale: tuple[float, float]  # drift from the framing: relative scale along x and y
+    shift_px: tuple[float, float]  # drift from the framing at the canvas center, px
+    skew: float
+    moved_px: float  # how far the map moves the furthest canvas pixel from where the framing puts it
+    ok: bool
+    reason: str = ""
+
+    @property
+    def residual(self) -> float:
+        """What registration could not explain: 1 - the structure correlation (0: perfect)."""
+        return max(0.0, 1.0 - self.match)
+
+    def as_dict(self) -> dict:
+        return {
+            "affine": [round(float(v), 5) for v in self.affine.ravel()],
+            "framing": self.framing,
+            "shift_px": [round(v, 2) for v in self.shift_px],
+            "scale": [round(v, 5) for v in self.scale],
+            "skew": round(self.skew, 5),
+            "moved_px": round(self.moved_px, 2),
+            "match": round(self.match, 4),
+            "residual": round(self.residual, 4),
+            **({"reason": self.reason} if self.reason else {}),
+        }
+
+
+def framings(size: tuple[int, int], answer_size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Where an answer of ``answer_size``, resized to ``size``, may have put the canvas: name -> affine."""
+    (w, h), (aw, ah) = size, answer_size
+    out = {"fit": IDENTITY.copy()}
+    if abs((aw / ah) / (w / h) - 1) > 0.01:
+        sx, sy = w / aw, h / ah  # resizing the answer to the canvas
+        for name, k in (("crop-w", aw / w), ("crop-h", ah / h)):  # one scale kept; the other side cropped or padded
+            # canvas -> original answer: k * (x - center) + answer center; then -> resized answer
+            out[name] = np.array([[sx * k, 0.0, sx * (aw / 2 - k * w / 2)], [0.0, sy * k, sy * (ah / 2 - k * h / 2)]])
+    return out
+
+
+def _drift(size: tuple[int, int], expected: np.ndarray, found: np.ndarray) -> tuple[tuple, tuple, float, float]:
+    """Scale, shift at the center, skew and the largest move of ``found`` relative to ``expected``."""
+    w, h = size
+    d = _compose(_invert(expected), found)  # canvas -> canvas: identity when the answer is where expected
+    m = d[:, :2]
+    sx, sy = float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1]))
+    skew = abs(math.atan2(m[1, 0], m[0, 0])) + abs(math.atan2(-m[0, 1], m[1, 1]))
+    cx, cy = _apply(d, np.float64(w / 2), np.float64(h / 2))
+    xs, ys = np.array([0.0, w, 0.0, w]), np.array([0.0, 0.0, h, h])
+    u, v = _apply(d, xs, ys)
+    moved = float(np.max(np.hypot(u - xs, v - ys)))
+    return (sx - 1, sy - 1), (float(cx - w / 2), float(cy - h / 2)), skew, moved
+
+
+def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int] | None = None) -> Registration:
+    """Find where ``answer`` (already resized to the canvas size) holds the template's structure.
+
+    ``answer_size``: the answer's size as the model sent it, for answers of another aspect.
+    """
+    w, h = template.size
+    if template.flat:
+        return Registration(IDENTITY.copy(), "fit", 1.0, (0.0, 0.0), (0.0, 0.0), 0.0, 0.0, True)
+    factors = list(template.levels)
+    images = {f: structure_map(_gray(answer, f)) for f in factors}
+    steps = {f: STEPS[0] if i == 0 else STEPS[1] for i, f in enumerate(factors)}
+    f0, fine = factors[0], factors[-1]
+    if len(factors) > 1:
+        steps[fine] = STEPS[2]
+    lv0 = template.levels[f0]
+    tried: list[tuple[float, np.ndarray]] = []
+    frames = framings((w, h), answer_size or (w, h))
+    for expected in frames.values():
+        # two starts: the framing as it is, and shifted by the phase correlation peak at the coarsest level
+        u, v = _apply(_at_scale(expected, f0), lv0.xc, lv0.yc)
+        framed = _sample(images[f0], u, v)[0].reshape(lv0.t.shape)
+        dx, dy = _phase_shift(lv0.t, framed)
+        for shift in ((0.0, 0.0), (dx * f0, dy * f0)):
+            warp = _compose(expected, np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]]))  # full scale
+            match = -1.0
+            for f in factors[:-1] or factors:
+                warp_f, match = _refine(template.levels[f], images[f], _at_scale(warp, f), steps[f])
+                warp = _at_scale(warp_f, 1 / f)
+            tried.append((match, warp))
+    warp = max(tried, key=lambda t: t[0])[1]
+    warp_f, match = _refine(template.levels[fine], images[fine], _at_scale(warp, fine), steps[fine])
+    warp = _at_scale(warp_f, 1 / fine)
+    # the framing the answer is in: the one it drifted least from (starts from two framings may meet)
+    name, expected = min(frames.items(), key=lambda kv: _drift((w, h), kv[1], warp)[3])
+    # a model that kept the input in place: a small gain in correlation does not pay for resampling
+    if name == "fit" and match < _match(template.levels[fine], images[fine], IDENTITY) + MIN_GAIN:
+        warp, match = IDENTITY.copy(), _match(template.levels[fine], images[fine], IDENTITY)
+    scale, shift, skew, moved = _drift((w, h), expected, warp)
+    reason = ""
+    if match < MIN_MATCH:
+        reason = f"the answer's structure does not match the input (correlation {match:.2f} < {MIN_MATCH})"
+    elif max(abs(scale[0]), abs(scale[1])) > MAX_SCALE:
+        reason = f"scaled by {100 * max(scale, key=abs):+.1f}% (more than {100 * MAX_SCALE:.0f}%)"
+    elif max(abs(shift[0]) / w, abs(shift[1]) / h) > MAX_SHIFT:
+        reason = f"shifted by {shift[0]:+.0f}, {shift[1]:+.0f} px (more than {100 * MAX_SHIFT:.0f}% of the canvas)"
+    elif skew > MAX_SKEW:
+        reason = f"rotated or sheared by {math.degrees(skew):.1f} degrees"
+    return Registration(warp, name, match, scale, shift, skew, moved, not reason, reason)
+
+
+def resample(answer: np.ndarray, reg: Registration, size: tuple[int, int]) -> np.ndarray:
+    """The answer on the canvas grid: each canvas pixel from where the registration found it (bilinear).
+
+    Pixels the answer does not cover take its nearest edge. A map within ``IDENTITY_PX`` of the
+    identity returns the answer untouched.
+    """
+    w, h = size
+    xs, ys = np.array([0.0, w, 0.0, w]), np.array([0.0, 0.0, h, h])
+    u, v = _apply(reg.affine, xs, ys)
+    if answer.shape[1] == w and answer.shape[0] == h and float(np.max(np.hypot(u - xs, v - ys))) <= IDENTITY_PX:
+        return answer
+    pad = int(min(max(w, h), math.ceil(float(np.max(np.abs(np.concatenate([u - xs, v - ys]))))) + 2))
+    padded = Image.fromarray(np.pad(answer, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+    a = reg.affine
+    data = (a[0, 0], a[0, 1], a[0, 2] + pad, a[1, 0], a[1, 1], a[1, 2] + pad)
+    return np.asarray(padded.transform((w, h), Image.AFFINE, data, resample=Image.BILINEAR))

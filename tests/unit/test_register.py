@@ -1,0 +1,108 @@
+"""Registration: an answer moved, scaled, reframed or resized is found by its structure and put back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iso_tile_stylizer.iso_qgis.register import Template, register, resample
+
+GROUND = (236, 236, 232)
+
+
+def whitebox(size: int = 512, seed: int = 1) -> np.ndarray:
+    """A whitebox-like canvas: lit roofs and darker walls of boxes on light ground."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = GROUND
+    for _ in range(size // 6):
+        x, y = rng.integers(0, size - 40, 2)
+        w, h, wall = rng.integers(12, 48, 3)
+        img[y : y + h, x : x + w] = 199  # roof
+        img[y + h : y + h + wall // 2, x : x + w] = rng.integers(110, 160)  # wall
+    return img
+
+
+def styled(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Colors and texture change, edges stay: luminance onto a ramp, plus noise."""
+    rng = np.random.default_rng(seed)
+    lum = img.mean(axis=2, dtype=np.float32)
+    out = np.stack([lum * 0.6 + 60, 255 - lum * 0.7, lum * 0.3 + 90], axis=-1) + rng.normal(0, 6, lum.shape)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def moved(img: np.ndarray, affine: np.ndarray, out_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The answer a drifting model sends: canvas pixel p shows at ``affine @ p`` of the answer."""
+    h, w = img.shape[:2]
+    inv = np.linalg.inv(np.vstack([affine, [0, 0, 1]]))[:2]
+    pad = 64
+    padded = Image.fromarray(np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+    data = (inv[0, 0], inv[0, 1], inv[0, 2] + pad, inv[1, 0], inv[1, 1], inv[1, 2] + pad)
+    return np.asarray(padded.transform(out_size or (w, h), Image.AFFINE, data, resample=Image.BILINEAR))
+
+
+def corner_error(found: np.ndarray, true: np.ndarray, size: int) -> float:
+    pts = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], float).T
+    return float(np.max(np.hypot(*(found @ pts - true @ pts))))
+
+
+def about_center(scale: float, dx: float, dy: float, size: int) -> np.ndarray:
+    c = size / 2
+    return np.array([[scale, 0, c - scale * c + dx], [0, scale, c - scale * c + dy]])
+
+
+@pytest.mark.parametrize(("scale", "dx", "dy"), [(1.0, 12.0, -7.0), (1.02, -9.5, 4.25), (0.98, 3.0, 11.0)])
+def test_a_shifted_and_scaled_answer_is_found_within_a_pixel(scale, dx, dy):
+    wb = whitebox()
+    true = about_center(scale, dx, dy, 512)
+    answer = moved(styled(wb), true)
+    reg = register(answer, Template.of(wb))
+    assert reg.ok, reg.reason
+    assert corner_error(reg.affine, true, 512) < 1.0
+    assert reg.shift_px == pytest.approx((dx, dy), abs=0.6)
+    assert reg.scale == pytest.approx((scale - 1, scale - 1), abs=0.002)
+    # put back, the answer lines up with the input again: compare with the unmoved style
+    back = resample(answer, reg, (512, 512))
+    ref = styled(wb).astype(float)
+    inner = (slice(40, -40), slice(40, -40))
+    assert (
+        np.abs(back[inner].astype(float) - ref[inner]).mean()
+        < np.abs(answer[inner].astype(float) - ref[inner]).mean() / 3
+    )
+
+
+def test_a_reframed_answer_of_another_size_and_aspect_maps_back():
+    """The model kept one scale, cropped the canvas to 4:3 and sent it at 1.5 times the size."""
+    wb = whitebox()
+    k = 1.5
+    frame = np.array([[k, 0, 0], [0, k, -k * 64]])  # 512 x 384 of the canvas, top and bottom 64 px cropped
+    answer = moved(styled(wb), frame @ np.vstack([about_center(1.0, 5, -3, 512), [0, 0, 1]]), (768, 576))
+    small = np.asarray(Image.fromarray(answer).resize((512, 512), Image.LANCZOS))  # as the engine does first
+    reg = register(small, Template.of(wb), answer_size=(768, 576))
+    assert reg.ok and reg.framing == "crop-w", reg.as_dict()
+    assert reg.shift_px == pytest.approx((5, -3), abs=1.0) and max(map(abs, reg.scale)) < 0.005
+
+
+def test_an_answer_left_in_place_is_not_resampled():
+    wb = whitebox()
+    answer = styled(wb)
+    reg = register(answer, Template.of(wb))
+    assert reg.ok and reg.moved_px == 0.0
+    assert resample(answer, reg, (512, 512)) is answer  # no blur for a model that did not move anything
+
+
+def test_too_much_scale_or_another_picture_is_refused_as_drifted():
+    wb = whitebox()
+    tpl = Template.of(wb)
+    scaled = register(moved(styled(wb), about_center(1.08, 0, 0, 512)), tpl)
+    assert not scaled.ok and "scaled by +8" in scaled.reason
+    other = register(styled(whitebox(seed=9)), tpl)
+    assert not other.ok and "does not match" in other.reason
+    assert "match" in other.as_dict() and other.as_dict()["reason"] == other.reason
+
+
+def test_a_canvas_without_structure_takes_answers_as_they_are():
+    flat = np.full((256, 256, 3), GROUND, np.uint8)
+    reg = register(styled(flat), Template.of(flat))
+    assert reg.ok and reg.residual == 0.0
