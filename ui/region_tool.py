@@ -56,7 +56,7 @@ class RegionTool(QgsMapTool):
         self.cells.setColor(QColor(250, 160, 0, 55))
         self.cells.setStrokeColor(QColor(235, 100, 0))
         self.cells.setWidth(2)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # -------------------------------------------------------------- geometry
     def _to_grid(self) -> QgsCoordinateTransform:
@@ -98,31 +98,31 @@ class RegionTool(QgsMapTool):
 
     # -------------------------------------------------------------- events
     def canvasPressEvent(self, e) -> None:
-        if e.button() == Qt.LeftButton and not self.points:
+        if e.button() == Qt.MouseButton.LeftButton and not self.points:
             self.press = self.toMapCoordinates(e.pos())
             self.dragging = False
 
     def canvasMoveEvent(self, e) -> None:
         here = self.toMapCoordinates(e.pos())
-        if self.press is not None and e.buttons() & Qt.LeftButton:
+        if self.press is not None and e.buttons() & Qt.MouseButton.LeftButton:
             self.dragging = True
         self.update_preview(self.region(here))
 
     def canvasReleaseEvent(self, e) -> None:
         here = self.toMapCoordinates(e.pos())
-        if e.button() == Qt.RightButton:
+        if e.button() == Qt.MouseButton.RightButton:
             self.finish(self.region())
         elif self.dragging and self.press is not None:
             self.finish(self.region(here))
-        elif e.button() == Qt.LeftButton:
+        elif e.button() == Qt.MouseButton.LeftButton:
             self.points.append(here)
             self.press = None
             self.update_preview(self.region())
 
     def keyPressEvent(self, e) -> None:
-        if e.key() == Qt.Key_Escape:
+        if e.key() == Qt.Key.Key_Escape:
             self.clear()
-        elif e.key() in (Qt.Key_Return, Qt.Key_Enter):
+        elif e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.finish(self.region())
 
     # -------------------------------------------------------------- result

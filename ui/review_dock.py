@@ -87,11 +87,15 @@ class CandidateCard(QFrame):
         layout = QVBoxLayout(self)
         self.image = QLabel()
         self.image.setFixedSize(THUMB_PX, THUMB_PX)
-        self.image.setAlignment(Qt.AlignCenter)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setWordWrap(True)
         if cand["available"]:
             pix = QPixmap(cand["file"])
-            self.image.setPixmap(pix.scaled(THUMB_PX, THUMB_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            self.image.setPixmap(
+                pix.scaled(
+                    THUMB_PX, THUMB_PX, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
+            )
         elif cand.get("error"):
             self.image.setText(f"failed\n{cand['error'].get('kind')}\n{cand['error'].get('message', '')[:120]}")
         else:
