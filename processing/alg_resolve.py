@@ -7,7 +7,6 @@ import os
 from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsProcessing,
@@ -24,13 +23,13 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid
 from ..iso_qgis.outputs import write_tile_vrt
 from ..iso_qgis.resolve import Resolution, resolve
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+from .compat import make_field
 
 
 def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") -> None:
@@ -118,7 +117,7 @@ def zoom_and_height(
 def footprint_fields() -> QgsFields:
     fields = QgsFields()
     for name in ("x", "y", "z"):
-        fields.append(QgsField(name, QVariant.Int))
+        fields.append(make_field(name, "int"))
     return fields
 
 

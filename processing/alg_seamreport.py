@@ -7,7 +7,6 @@ import os
 from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
@@ -20,7 +19,6 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid, load_tilejson
 from ..iso_qgis.resolve import resolve
@@ -33,16 +31,17 @@ from .alg_resolve import (
     zoom_and_height,
 )
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+from .compat import make_field
 from .postprocess import LoadIntoGroup
 
 
 def seam_fields() -> QgsFields:
     fields = QgsFields()
     for name in ("rank", "a_x", "a_y", "b_x", "b_y", "z"):
-        fields.append(QgsField(name, QVariant.Int))
-    fields.append(QgsField("side", QVariant.String))
+        fields.append(make_field(name, "int"))
+    fields.append(make_field("side", "string"))
     for name in ("score", *METRICS):
-        fields.append(QgsField(name, QVariant.Double))
+        fields.append(make_field(name, "double"))
     return fields
 
 

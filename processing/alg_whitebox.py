@@ -26,6 +26,7 @@ from qgis.core import (
 from ..iso_qgis.outputs import write_tile_vrt
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .compat import parameter_as_strings
 
 
 def copy_source_to_gpkg(source, path: str, context) -> int:
@@ -106,7 +107,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         out_dir = self.parameterAsString(parameters, "OUTPUT_DIR", context)
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT_DIR", context) or out_dir
         crs = self.parameterAsCrs(parameters, "CRS", context)
-        height_fields = self.parameterAsFields(parameters, "HEIGHT_FIELD", context)
+        height_fields = parameter_as_strings(self, parameters, "HEIGHT_FIELD", context)
         with tempfile.TemporaryDirectory(prefix="isotiles-") as tmp:
             gpkg = os.path.join(tmp, "buildings.gpkg")
             n = copy_source_to_gpkg(source, gpkg, context)

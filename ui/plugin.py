@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from qgis.core import QgsApplication, QgsProject
-from qgis.PyQt.QtWidgets import QAction
 
 from ..processing.common import plugin_icon
+from ..processing.compat import QAction
 from ..processing.provider import IsoTilesProvider
 
 MENU = "&Iso Tile Stylizer"
