@@ -33,7 +33,7 @@ _FIELD_TYPES = {
 def field_type(kind: str) -> Any:
     """The field type for ``kind`` (int, int64, double, string, bool) that this QGIS's QgsField takes."""
     meta, variant = _FIELD_TYPES[kind]
-    return getattr(QMetaType.Type, meta) if FIELDS_TAKE_QMETATYPE else getattr(QVariant.Type, variant)
+    return getattr(QMetaType.Type, meta) if FIELDS_TAKE_QMETATYPE else getattr(QVariant, variant)
 
 
 def make_field(name: str, kind: str) -> QgsField:

@@ -39,7 +39,7 @@ def test_the_field_type_follows_the_qgis_version():
     from iso_tile_stylizer.processing.compat import FIELDS_TAKE_QMETATYPE, field_type
 
     assert FIELDS_TAKE_QMETATYPE is (Qgis.QGIS_VERSION_INT >= 33800)
-    assert field_type("int") == (QMetaType.Type.Int if FIELDS_TAKE_QMETATYPE else QVariant.Type.Int)
+    assert field_type("int") == (QMetaType.Type.Int if FIELDS_TAKE_QMETATYPE else QVariant.Int)
 
 
 class _Alg:
