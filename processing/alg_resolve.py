@@ -37,7 +37,7 @@ def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") 
         QgsProcessingParameterFile(
             "TILEJSON",
             "Tile set (tilejson.json, or its URL)",
-            behavior=QgsProcessingParameterFile.File,
+            behavior=QgsProcessingParameterFile.Behavior.File,
             fileFilter="TileJSON (*.json);;All files (*.*)",
         )
     )
@@ -49,22 +49,27 @@ def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") 
 def add_region_params(alg: IsoAlgorithm) -> None:
     alg.addParameter(
         QgsProcessingParameterFeatureSource(
-            "REGION", "Region (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+            "REGION", "Region (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
         )
     )
     alg.addParameter(QgsProcessingParameterExtent("EXTENT", "Or: region extent", optional=True))
     zoom = QgsProcessingParameterNumber(
-        "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Integer, -1, minValue=-1, maxValue=30
+        "ZOOM",
+        "Zoom (-1: the tile set's highest)",
+        QgsProcessingParameterNumber.Type.Integer,
+        -1,
+        minValue=-1,
+        maxValue=30,
     )
     height = QgsProcessingParameterNumber(
         "MAX_HEIGHT_M",
         "Tallest building in meters (only for seed tile sets that do not state it)",
-        QgsProcessingParameterNumber.Double,
+        QgsProcessingParameterNumber.Type.Double,
         optional=True,
         minValue=0,
     )
     for p in (zoom, height):
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         alg.addParameter(p)
 
 
@@ -78,7 +83,7 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
         source = alg.parameterAsSource(parameters, "REGION", context)
         if source is None:
             raise QgsProcessingException("REGION: the layer could not be read. Choose a polygon layer")
-        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise QgsProcessingException(
                 f"REGION: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
                 "Choose a polygon layer"
@@ -123,7 +128,7 @@ def footprint_fields() -> QgsFields:
 
 def write_footprint_sink(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext, res: Resolution) -> str:
     sink, dest = alg.parameterAsSink(
-        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Polygon, qgs_crs(res.grid.crs_wkt())
+        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Type.Polygon, qgs_crs(res.grid.crs_wkt())
     )
     if sink is None:
         raise QgsProcessingException("FOOTPRINTS: the output could not be created. Choose another file")
@@ -131,7 +136,7 @@ def write_footprint_sink(alg: IsoAlgorithm, parameters: dict, context: QgsProces
         f = QgsFeature(footprint_fields())
         f.setAttributes([x, y, res.z])
         f.setGeometry(QgsGeometry.fromWkt(res.grid.footprint(x, y, res.z).wkt))
-        sink.addFeature(f, QgsFeatureSink.FastInsert)
+        sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
     return dest
 
 
@@ -173,7 +178,9 @@ class ResolveTilesAlgorithm(IsoAlgorithm):
         add_tilejson_params(self)
         add_region_params(self)
         self.addParameter(
-            QgsProcessingParameterFeatureSink("FOOTPRINTS", "Tile footprints", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterFeatureSink(
+                "FOOTPRINTS", "Tile footprints", QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addParameter(
             QgsProcessingParameterRasterDestination("VRT", "Tiles mosaic (VRT)", optional=True, createByDefault=True)

@@ -87,7 +87,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
             QgsProcessingParameterFeatureSink(
                 "WORST_SEAMS",
                 "Seams, worst first (lines along the shared tile edges)",
-                QgsProcessing.TypeVectorLine,
+                QgsProcessing.SourceType.TypeVectorLine,
                 optional=True,
                 createByDefault=True,
             )
@@ -162,7 +162,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
     ) -> str | None:
         fields = seam_fields()
         sink, dest = self.parameterAsSink(
-            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.LineString, qgs_crs(grid.crs_wkt())
+            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.Type.LineString, qgs_crs(grid.crs_wkt())
         )
         if sink is None:
             if parameters.get("WORST_SEAMS") in (None, ""):
@@ -174,5 +174,5 @@ class SeamReportAlgorithm(IsoAlgorithm):
                 [rank, *seam["a"], *seam["b"], z, seam["side"], seam["score"], *(seam.get(k) for k in METRICS)]
             )
             f.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(x, y) for x, y in seam_edge(grid, z, seam)]))
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         return dest

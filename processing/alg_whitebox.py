@@ -41,7 +41,7 @@ def copy_source_to_gpkg(source, path: str, context) -> int:
         raise QgsProcessingException(f"INPUT: cannot copy the layer ({writer.errorMessage()})")
     n = 0
     for f in source.getFeatures():
-        writer.addFeature(f, QgsFeatureSink.FastInsert)
+        writer.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         n += 1
     del writer  # flushes and closes the file
     return n
@@ -63,7 +63,9 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(
-            QgsProcessingParameterFeatureSource("INPUT", "Buildings (polygons)", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterFeatureSource(
+                "INPUT", "Buildings (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]
+            )
         )
         self.addParameter(
             QgsProcessingParameterField(
@@ -71,7 +73,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                 "Height field (meters)",
                 parentLayerParameterName="INPUT",
                 optional=True,
-                type=QgsProcessingParameterField.Numeric,
+                type=QgsProcessingParameterField.DataType.Numeric,
             )
         )
         num = QgsProcessingParameterNumber
@@ -84,7 +86,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             num("ZOOM", "Zoom level to write", num.Integer, 0, minValue=0, maxValue=30),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_DIR", "Tile set folder"))
         self.addOutput(QgsProcessingOutputFile("TILEJSON", "Tile set (tilejson.json)"))
@@ -99,7 +101,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         source = self.parameterAsSource(parameters, "INPUT", context)
         if source is None:
             raise QgsProcessingException("INPUT: the layer could not be read. Choose a polygon layer")
-        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise QgsProcessingException(
                 f"INPUT: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
                 "Choose a building footprint layer"

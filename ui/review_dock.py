@@ -127,7 +127,7 @@ class ReviewTask(QgsTask):
     """One review action off the main thread; ``done(result, error)`` is called on the main thread."""
 
     def __init__(self, description: str, work: Callable[[Feedback], Any], done: Callable[[Any, Any], None]) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.work, self.done = work, done
         self.result: Any = None
         self.error: BaseException | None = None
@@ -162,7 +162,7 @@ class ReviewDock(QDockWidget):
         self.tool = QgsMapToolEmitPoint(canvas)
         self.tool.canvasClicked.connect(self.on_canvas_clicked)
         self.tool.deactivated.connect(self._tool_deactivated)
-        self.highlight = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.highlight = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self.highlight.setColor(QColor(30, 136, 229, 40))
         self.highlight.setStrokeColor(QColor(30, 136, 229))
         self.highlight.setWidth(2)
@@ -277,7 +277,7 @@ class ReviewDock(QDockWidget):
             self.cards_layout.removeWidget(card)
             card.deleteLater()
         self.cards = []
-        self.highlight.reset(QgsWkbTypes.PolygonGeometry)
+        self.highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.tile = None
         if tile is not None and self.folder is not None and self.grid is not None:
             try:
@@ -379,5 +379,5 @@ class ReviewDock(QDockWidget):
 
     def closeEvent(self, event: Any) -> None:
         self.activate_pick(False)
-        self.highlight.reset(QgsWkbTypes.PolygonGeometry)
+        self.highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         super().closeEvent(event)

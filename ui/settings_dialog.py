@@ -32,7 +32,7 @@ class SettingsDialog(QDialog):
         self.base_url = QLineEdit(values["base_url"])
         self.base_url.setPlaceholderText("default endpoint")
         self.cache_dir = QgsFileWidget()
-        self.cache_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.cache_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.cache_dir.setFilePath(values["cache_dir"])
         self.prices_file = QgsFileWidget()
         self.prices_file.setFilter("JSON (*.json)")
