@@ -96,6 +96,7 @@ def write_footprints(
     from osgeo import ogr, osr
 
     ogr.UseExceptions()
+    osr.UseExceptions()  # stated per module: newer GDAL warns about each module left unstated
     lv = grid.level(z)
     out = Path(out_path)
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(out.suffix.lower(), "GPKG")

@@ -308,6 +308,7 @@ def write_seam_lines(grid: TileGrid, z: int, seams: list[dict], out_path: str | 
     from osgeo import ogr, osr
 
     ogr.UseExceptions()
+    osr.UseExceptions()  # stated per module: newer GDAL warns about each module left unstated
     out = Path(out_path)
     driver = {".geojson": "GeoJSON", ".json": "GeoJSON"}.get(out.suffix.lower(), "GPKG")
     ordered = sorted(seams, key=lambda s: -s["score"])

@@ -74,7 +74,7 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
             ),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(
             QgsProcessingParameterFolderDestination("OUTPUT", "Output folder (the tiles, or the MBTiles file)")

@@ -97,12 +97,15 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             self.addParameter(num(key, desc, num.Integer, optional=True))
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "ANCHORS", "Style anchor images", QgsProcessing.TypeFile, optional=True
+                "ANCHORS", "Style anchor images", QgsProcessing.SourceType.TypeFile, optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                "ANCHORS_DIR", "Or: folder of style anchor images", QgsProcessingParameterFile.Folder, optional=True
+                "ANCHORS_DIR",
+                "Or: folder of style anchor images",
+                QgsProcessingParameterFile.Behavior.Folder,
+                optional=True,
             )
         )
         self.addParameter(
@@ -145,7 +148,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             ),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_DIR", "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer("MOSAIC", "Mosaic (GeoTIFF)"))

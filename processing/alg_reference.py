@@ -101,14 +101,14 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         out = QgsProcessingParameterFile(
             "OUT_DIR",
             "Output tile set folder (default: beside the whitebox)",
-            QgsProcessingParameterFile.Folder,
+            QgsProcessingParameterFile.Behavior.Folder,
             optional=True,
         )
         zoom = QgsProcessingParameterNumber(
-            "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Integer, -1, minValue=-1
+            "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Type.Integer, -1, minValue=-1
         )
         for p in (out, zoom):
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addOutput(QgsProcessingOutputFolder("OUTPUT_DIR", "Tile set folder"))
         self.addOutput(QgsProcessingOutputFile("TILEJSON", "Tile set (tilejson.json)"))

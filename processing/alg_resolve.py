@@ -7,7 +7,6 @@ import os
 from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsProcessing,
@@ -24,7 +23,6 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid
 from ..iso_qgis.outputs import write_tile_vrt
@@ -32,6 +30,7 @@ from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import Resolution, resolve
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+from .compat import make_field
 from .features import unchecked_features
 
 
@@ -40,7 +39,7 @@ def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") 
         QgsProcessingParameterFile(
             "TILEJSON",
             "Tile set (tilejson.json, or its URL)",
-            behavior=QgsProcessingParameterFile.File,
+            behavior=QgsProcessingParameterFile.Behavior.File,
             fileFilter="TileJSON (*.json);;All files (*.*)",
         )
     )
@@ -52,22 +51,27 @@ def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") 
 def add_region_params(alg: IsoAlgorithm) -> None:
     alg.addParameter(
         QgsProcessingParameterFeatureSource(
-            "REGION", "Region (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+            "REGION", "Region (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
         )
     )
     alg.addParameter(QgsProcessingParameterExtent("EXTENT", "Or: region extent", optional=True))
     zoom = QgsProcessingParameterNumber(
-        "ZOOM", "Zoom (-1: the tile set's highest)", QgsProcessingParameterNumber.Integer, -1, minValue=-1, maxValue=30
+        "ZOOM",
+        "Zoom (-1: the tile set's highest)",
+        QgsProcessingParameterNumber.Type.Integer,
+        -1,
+        minValue=-1,
+        maxValue=30,
     )
     height = QgsProcessingParameterNumber(
         "MAX_HEIGHT_M",
         "Tallest building in meters (only for seed tile sets that do not state it)",
-        QgsProcessingParameterNumber.Double,
+        QgsProcessingParameterNumber.Type.Double,
         optional=True,
         minValue=0,
     )
     for p in (zoom, height):
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         alg.addParameter(p)
 
 
@@ -81,7 +85,7 @@ def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingCon
         source = alg.parameterAsSource(parameters, "REGION", context)
         if source is None:
             raise QgsProcessingException("REGION: the layer could not be read. Choose a polygon layer")
-        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise QgsProcessingException(
                 f"REGION: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
                 "Choose a polygon layer"
@@ -120,7 +124,7 @@ def zoom_and_height(
 def footprint_fields() -> QgsFields:
     fields = QgsFields()
     for name in ("x", "y", "z"):
-        fields.append(QgsField(name, QVariant.Int))
+        fields.append(make_field(name, "int"))
     return fields
 
 
@@ -129,7 +133,7 @@ def write_footprint_sink(
 ) -> str:
     """The tiles' footprints into the FOOTPRINTS sink; ``crs_wkt`` is the grid's, from the engine's thread."""
     sink, dest = alg.parameterAsSink(
-        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Polygon, qgs_crs(crs_wkt)
+        parameters, "FOOTPRINTS", context, footprint_fields(), QgsWkbTypes.Type.Polygon, qgs_crs(crs_wkt)
     )
     if sink is None:
         raise QgsProcessingException("FOOTPRINTS: the output could not be created. Choose another file")
@@ -137,7 +141,7 @@ def write_footprint_sink(
         f = QgsFeature(footprint_fields())
         f.setAttributes([x, y, res.z])
         f.setGeometry(QgsGeometry.fromWkt(res.grid.footprint(x, y, res.z).wkt))
-        sink.addFeature(f, QgsFeatureSink.FastInsert)
+        sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
     return dest
 
 
@@ -179,7 +183,9 @@ class ResolveTilesAlgorithm(IsoAlgorithm):
         add_tilejson_params(self)
         add_region_params(self)
         self.addParameter(
-            QgsProcessingParameterFeatureSink("FOOTPRINTS", "Tile footprints", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterFeatureSink(
+                "FOOTPRINTS", "Tile footprints", QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addParameter(
             QgsProcessingParameterRasterDestination("VRT", "Tiles mosaic (VRT)", optional=True, createByDefault=True)

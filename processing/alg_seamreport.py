@@ -7,7 +7,6 @@ import os
 from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
@@ -20,7 +19,6 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..iso_qgis.grid import TileGrid, load_tilejson
 from ..iso_qgis.pythread import on_python_thread
@@ -34,16 +32,17 @@ from .alg_resolve import (
     zoom_and_height,
 )
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
+from .compat import make_field
 from .postprocess import LoadIntoGroup
 
 
 def seam_fields() -> QgsFields:
     fields = QgsFields()
     for name in ("rank", "a_x", "a_y", "b_x", "b_y", "z"):
-        fields.append(QgsField(name, QVariant.Int))
-    fields.append(QgsField("side", QVariant.String))
+        fields.append(make_field(name, "int"))
+    fields.append(make_field("side", "string"))
     for name in ("score", *METRICS):
-        fields.append(QgsField(name, QVariant.Double))
+        fields.append(make_field(name, "double"))
     return fields
 
 
@@ -89,7 +88,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
             QgsProcessingParameterFeatureSink(
                 "WORST_SEAMS",
                 "Seams, worst first (lines along the shared tile edges)",
-                QgsProcessing.TypeVectorLine,
+                QgsProcessing.SourceType.TypeVectorLine,
                 optional=True,
                 createByDefault=True,
             )
@@ -175,7 +174,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
     ) -> str | None:
         fields = seam_fields()
         sink, dest = self.parameterAsSink(
-            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.LineString, qgs_crs(crs_wkt)
+            parameters, "WORST_SEAMS", context, fields, QgsWkbTypes.Type.LineString, qgs_crs(crs_wkt)
         )
         if sink is None:
             if parameters.get("WORST_SEAMS") in (None, ""):
@@ -187,5 +186,5 @@ class SeamReportAlgorithm(IsoAlgorithm):
                 [rank, *seam["a"], *seam["b"], z, seam["side"], seam["score"], *(seam.get(k) for k in METRICS)]
             )
             f.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(x, y) for x, y in seam_edge(grid, z, seam)]))
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         return dest

@@ -29,6 +29,7 @@ from ..iso_qgis.outputs import write_tile_vrt
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.sources import TileSource
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .compat import parameter_as_strings
 from .features import unchecked_features
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def copy_source_to_gpkg(source, path: str, context) -> int:
         raise QgsProcessingException(f"INPUT: cannot copy the layer ({writer.errorMessage()})")
     n = 0
     for f in unchecked_features(source):
-        writer.addFeature(f, QgsFeatureSink.FastInsert)
+        writer.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         n += 1
     del writer  # flushes and closes the file
     return n
@@ -73,7 +74,9 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(
-            QgsProcessingParameterFeatureSource("INPUT", "Buildings (polygons)", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterFeatureSource(
+                "INPUT", "Buildings (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]
+            )
         )
         self.addParameter(
             QgsProcessingParameterField(
@@ -81,7 +84,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                 "Height field (meters)",
                 parentLayerParameterName="INPUT",
                 optional=True,
-                type=QgsProcessingParameterField.Numeric,
+                type=QgsProcessingParameterField.DataType.Numeric,
             )
         )
         num = QgsProcessingParameterNumber
@@ -94,7 +97,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             num("ZOOM", "Zoom level to write", num.Integer, 0, minValue=0, maxValue=30),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_DIR", "Tile set folder"))
         self.addOutput(QgsProcessingOutputFile("TILEJSON", "Tile set (tilejson.json)"))
@@ -107,7 +110,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         source = self.parameterAsSource(parameters, "INPUT", context)
         if source is None:
             raise QgsProcessingException("INPUT: the layer could not be read. Choose a polygon layer")
-        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise QgsProcessingException(
                 f"INPUT: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
                 "Choose a building footprint layer"
@@ -115,7 +118,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         out_dir = self.parameterAsString(parameters, "OUTPUT_DIR", context)
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT_DIR", context) or out_dir
         crs = self.parameterAsCrs(parameters, "CRS", context)
-        height_fields = self.parameterAsFields(parameters, "HEIGHT_FIELD", context)
+        height_fields = parameter_as_strings(self, parameters, "HEIGHT_FIELD", context)
         with tempfile.TemporaryDirectory(prefix="isotiles-") as tmp:
             gpkg = os.path.join(tmp, "buildings.gpkg")
             n = copy_source_to_gpkg(source, gpkg, context)

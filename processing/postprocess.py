@@ -33,7 +33,7 @@ STATUS_COLORS = {"accepted": "#2ca25f", "failed": "#de2d26", "": "#999999"}
 
 def style_heatmap(layer: QgsRasterLayer) -> None:
     ramp = QgsColorRampShader(0.0, HEAT_STOPS[-1][0])
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
     ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS])
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
@@ -56,7 +56,7 @@ def style_footprints(layer: QgsVectorLayer) -> None:
     label = QgsPalLayerSettings()
     label.fieldName = 'concat("x", \',\', "y")'
     label.isExpression = True
-    label.placement = QgsPalLayerSettings.OverPoint
+    label.placement = QgsPalLayerSettings.Placement.OverPoint
     layer.setLabeling(QgsVectorLayerSimpleLabeling(label))
     layer.setLabelsEnabled(True)
 

@@ -128,12 +128,12 @@ def build_model():
     num = QgsProcessingParameterNumber
     inputs = [
         (QgsProcessingParameterFeatureSource(
-            "BUILDINGS", "Buildings (polygons)", [QgsProcessing.TypeVectorPolygon]), 130, 50),
+            "BUILDINGS", "Buildings (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]), 130, 50),
         (num("PPM", "Pixels per ground meter", num.Double, 1.5, minValue=0.01), 360, 50),
         (num("TILE_SIZE", "Tile size (pixels)", num.Integer, 512, minValue=64, maxValue=4096), 590, 50),
         (QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (optional)", optional=True), 880, 50),
         (QgsProcessingParameterFeatureSource(
-            "REGION", "Region (polygons)", [QgsProcessing.TypeVectorPolygon]), 130, 330),
+            "REGION", "Region (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]), 130, 330),
         (num("K", "Candidates per tile (K)", num.Integer, 2, minValue=1, maxValue=16), 130, 480),
     ]  # fmt: skip
     for definition, x, y in inputs:
@@ -156,7 +156,7 @@ def build_model():
             c.addParameterSources(name, [source])
         if c.algorithm() is not None:  # as the Modeler does: every other mandatory input at its default
             for d in c.algorithm().parameterDefinitions():
-                optional = d.flags() & QgsProcessingParameterDefinition.FlagOptional
+                optional = d.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional
                 if d.name() not in sources and not d.isDestination() and not optional:
                     c.addParameterSources(d.name(), [static(d.defaultValue())])
         model_outputs = {}

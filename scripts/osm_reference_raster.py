@@ -134,7 +134,10 @@ def make_reference_raster(
     """Render ``osm_path`` (any OGR-readable OSM file) into an RGB GeoTIFF at ``out_tif``."""
     if pixel_m <= 0:
         raise ValueError(f"pixel_m must be > 0, got {pixel_m}")
-    ds = ogr.Open(str(osm_path))
+    try:  # the caller's GDAL exception mode either way
+        ds = ogr.Open(str(osm_path))
+    except RuntimeError:
+        ds = None
     if ds is None or ds.GetLayerByName("multipolygons") is None:
         raise ValueError(f"{osm_path} is not an OSM file GDAL's OSM driver can read")
     w, e, s, n = ds.GetLayerByName("multipolygons").GetExtent()
@@ -375,4 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run as a program, it states GDAL's mode (GDAL 3.7+ warns otherwise): errors as return values, as
+    # the quiet handler around the OSM reads expects. Imported, it leaves the caller's mode alone.
+    gdal.DontUseExceptions()
+    ogr.DontUseExceptions()
     sys.exit(main())

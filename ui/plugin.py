@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from qgis.core import QgsApplication, QgsProject
-from qgis.PyQt.QtWidgets import QAction
 
 from ..processing.common import plugin_icon
+from ..processing.compat import QAction
 from ..processing.provider import IsoTilesProvider
 
 MENU = "&Iso Tile Stylizer"
@@ -137,14 +137,14 @@ class IsoTileStylizerPlugin:
 
         if self.review_dock is None:
             self.review_dock = ReviewDock(self.iface.mapCanvas(), self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.review_dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review_dock)
         self.review_dock.show()
         self.review_dock.raise_()
 
     def open_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
-        SettingsDialog(self.iface.mainWindow()).exec_()
+        SettingsDialog(self.iface.mainWindow()).exec()
 
     def open_algorithm(self, alg_id: str) -> None:
         import processing  # QGIS's own package: only reachable inside QGIS

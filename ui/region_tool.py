@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
@@ -48,15 +49,15 @@ class RegionTool(QgsMapTool):
         self.press: QgsPointXY | None = None
         self.dragging = False
         self.tiles: list[tuple[int, int]] = []
-        self.shape = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.shape = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self.shape.setColor(QColor(30, 90, 220, 60))
         self.shape.setStrokeColor(QColor(30, 90, 220))
         self.shape.setWidth(2)
-        self.cells = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.cells = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self.cells.setColor(QColor(250, 160, 0, 55))
         self.cells.setStrokeColor(QColor(235, 100, 0))
         self.cells.setWidth(2)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # -------------------------------------------------------------- geometry
     def _to_grid(self) -> QgsCoordinateTransform:
@@ -73,8 +74,8 @@ class RegionTool(QgsMapTool):
 
     def update_preview(self, geom: QgsGeometry | None) -> None:
         """Highlight the tiles under ``geom`` (canvas CRS); say how many and what they would cost."""
-        self.shape.reset(QgsWkbTypes.PolygonGeometry)
-        self.cells.reset(QgsWkbTypes.PolygonGeometry)
+        self.shape.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+        self.cells.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.tiles = []
         if geom is None or geom.isEmpty():
             return
@@ -91,38 +92,38 @@ class RegionTool(QgsMapTool):
         back = self._to_grid()
         for i, (x, y) in enumerate(self.tiles[:MAX_DRAWN_TILES]):
             fp = QgsGeometry.fromWkt(self.grid.footprint(x, y).wkt)
-            fp.transform(back, QgsCoordinateTransform.ReverseTransform)
+            fp.transform(back, Qgis.TransformDirection.Reverse)
             self.cells.addGeometry(fp, None, doUpdate=i == min(len(self.tiles), MAX_DRAWN_TILES) - 1)
         cost = f", about ${self.cost_per_tile * len(self.tiles):.2f}" if self.cost_per_tile else ""
         self.show_message(f"Iso tiles: {len(self.tiles)} tiles{cost}")
 
     # -------------------------------------------------------------- events
     def canvasPressEvent(self, e) -> None:
-        if e.button() == Qt.LeftButton and not self.points:
+        if e.button() == Qt.MouseButton.LeftButton and not self.points:
             self.press = self.toMapCoordinates(e.pos())
             self.dragging = False
 
     def canvasMoveEvent(self, e) -> None:
         here = self.toMapCoordinates(e.pos())
-        if self.press is not None and e.buttons() & Qt.LeftButton:
+        if self.press is not None and e.buttons() & Qt.MouseButton.LeftButton:
             self.dragging = True
         self.update_preview(self.region(here))
 
     def canvasReleaseEvent(self, e) -> None:
         here = self.toMapCoordinates(e.pos())
-        if e.button() == Qt.RightButton:
+        if e.button() == Qt.MouseButton.RightButton:
             self.finish(self.region())
         elif self.dragging and self.press is not None:
             self.finish(self.region(here))
-        elif e.button() == Qt.LeftButton:
+        elif e.button() == Qt.MouseButton.LeftButton:
             self.points.append(here)
             self.press = None
             self.update_preview(self.region())
 
     def keyPressEvent(self, e) -> None:
-        if e.key() == Qt.Key_Escape:
+        if e.key() == Qt.Key.Key_Escape:
             self.clear()
-        elif e.key() in (Qt.Key_Return, Qt.Key_Enter):
+        elif e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.finish(self.region())
 
     # -------------------------------------------------------------- result
@@ -145,8 +146,8 @@ class RegionTool(QgsMapTool):
         self.points = []
         self.press = None
         self.dragging = False
-        self.shape.reset(QgsWkbTypes.PolygonGeometry)
-        self.cells.reset(QgsWkbTypes.PolygonGeometry)
+        self.shape.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+        self.cells.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
 
     def deactivate(self) -> None:
         self.clear()

@@ -88,11 +88,15 @@ class CandidateCard(QFrame):
         layout = QVBoxLayout(self)
         self.image = QLabel()
         self.image.setFixedSize(THUMB_PX, THUMB_PX)
-        self.image.setAlignment(Qt.AlignCenter)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setWordWrap(True)
         if cand["available"]:
             pix = QPixmap(cand["file"])
-            self.image.setPixmap(pix.scaled(THUMB_PX, THUMB_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            self.image.setPixmap(
+                pix.scaled(
+                    THUMB_PX, THUMB_PX, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
+            )
         elif cand.get("error"):
             self.image.setText(f"failed\n{cand['error'].get('kind')}\n{cand['error'].get('message', '')[:120]}")
         else:
@@ -124,7 +128,7 @@ class ReviewTask(QgsTask):
     """One review action off the main thread; ``done(result, error)`` is called on the main thread."""
 
     def __init__(self, description: str, work: Callable[[Feedback], Any], done: Callable[[Any, Any], None]) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.work, self.done = work, done
         self.result: Any = None
         self.error: BaseException | None = None
@@ -160,7 +164,7 @@ class ReviewDock(QDockWidget):
         self.tool = QgsMapToolEmitPoint(canvas)
         self.tool.canvasClicked.connect(self.on_canvas_clicked)
         self.tool.deactivated.connect(self._tool_deactivated)
-        self.highlight = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.highlight = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
         self.highlight.setColor(QColor(30, 136, 229, 40))
         self.highlight.setStrokeColor(QColor(30, 136, 229))
         self.highlight.setWidth(2)
@@ -275,7 +279,7 @@ class ReviewDock(QDockWidget):
             self.cards_layout.removeWidget(card)
             card.deleteLater()
         self.cards = []
-        self.highlight.reset(QgsWkbTypes.PolygonGeometry)
+        self.highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.tile = None
         if tile is not None and self.folder is not None and self.grid is not None:
             try:
@@ -377,5 +381,5 @@ class ReviewDock(QDockWidget):
 
     def closeEvent(self, event: Any) -> None:
         self.activate_pick(False)
-        self.highlight.reset(QgsWkbTypes.PolygonGeometry)
+        self.highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         super().closeEvent(event)

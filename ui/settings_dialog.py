@@ -32,7 +32,7 @@ class SettingsDialog(QDialog):
         self.base_url = QLineEdit(values["base_url"])
         self.base_url.setPlaceholderText("default endpoint")
         self.cache_dir = QgsFileWidget()
-        self.cache_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.cache_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.cache_dir.setFilePath(values["cache_dir"])
         self.prices_file = QgsFileWidget()
         self.prices_file.setFilter("JSON (*.json)")
@@ -55,7 +55,7 @@ class SettingsDialog(QDialog):
             "Gemini API: an API key. Vertex AI: Application Default Credentials, or an access token."
         )
         note.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

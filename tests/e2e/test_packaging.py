@@ -24,6 +24,7 @@ def test_zip_holds_one_plugin_folder_without_tests(repo_root, tmp_path):
     meta = configparser.ConfigParser()
     meta.read_string(zipfile.ZipFile(out).read("iso_tile_stylizer/metadata.txt").decode())
     assert meta["general"]["qgisMinimumVersion"] == "3.22"
+    assert meta["general"]["qgisMaximumVersion"] == "4.99" and meta["general"]["supportsQt6"] == "True"
     assert meta["general"]["hasProcessingProvider"] == "yes"
 
 

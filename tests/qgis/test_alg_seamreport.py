@@ -80,7 +80,7 @@ def test_seamreport_outputs_and_numbers(run_alg, seamreport, tileset, tmp_path):
     assert heat[32, 127] > 5 and heat[32, 32] == src.nodata
     seams = QgsVectorLayer(res["WORST_SEAMS"], "seams", "ogr")
     assert seams.isValid() and seams.featureCount() == 5
-    assert QgsWkbTypes.flatType(seams.wkbType()) == QgsWkbTypes.LineString
+    assert QgsWkbTypes.flatType(seams.wkbType()) == QgsWkbTypes.Type.LineString
     assert seams.crs().authid() == "EPSG:32635"
     worst = min(seams.getFeatures(), key=lambda f: f["rank"])
     assert ((worst["a_x"], worst["a_y"]), (worst["b_x"], worst["b_y"])) == STEPPED

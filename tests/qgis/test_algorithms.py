@@ -353,9 +353,9 @@ def test_generatetiles_good_enough_is_an_optional_advanced_number(run_alg, isoti
 
     alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
     p = alg.parameterDefinition("GOOD_ENOUGH")
-    assert isinstance(p, QgsProcessingParameterNumber) and p.dataType() == QgsProcessingParameterNumber.Double
-    assert p.flags() & QgsProcessingParameterDefinition.FlagOptional
-    assert p.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert isinstance(p, QgsProcessingParameterNumber) and p.dataType() == QgsProcessingParameterNumber.Type.Double
+    assert p.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional
+    assert p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
     assert p.defaultValue() is None and "12.5" in p.help() and "GOOD_ENOUGH" in alg.shortHelpString()
     base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 3}
     off = run_alg("isotiles:generatetiles", {**base, "OUTPUT_DIR": str(tmp_path / "off")})

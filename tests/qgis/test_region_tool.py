@@ -31,9 +31,13 @@ def mouse(canvas, kind, point, button):
     from qgis.PyQt.QtCore import QEvent, Qt
 
     pixel = canvas.getCoordinateTransform().transform(QgsPointXY(*point)).toQPointF().toPoint()
-    types = {"press": QEvent.MouseButtonPress, "move": QEvent.MouseMove, "release": QEvent.MouseButtonRelease}
-    buttons = button if kind != "release" else Qt.NoButton
-    return QgsMapMouseEvent(canvas, types[kind], pixel, button, buttons, Qt.NoModifier)
+    types = {
+        "press": QEvent.Type.MouseButtonPress,
+        "move": QEvent.Type.MouseMove,
+        "release": QEvent.Type.MouseButtonRelease,
+    }
+    buttons = button if kind != "release" else Qt.MouseButton.NoButton
+    return QgsMapMouseEvent(canvas, types[kind], pixel, button, buttons, Qt.KeyboardModifier.NoModifier)
 
 
 def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
@@ -42,11 +46,11 @@ def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
 
     t, grid, done, messages = tool
     a, b = grid.footprint(4, 3).centroid, grid.footprint(7, 3).centroid  # not on one north-south line
-    t.canvasPressEvent(mouse(qgis_canvas, "press", (a.x, a.y), Qt.LeftButton))
-    t.canvasMoveEvent(mouse(qgis_canvas, "move", (b.x, b.y), Qt.LeftButton))
+    t.canvasPressEvent(mouse(qgis_canvas, "press", (a.x, a.y), Qt.MouseButton.LeftButton))
+    t.canvasMoveEvent(mouse(qgis_canvas, "move", (b.x, b.y), Qt.MouseButton.LeftButton))
     assert t.tiles and messages[-1].startswith(f"Iso tiles: {len(t.tiles)} tiles, about $")
     assert t.cells.numberOfVertices() >= 4 * len(t.tiles)  # every tile outlined on the map
-    t.canvasReleaseEvent(mouse(qgis_canvas, "release", (b.x, b.y), Qt.LeftButton))
+    t.canvasReleaseEvent(mouse(qgis_canvas, "release", (b.x, b.y), Qt.MouseButton.LeftButton))
     assert len(done) == 1
     layer, tiles = done[0]
     assert layer.featureCount() == 1 and layer.crs() == qgis_canvas.mapSettings().destinationCrs()
@@ -63,9 +67,9 @@ def test_clicking_a_polygon_and_right_click_to_finish(tool, qgis_canvas):
     c = grid.footprint(5, 3).centroid
     d = 20.0  # meters: a small triangle inside one tile's core
     for p in ((c.x - d, c.y - d), (c.x + d, c.y - d), (c.x, c.y + d)):
-        t.canvasPressEvent(mouse(qgis_canvas, "press", p, Qt.LeftButton))
-        t.canvasReleaseEvent(mouse(qgis_canvas, "release", p, Qt.LeftButton))
-    t.canvasReleaseEvent(mouse(qgis_canvas, "release", (c.x, c.y), Qt.RightButton))
+        t.canvasPressEvent(mouse(qgis_canvas, "press", p, Qt.MouseButton.LeftButton))
+        t.canvasReleaseEvent(mouse(qgis_canvas, "release", p, Qt.MouseButton.LeftButton))
+    t.canvasReleaseEvent(mouse(qgis_canvas, "release", (c.x, c.y), Qt.MouseButton.RightButton))
     assert done and done[0][1] == [(5, 3)]
 
 

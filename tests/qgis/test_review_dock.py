@@ -99,7 +99,7 @@ def test_pick_a_tile_and_use_another_candidate(dock):
     again.close()
     d.pick_button.click()
     assert d.canvas.mapTool() is d.tool and d.pick_button.isChecked()
-    d.tool.canvasClicked.emit(point, Qt.LeftButton)  # what a left click on the map does
+    d.tool.canvasClicked.emit(point, Qt.MouseButton.LeftButton)  # what a left click on the map does
     assert d.tile == picked and d.tile_label.text() == f"tile {picked[0]},{picked[1]}"
     rec = json.loads((out / "state" / f"{picked[0]}_{picked[1]}.json").read_text())
     assert len(d.cards) == K and [c.index for c in d.cards] == [0, 1, 2]

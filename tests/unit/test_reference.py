@@ -484,6 +484,18 @@ def test_osm_script_command_line(tmp_path, repo_root):
         assert ds.crs.to_epsg() == 3067 and ds.res == (4.0, 4.0) and f"{ds.width}x{ds.height}" in run.stdout
 
 
+def test_osm_script_refuses_a_file_gdal_cannot_read(tmp_path, osm_script, repo_root):
+    junk = tmp_path / "junk.osm"
+    junk.write_text("not OpenStreetMap")
+    with pytest.raises(ValueError, match="not an OSM file"):  # in-process: the caller's GDAL mode
+        osm_script.make_reference_raster(junk, tmp_path / "in.tif")
+    script = repo_root / "scripts" / "osm_reference_raster.py"
+    run = subprocess.run(
+        [sys.executable, str(script), str(junk), str(tmp_path / "cli.tif")], capture_output=True, text=True
+    )
+    assert run.returncode == 1 and "not an OSM file" in run.stderr and "Warning" not in run.stderr
+
+
 def test_osm_script_puts_the_sea_on_the_right_of_the_coastline(osm_script):
     from shapely.geometry import LineString
 
