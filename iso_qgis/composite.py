@@ -76,10 +76,12 @@ class Compositor:
         blend_px: int = 4,
         spill_dir: str | os.PathLike[str] | None = None,
         hot: int = 16,
+        bands: int = 0,
     ) -> None:
         self.block_rect = block_rect
         self.step = step
         self.blend_px = blend_px
+        self.bands = bands  # multi-band blending: levels of the pyramid (0: the narrow ramp only)
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self.hot_max = max(4, hot)
         self.hot: OrderedDict[Cell, _Block] = OrderedDict()
@@ -190,7 +192,10 @@ class Compositor:
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
-        out = weight[..., None] * new + (1 - weight[..., None]) * old
+        if self.bands and bands:
+            out = multiband_blend(new, np.where(filled[..., None], old, new), weight, self.bands)
+        else:
+            out = weight[..., None] * new + (1 - weight[..., None]) * old
         self._scatter(rect, np.clip(np.round(out), 0, 255).astype(np.uint8), heat)
         self.rects[cell] = rect
         return bands
@@ -203,3 +208,41 @@ class Compositor:
 def local_slices(outer: Rect, inner: Rect) -> tuple[slice, slice]:
     """Array slices of ``inner`` inside an array covering ``outer`` (both global pixel boxes)."""
     return (slice(inner[1] - outer[1], inner[3] - outer[1]), slice(inner[0] - outer[0], inner[2] - outer[0]))
+
+
+# ------------------------------------------------------------------ multi-band blending
+def _down(a: np.ndarray) -> np.ndarray:
+    """Half size: 2 x 2 means (an odd last row or column is repeated)."""
+    if a.shape[0] % 2:
+        a = np.concatenate([a, a[-1:]], axis=0)
+    if a.shape[1] % 2:
+        a = np.concatenate([a, a[:, -1:]], axis=1)
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def _up(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Double size back to ``shape``: each pixel repeated, then a [1 2 1] / 4 smoothing along both axes."""
+    b = np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+    p = np.concatenate([b[:1], b, b[-1:]], axis=0)
+    b = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
+    p = np.concatenate([b[:, :1], b, b[:, -1:]], axis=1)
+    return 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+
+
+def multiband_blend(new: np.ndarray, old: np.ndarray, weight: np.ndarray, levels: int) -> np.ndarray:
+    """Blend two images by a weight (1: ``new``) band by band (Burt and Adelson): each band of detail is mixed
+    over a transition as wide as its own scale, so a difference of low frequency (a shade, a cast) fades over
+    many pixels while edges and texture keep the sharp cut."""
+    levels = max(0, min(levels, int(np.log2(max(1, min(weight.shape)))) - 2))
+    gn, go, gw = [new], [old], [weight[..., None]]
+    for _ in range(levels):
+        gn.append(_down(gn[-1]))
+        go.append(_down(go[-1]))
+        gw.append(_down(gw[-1]))
+    out = gw[-1] * gn[-1] + (1 - gw[-1]) * go[-1]
+    for i in range(levels - 1, -1, -1):
+        shape = gn[i].shape
+        detail_new = gn[i] - _up(gn[i + 1], shape)
+        detail_old = go[i] - _up(go[i + 1], shape)
+        out = _up(out, shape) + gw[i] * detail_new + (1 - gw[i]) * detail_old
+    return out

@@ -40,6 +40,8 @@ NODATA = -9999.0
 MAX_PNG_PX = 8192
 #: blocks kept in memory while compositing (the others wait in the scratch folder)
 HOT_BLOCKS = 16
+#: levels of the multi-band blend across seams: details down to 1/32 scale, each over a transition of its own size
+BLEND_LEVELS = 5
 WORK_PREFIX = ".composite-"
 PENDING, READY, DONE, NEVER = range(4)
 
@@ -64,7 +66,8 @@ class MosaicPass:
         self.work = work_dir
         self.step = run.lv.step
         step = self.step
-        self.comp = Compositor(self.block_rect, step, run.cfg.weights.blend_px, work_dir, HOT_BLOCKS)
+        bands = BLEND_LEVELS if run.stages["multiband"] else 0
+        self.comp = Compositor(self.block_rect, step, run.cfg.weights.blend_px, work_dir, HOT_BLOCKS, bands)
         cores = [self.block_rect(c) for c in planned]
         self.box: Rect = (min(r[0] for r in cores), min(r[1] for r in cores),
                           max(r[2] for r in cores), max(r[3] for r in cores))  # fmt: skip

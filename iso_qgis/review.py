@@ -32,8 +32,8 @@ from .backends.offline import OfflineBackend
 from .errors import IsoInputError
 from .feedback import Feedback
 from .finalize import REPORT, finalize
-from .run import RunConfig, _Run
-from .seams import SeamWeights, crop, harmonize, rgb_to_lab
+from .run import DRIFT_STAGES, RunConfig, _Run
+from .seams import SeamWeights
 from .state import STATE_FILE, FolderLock, RunState, file_digest, settings_key, tile_key
 
 CANDIDATE_FILE = re.compile(r"^v(\d+)-seed\d+\.png$")
@@ -145,6 +145,7 @@ def folder_run(out_dir: str | Path, anchors: list[str] | None = None, max_height
             keep_candidates=bool(extra.get("keep_candidates", True)), harmonize=bool(s.get("harmonize", False)),
             weights=SeamWeights(**{k: v for k, v in s.get("weights", {}).items() if k in known}),
             max_height_m=max_height_m, region=dict((state.runs[-1].get("region") or {}) if state.runs else {}),
+            **{stage: "on" if s.get(stage) else "off" for stage in DRIFT_STAGES},  # as the folder was made
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise IsoInputError(
@@ -326,11 +327,7 @@ def regenerate_tile(
                 raise IsoInputError(FATAL_KINDS[fatal["kind"]], fatal["message"], "Fix it and regenerate again")
             return {**summary, "chosen": rec.get("chosen"), "changed": False, "outcome": entry["outcome"]}
         total, best, img = min(scored, key=lambda t: (t[0], t[1]))
-        new.pop("harmonization", None)
-        if run.cfg.harmonize and ctx["bands"]:
-            lab = rgb_to_lab(img)
-            pairs = [(nlab, crop(lab, ctx["rect"][:2], band)) for _, _, band, _, nlab in ctx["bands"]]
-            img, new["harmonization"] = harmonize(lab, pairs)
+        img = run.final_canvas(img, ctx, new)
         entry["chosen"], new["input"] = best, ctx["digest"]
         run.cfg.keep_candidates = folder.config.keep_candidates  # the report tells what the runs did
         return {**summary, **_accept(run, x, y, new, best, total, img, "regeneration")}

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .backends import Backend, make_backend
 from .backends.base import Check, Failure, FailureKind, ImageRequest, ImageResult
+from .colorfield import compensate, fit_side
 from .composite import SIDE_OFFSETS
 from .errors import IsoInputError
 from .feedback import Feedback
@@ -68,8 +69,12 @@ ANCHOR_MAX_PX = 1024
 CANVAS_CACHE = 24
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
-#: how answers are put back on the input grid (see iso_qgis.register)
-REGISTER_MODES = ("auto", "on", "off")
+#: the stages that undo a model's drift, each "auto", "on" or "off"
+DRIFT_STAGES = ("register", "color_match", "multiband")
+MODES = ("auto", "on", "off")
+#: "auto" for the offline stylizer, which paints on the input's pixel grid with no cast of its own per call
+#: (measured: benchmarks/bench_drift.py --offline)
+OFFLINE_AUTO = {"register": False, "color_match": False, "multiband": False}
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
 
@@ -105,7 +110,21 @@ class RunConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     region: dict[str, Any] = field(default_factory=dict)  # how the tiles were chosen, for the report
     dry_run: bool = False  # build every request, count calls, estimate the cost; call nothing
-    register: str = "auto"  # answers put back on the input grid: auto (models: yes, the offline stylizer: no), on, off
+    # how a model's drift is undone; "auto": on for models, and as measured best for the offline stylizer
+    register: str = "auto"  # answers put back on the input grid (iso_qgis.register)
+    color_match: str = "auto"  # each tile's colors matched to its neighbors as a smooth field (iso_qgis.colorfield)
+    multiband: str = "auto"  # seams blended band by band, low frequencies over the whole band (composite)
+
+    def drift_handling(self) -> dict[str, bool]:
+        """Which of the drift stages are on: register, color_match, multiband ("auto" resolved)."""
+        out = {}
+        for name in DRIFT_STAGES:
+            mode = getattr(self, name)
+            if mode not in MODES:
+                raise IsoInputError(name.upper(), f"unknown mode {mode!r}", f"Choose {', '.join(MODES)}")
+            model = self.backend != "offline"
+            out[name] = mode == "on" or (mode == "auto" and (model or OFFLINE_AUTO[name]))
+        return out
 
     def settings(
         self, anchor_digests: list[str], grid: dict[str, Any] | None = None, registering: bool = False
@@ -131,7 +150,8 @@ class RunConfig:
             "weights": self.weights.as_dict(registering),
             # only when set: folders made without it keep their settings (and so resume)
             **({"good_enough": self.good_enough} if self.good_enough is not None else {}),
-            **({"register": True} if registering else {}),
+            # the stages that are on (folders made before them, or without them, keep their settings)
+            **{name: True for name, on in self.drift_handling().items() if on},
         }
 
 
@@ -225,10 +245,8 @@ class _Run:
         lv = self.lv
         grid_fp = {"crs": self.grid.crs, "affine": lv.affine.as_list(), "step": lv.step, "pad": lv.pad,
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
-        if cfg.register not in REGISTER_MODES:
-            raise IsoInputError("REGISTER", f"unknown mode {cfg.register!r}", f"Choose {', '.join(REGISTER_MODES)}")
-        # the embedded stylizer paints on the input's pixel grid by construction; models move content
-        self.registering = cfg.register == "on" or (cfg.register == "auto" and cfg.backend != "offline")
+        self.stages = cfg.drift_handling()
+        self.registering = self.stages["register"]
         self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp, self.registering)
         self.state = RunState(self.out, self.settings, self.z)  # opened by run(), under the folder lock
         self.canvases: OrderedDict[Cell, np.ndarray] = OrderedDict()  # recently used accepted canvases
@@ -458,10 +476,12 @@ class _Run:
         img = res.image
         assert img is not None
         rect = ctx["rect"]
-        seams = [
-            score_seam(nband, crop(img, rect[:2], band), side, nb, w, nlab)[0]
-            for side, nb, band, nband, nlab in ctx["bands"]
-        ]
+        seams = []
+        for side, nb, band, nband, nlab in ctx["bands"]:
+            mine = crop(img, rect[:2], band)
+            if self.stages["color_match"]:  # scored as it will be kept: its colors matched over the band
+                mine = fit_side(side, band, nband, mine).apply(mine).round().astype(np.uint8)
+            seams.append(score_seam(nband, mine, side, nb, w, nlab)[0])
         seam_part = aggregate_seams(seams, w)
         structure = structure_term(img, ctx["edges"])
         color = color_term(img, ctx["ref_lab"]) if ctx["ref_lab"] is not None else 0.0
@@ -520,16 +540,29 @@ class _Run:
             return
         total, chosen, img = best
         rect = ctx["rect"]
-        if self.cfg.harmonize and ctx["bands"]:
-            lab = rgb_to_lab(img)
-            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
-            img, tile_rec["harmonization"] = harmonize(lab, pairs)
+        img = self.final_canvas(img, ctx, tile_rec)
         tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
         # neighbors use the canvas at once; files are written behind (canvas first, then the record)
         with self.lock:
             self.unwritten[c] = img
         self.state.tiles[tile_key(x, y)] = tile_rec
         self.persist(x, y, tile_rec, img)
+
+    def final_canvas(self, img: np.ndarray, ctx: dict[str, Any], rec: dict[str, Any]) -> np.ndarray:
+        """The chosen candidate as it is kept: colors matched to the accepted neighbors (and harmonized, if
+        asked); what was done goes into the tile's record."""
+        rect = ctx["rect"]
+        rec.pop("color_match", None)
+        rec.pop("harmonization", None)
+        if self.stages["color_match"] and ctx["bands"]:
+            fits = [fit_side(side, band, nband, crop(img, rect[:2], band)) for side, _, band, nband, _ in ctx["bands"]]
+            img = compensate(img, rect, fits)
+            rec["color_match"] = [f.as_dict() for f in fits]
+        if self.cfg.harmonize and ctx["bands"]:
+            lab = rgb_to_lab(img)
+            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
+            img, rec["harmonization"] = harmonize(lab, pairs)
+        return img
 
     def persist(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
         """Write a tile's canvas and record behind the run; a failed write stops the run (see write_error)."""
