@@ -3,8 +3,8 @@
 Every model call carries its own color cast. Over each shared band, a per-channel
 gain and offset (sRGB) that maps the candidate onto the accepted neighbor is fitted
 on block means (texture averages out; the cast does not). The correction is applied
-in full inside the band and fades smoothly to nothing towards the sides of the
-canvas that have no accepted neighbor, so:
+in full inside the band and fades to nothing towards the sides of the canvas that
+have no accepted neighbor, as a harmonic field (the smoothest there is), so:
 
 - at a seam the two tiles agree in color, whatever either call's cast;
 - a difference between two calls is spread over a whole tile (a fraction of a ΔE
@@ -27,23 +27,38 @@ MAX_GAIN = 0.35
 MAX_OFFSET = 64.0
 
 
+#: length (px) of the stretches of a band that get an offset of their own (the gain is one per band)
+SEGMENT = 128
+
+
 @dataclass(frozen=True)
 class SideFit:
-    """``neighbor ~ gain * candidate + offset`` per channel (sRGB 0..255) over one band."""
+    """``neighbor ~ gain * candidate + offset`` per channel (sRGB 0..255) over one band; the offset varies
+    smoothly along the band (the neighbor's own correction does), one value per pixel along it."""
 
     side: str
     band: Rect  # global pixels
     gain: np.ndarray  # (3,)
-    offset: np.ndarray  # (3,)
+    offset: np.ndarray  # (n, 3): per pixel along the band (rows for left/right, columns for top/bottom)
+
+    @property
+    def vertical(self) -> bool:
+        return self.side in ("left", "right")
+
+    def along(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The offsets shaped to add to an array covering the band."""
+        return self.offset[:, None, :] if self.vertical else self.offset[None, :, :]
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        return np.clip(rgb.astype(np.float32) * self.gain + self.offset, 0, 255)
+        """A crop of exactly the band, corrected."""
+        return np.clip(rgb.astype(np.float32) * self.gain + self.along(rgb.shape), 0, 255)
 
     def as_dict(self) -> dict:
         return {
             "side": self.side,
             "gain": [round(float(v), 4) for v in self.gain],
-            "offset": [round(float(v), 2) for v in self.offset],
+            "offset": [round(float(v), 2) for v in self.offset.mean(axis=0)],
+            "offset_range": [round(float(v), 2) for v in np.ptp(self.offset, axis=0)],
         }
 
 
@@ -55,27 +70,87 @@ def _block_means(rgb: np.ndarray, b: int) -> np.ndarray:
 
 
 def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray) -> SideFit:
-    """The gain and offset per channel that bring ``candidate`` onto ``neighbor`` over a band (same ground)."""
+    """The gain and offsets per channel that bring ``candidate`` onto ``neighbor`` over a band (same ground)."""
+    vertical = side in ("left", "right")
     x, y = _block_means(candidate, BLOCK), _block_means(neighbor, BLOCK)
-    gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
+    gain = np.ones(3, np.float32)
     for c in range(3):
         xc, yc = x[:, c], y[:, c]
         var = float(xc.var())
         g = float(np.mean((xc - xc.mean()) * (yc - yc.mean())) / var) if var > 4.0 else 1.0  # flat: offset only
-        g = float(np.clip(g, 1 - MAX_GAIN, 1 + MAX_GAIN))
-        gain[c] = g
-        offset[c] = float(np.clip(yc.mean() - g * xc.mean(), -MAX_OFFSET, MAX_OFFSET))
+        gain[c] = float(np.clip(g, 1 - MAX_GAIN, 1 + MAX_GAIN))
+    # offsets stretch by stretch along the band, smoothed, then one per pixel
+    n = candidate.shape[0] if vertical else candidate.shape[1]
+    edges = np.linspace(0, n, max(1, round(n / SEGMENT)) + 1).round().astype(int)
+    centers, values = [], []
+    for a, b in zip(edges[:-1], edges[1:]):
+        part = (slice(a, b), slice(None)) if vertical else (slice(None), slice(a, b))
+        diff = neighbor[part].reshape(-1, 3).mean(axis=0) - gain * candidate[part].reshape(-1, 3).mean(axis=0)
+        centers.append((a + b) / 2)
+        values.append(np.clip(diff, -MAX_OFFSET, MAX_OFFSET))
+    v = np.array(values, np.float32)
+    if len(v) > 2:
+        v = np.concatenate([v[:1], 0.25 * v[:-2] + 0.5 * v[1:-1] + 0.25 * v[2:], v[-1:]])
+    pos = np.arange(n) + 0.5
+    offset = np.stack([np.interp(pos, centers, v[:, c]) for c in range(3)], axis=1).astype(np.float32)
     return SideFit(side, band, gain, offset)
 
 
-def _ramp(n: int, start: int, stop: int, reverse: bool) -> np.ndarray:
-    """1 over [start, stop), fading smoothly to 0 at the far end of an axis of n pixels (or the near end)."""
-    idx = np.arange(n, dtype=np.float32) + 0.5
-    if reverse:  # band at the far end: measure from the other side
-        idx, start, stop = n - idx, n - stop, n - start
-    d = np.clip((idx - stop) / max(n - stop, 1), 0.0, 1.0)  # 0 at the band's inner edge, 1 at the far side
-    t = 1.0 - d
-    return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep
+def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int = 32) -> list[np.ndarray]:
+    """For each band (side, local rect), a weight field over an h x w canvas: 1 on its band, 0 on the other
+    bands and on an edge without a band that faces one, harmonic (as smooth as can be) in between.
+
+    Solved on a grid of ``block`` px by red-black over-relaxation, then interpolated to every pixel.
+    Weights of all bands never add up to more than 1; where two bands overlap (a corner) they share.
+    """
+    hb, wb = -(-h // block), -(-w // block)
+    yc = (np.arange(hb) + 0.5) * block
+    xc = (np.arange(wb) + 0.5) * block
+    inside = [
+        (yc[:, None] >= r0) & (yc[:, None] < r1) & (xc[None, :] >= c0) & (xc[None, :] < c1)
+        for _, (c0, r0, c1, r1) in bands
+    ]
+    count = np.sum(inside, axis=0)
+    fixed = count > 0
+    sides = {side for side, _ in bands}
+    edge = np.zeros((hb, wb), bool)  # an edge without a band, facing one: the correction has faded there
+    for side, other, sl in (("left", "right", np.s_[:, 0]), ("right", "left", np.s_[:, -1]),
+                            ("top", "bottom", np.s_[0, :]), ("bottom", "top", np.s_[-1, :])):  # fmt: skip
+        if side not in sides and other in sides:
+            edge[sl] = True
+    fixed |= edge  # the other edges are free (no flow across them): fields run parallel to them
+    omega = 2.0 / (1.0 + np.sin(np.pi / max(hb, wb)))
+    parity = (np.add.outer(np.arange(hb), np.arange(wb)) % 2).astype(bool)
+    free = [~fixed & ~parity, ~fixed & parity]
+    up_y, up_x = _linear_upsampling(h, hb, block), _linear_upsampling(w, wb, block)
+    out = []
+    for mask in inside:
+        u = np.where(mask, 1.0 / np.maximum(count, 1), 0.0).astype(np.float32)
+        for _ in range(2 * max(hb, wb)):
+            for f in free:
+                p = np.pad(u, 1, mode="edge")
+                nb = 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
+                u = np.where(f, u + omega * (nb - u), u)
+        out.append(up_y @ np.clip(u, 0.0, 1.0) @ up_x.T)
+    return out
+
+
+def _linear_upsampling(n: int, cells: int, block: int) -> np.ndarray:
+    """(n, cells) matrix interpolating values at cell centers linearly onto n pixel centers (ends held)."""
+    pos = np.clip((np.arange(n) + 0.5) / block - 0.5, 0, cells - 1)
+    lo = np.minimum(pos.astype(int), max(cells - 2, 0))
+    frac = pos - lo
+    m = np.zeros((n, cells), np.float32)
+    m[np.arange(n), lo] = 1 - frac
+    if cells > 1:
+        m[np.arange(n), lo + 1] = frac
+    return m
+
+
+def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
+    """Per-pixel values of a band that starts at ``start`` on an axis of ``n`` pixels; its ends held beyond it."""
+    idx = np.clip(np.arange(n) - start, 0, len(values) - 1)
+    return values[idx]
 
 
 def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarray:
@@ -84,21 +159,12 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         return canvas
     h, w = canvas.shape[:2]
     x = canvas.astype(np.float32)
-    weights, changes = [], []
-    for fit in fits:
-        c0, r0, c1, r1 = (fit.band[0] - rect[0], fit.band[1] - rect[1], fit.band[2] - rect[0], fit.band[3] - rect[1])
-        if fit.side in ("left", "right"):
-            wt = _ramp(w, max(c0, 0), min(c1, w), fit.side == "right")[None, :]
-        else:
-            wt = _ramp(h, max(r0, 0), min(r1, h), fit.side == "bottom")[:, None]
-        weights.append(wt)
-        changes.append((fit.gain - 1.0, fit.offset))
-    total = np.zeros((h, w), np.float32)
-    for wt in weights:
-        total = total + wt
-    norm = np.maximum(total, 1.0)  # where corrections meet (corners) they share; elsewhere each is in full
+    local = [
+        (f.side, (f.band[0] - rect[0], f.band[1] - rect[1], f.band[2] - rect[0], f.band[3] - rect[1])) for f in fits
+    ]
     out = x.copy()
-    for wt, (dg, off) in zip(weights, changes):
-        share = (wt / norm)[..., None]
-        out += share * (x * dg + off)
+    for fit, (_, (c0, r0, _, _)), weight in zip(fits, local, harmonic_weights(h, w, local)):
+        # the offsets along the band, placed along the canvas (the band may be shorter: its ends held)
+        off = _place(fit.offset, r0, h)[:, None, :] if fit.vertical else _place(fit.offset, c0, w)[None, :, :]
+        out += weight[..., None] * (x * (fit.gain - 1.0) + off)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

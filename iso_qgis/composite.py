@@ -192,10 +192,18 @@ class Compositor:
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
+        out = weight[..., None] * new + (1 - weight[..., None]) * old
         if self.bands and bands:
-            out = multiband_blend(new, np.where(filled[..., None], old, new), weight, self.bands)
-        else:
-            out = weight[..., None] * new + (1 - weight[..., None]) * old
+            wide = multiband_blend(new, np.where(filled[..., None], old, new), weight, self.bands)
+            # pixels outside the canvas keep their colors: towards its edges the wide blend hands over to the
+            # narrow one, which leaves the neighbor's pixels there as they are
+            reach = 2**self.bands
+            h, w = weight.shape
+            edge = np.minimum.outer(
+                np.minimum(np.arange(h), np.arange(h)[::-1]), np.minimum(np.arange(w), np.arange(w)[::-1])
+            )
+            r = np.clip(edge / reach, 0.0, 1.0)[..., None].astype(np.float32)
+            out = r * wide + (1 - r) * out
         self._scatter(rect, np.clip(np.round(out), 0, 255).astype(np.uint8), heat)
         self.rects[cell] = rect
         return bands

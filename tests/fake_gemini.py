@@ -116,13 +116,15 @@ def tint(img: Image.Image, seed: Optional[int], size: Optional[tuple[int, int]] 
 RAMP = np.array([[40, 36, 60], [92, 70, 96], [176, 96, 80], [214, 162, 110], [150, 186, 120], [238, 226, 196]])
 
 
-def ramp_style(img: Image.Image, rng: np.random.Generator) -> np.ndarray:
-    """A stand-in style that keeps every edge where the input has it: luminance onto a color ramp, plus texture."""
+def ramp_style(img: Image.Image, rng: np.random.Generator | None) -> np.ndarray:
+    """A stand-in style that keeps every edge where the input has it: luminance onto a color ramp, plus a
+    texture of the call's own (none without ``rng``: what every call would paint, for measuring)."""
     lum = np.asarray(img.convert("L"), np.float32) / 255.0 * (len(RAMP) - 1)
     i = np.clip(lum.astype(np.int32), 0, len(RAMP) - 2)
     f = (lum - i)[..., None]
     out = RAMP[i] * (1 - f) + RAMP[i + 1] * f
-    out += rng.normal(0.0, 5.0, out.shape[:2])[..., None]  # a texture of the call's own
+    if rng is not None:
+        out += rng.normal(0.0, 5.0, out.shape[:2])[..., None]
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

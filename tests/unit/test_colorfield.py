@@ -1,0 +1,75 @@
+"""Color match: a tile's colors brought onto its neighbors over the bands, fading out; multi-band blending."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iso_tile_stylizer.iso_qgis.colorfield import compensate, fit_side
+from iso_tile_stylizer.iso_qgis.composite import multiband_blend
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, (h // 8 + 1, w // 8 + 1, 3))
+    return np.repeat(np.repeat(base, 8, 0), 8, 1)[:h, :w].astype(np.float32)
+
+
+def cast(img: np.ndarray, gain: float, offset: tuple[float, float, float]) -> np.ndarray:
+    return np.clip(img * gain + np.array(offset), 0, 255).astype(np.uint8)
+
+
+def test_a_cast_is_undone_over_the_band_and_fades_out_towards_the_far_side():
+    canvas = texture(256, 256)
+    rect = (1000, 2000, 1256, 2256)
+    band = (1000, 2000, 1064, 2256)  # the left neighbor overlaps 64 columns
+    neighbor_band = cast(canvas[:, :64], 1.0, (0, 0, 0))
+    candidate = cast(canvas, 0.9, (25, -10, 5))  # this call's cast
+    fit = fit_side("left", band, neighbor_band, candidate[:, :64])
+    assert fit.gain == pytest.approx([1 / 0.9] * 3, abs=0.02)
+    out = compensate(candidate, rect, [fit]).astype(float)
+    assert np.abs(out[:, :64] - neighbor_band).mean() < 1.0  # the band now agrees with the neighbor
+    assert np.abs(out[:, -4:] - candidate[:, -4:]).max() <= 1  # the far side keeps the call's own colors
+    flat = np.full((256, 256, 3), 120, np.uint8)  # on flat color the correction itself shows: no step anywhere
+    change = compensate(flat, rect, [fit]).astype(float)
+    assert np.abs(np.diff(change, axis=1)).max() <= 1.0 and np.abs(change[:, 0] - change[:, -1]).max() > 15
+
+
+def test_an_offset_that_changes_along_the_band_is_followed():
+    canvas = texture(512, 256, seed=2)
+    rows = np.linspace(-20, 20, 512)[:, None, None]  # the neighbor's own correction varies along the seam
+    neighbor = np.clip(canvas[:, :64] + rows, 0, 255).astype(np.uint8)
+    candidate = canvas.astype(np.uint8)
+    fit = fit_side("left", (0, 0, 64, 512), neighbor, candidate[:, :64])
+    out = compensate(candidate, (0, 0, 256, 512), [fit]).astype(float)
+    residual = np.abs(out[:, :64] - neighbor).mean(axis=(1, 2))
+    assert residual.max() < 7 and residual.mean() < 2  # one offset for the whole band would leave up to 20
+    assert fit.as_dict()["offset_range"][0] > 25
+
+
+def test_two_sides_meet_in_the_corner_and_no_neighbor_means_no_change():
+    canvas = texture(256, 256, seed=3).astype(np.uint8)
+    rect = (0, 0, 256, 256)
+    assert compensate(canvas, rect, []) is canvas
+    left = fit_side("left", (0, 0, 64, 256), cast(canvas[:, :64], 1.0, (10, 10, 10)), canvas[:, :64])
+    top = fit_side("top", (0, 0, 256, 64), cast(canvas[:64], 1.0, (-10, -10, -10)), canvas[:64])
+    out = compensate(canvas, rect, [left, top]).astype(float) - canvas
+    assert out[128:, :32].mean() == pytest.approx(10, abs=1.5)  # left band, away from the top
+    assert out[:32, 128:].mean() == pytest.approx(-10, abs=1.5)  # top band, away from the left
+    assert abs(out[:32, :32].mean()) < 3  # the corner shares both
+    assert np.abs(out[-2:, -2:]).max() <= 1  # bottom right: no neighbor there
+
+
+def test_multiband_blend_keeps_each_side_and_widens_only_low_frequencies():
+    h, w = 64, 256
+    weight = np.zeros((h, w), np.float32)
+    weight[:, 128:] = 1.0
+    a = np.full((h, w, 3), 100.0, np.float32)
+    b = np.full((h, w, 3), 140.0, np.float32)
+    assert np.array_equal(multiband_blend(b, a, np.ones((h, w), np.float32), 4), b)
+    assert np.array_equal(multiband_blend(b, a, np.zeros((h, w), np.float32), 4), a)
+    out = multiband_blend(b, a, weight, 4)[32, :, 0]
+    assert out[0] == pytest.approx(100, abs=0.5) and out[-1] == pytest.approx(140, abs=0.5)
+    ramp = np.flatnonzero((out > 102) & (out < 138))
+    assert ramp.size >= 12  # a step of flat color is spread over many pixels, not the 1 px of the mask
+    assert np.all(np.diff(out) >= -1e-3)  # and stays monotone
