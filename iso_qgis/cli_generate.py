@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import IsoInputError
 from .feedback import StderrFeedback
+from .stages import MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -89,6 +90,12 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     g.add_argument("--no_cache", action="store_true", help="do not reuse or keep answers")
     g.add_argument("--prices", help="price table JSON (USD per million tokens per model)")
     g.add_argument("--base_url", help="a private endpoint for the API")
+    d = p.add_argument_group(
+        "a model's drift (auto: on for vertex and gemini; for offline as measured best, see the README)"
+    )
+    d.add_argument("--register", choices=MODES, default="auto", help="put each answer back on the input grid")
+    d.add_argument("--color_match", choices=MODES, default="auto", help="match each tile's colors to its neighbors")
+    d.add_argument("--multiband", choices=MODES, default="auto", help="blend seams band by band")
 
 
 def _release_path(a: argparse.Namespace, value: str | None) -> str | None:
@@ -151,6 +158,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
+        register=a.register, color_match=a.color_match, multiband=a.multiband,
     )  # fmt: skip
     t0 = time.perf_counter()
     result = run_generation(cfg, TerminalFeedback())

@@ -32,8 +32,9 @@ from .backends.offline import OfflineBackend
 from .errors import IsoInputError
 from .feedback import Feedback
 from .finalize import REPORT, finalize
-from .run import DRIFT_STAGES, RunConfig, _Run
+from .run import RunConfig, _Run
 from .seams import SeamWeights
+from .stages import DRIFT_STAGES
 from .state import STATE_FILE, FolderLock, RunState, file_digest, settings_key, tile_key
 
 CANDIDATE_FILE = re.compile(r"^v(\d+)-seed\d+\.png$")

@@ -48,6 +48,7 @@ from .seams import (
     structure_term,
 )
 from .sources import TileSource, assemble_canvas, canvas_rect, load_rgb
+from .stages import DRIFT_STAGES, resolve_stages
 from .state import FolderLock, RunState, file_digest, tile_key
 
 DEFAULT_PROMPT = (
@@ -69,12 +70,6 @@ ANCHOR_MAX_PX = 1024
 CANVAS_CACHE = 24
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
-#: the stages that undo a model's drift, each "auto", "on" or "off"
-DRIFT_STAGES = ("register", "color_match", "multiband")
-MODES = ("auto", "on", "off")
-#: "auto" for the offline stylizer, which paints on the input's pixel grid with no cast of its own per call
-#: (measured: benchmarks/bench_drift.py --offline)
-OFFLINE_AUTO = {"register": False, "color_match": False, "multiband": False}
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
 
@@ -117,14 +112,7 @@ class RunConfig:
 
     def drift_handling(self) -> dict[str, bool]:
         """Which of the drift stages are on: register, color_match, multiband ("auto" resolved)."""
-        out = {}
-        for name in DRIFT_STAGES:
-            mode = getattr(self, name)
-            if mode not in MODES:
-                raise IsoInputError(name.upper(), f"unknown mode {mode!r}", f"Choose {', '.join(MODES)}")
-            model = self.backend != "offline"
-            out[name] = mode == "on" or (mode == "auto" and (model or OFFLINE_AUTO[name]))
-        return out
+        return resolve_stages(self.backend, {name: getattr(self, name) for name in DRIFT_STAGES})
 
     def settings(
         self, anchor_digests: list[str], grid: dict[str, Any] | None = None, registering: bool = False

@@ -27,6 +27,7 @@ from ..iso_qgis.cli_generate import anchor_files
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
 from ..iso_qgis.schedule import NEIGHBOR_MODES
+from ..iso_qgis.stages import DRIFT_STAGES, MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 from .postprocess import load_output
@@ -62,6 +63,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         "VRT of the tiles, footprints and a JSON report. A rerun into the same folder resumes; other settings are "
         "refused unless OVERWRITE is set (the old run is moved aside, never deleted). The offline backend is "
         "embedded and free; vertex and gemini call Gemini image models.\n\n"
+        "A model's drift (advanced; auto: on for vertex and gemini, as measured best for offline): image models "
+        "move, scale and recolor what they draw. Each answer is registered to the whitebox by its edges and put "
+        "back on the input grid (an answer that cannot be is a failed candidate, 'drifted', and asked again); each "
+        "tile's colors are matched to its accepted neighbors over the shared bands, fading out across the tile; "
+        "seams can be blended band by band.\n\n"
         "GOOD_ENOUGH (advanced, empty = off): adaptive K. A tile's candidates are asked one after another and "
         "no more are asked once one has a score total below this number (lower is better; at most K calls). "
         f"{GOOD_ENOUGH_HELP}"
@@ -139,6 +145,14 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
             QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
+            *(
+                QgsProcessingParameterEnum(key, label, list(MODES), False, 0)
+                for key, label in (
+                    ("REGISTER", "A model's drift: put each answer back on the input grid"),
+                    ("COLOR_MATCH", "A model's drift: match each tile's colors to its neighbors"),
+                    ("MULTIBAND", "A model's drift: blend seams band by band"),
+                )
+            ),
             QgsProcessingParameterAuthConfig(
                 "AUTHCFG", "API key / access token (default: the plugin settings)", optional=True
             ),
@@ -229,6 +243,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
                 overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
                 max_height_m=height,
+                **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},
                 region={"source": "qgis", **{k: str(v) for k, v in kw.items() if k != "region"}},
             )
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"
