@@ -557,3 +557,58 @@ def test_async_client_and_streaming(fake):
     assert fake.requests[-1]["path"] == f"/v1/models/{MODEL}:streamGenerateContent"
     assert fake.requests[-1]["query"] == {"alt": ["sse"]}
     assert len(chunks) == 1 and decode(images(chunks[0])[0]).size == (64, 48)
+
+
+# ------------------------------------------------------------------ a drifting model
+def blocks_png(size=(96, 96)) -> bytes:
+    """A tile with structure: dark squares on light ground."""
+    arr = np.full((size[1], size[0], 3), 236, np.uint8)
+    for y in range(8, size[1] - 16, 24):
+        for x in range(8, size[0] - 16, 24):
+            arr[y : y + 12, x : x + 12] = 60
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_the_ramp_style_keeps_edges_in_place_and_each_call_has_a_texture_of_its_own(fake):
+    fake.default = {"kind": "ok", "style": "ramp"}
+    client = gemini(fake)
+    tile = blocks_png()
+    a = np.asarray(decode(images(generate(client, tile=tile))[0]), float)
+    b = np.asarray(decode(images(generate(client, tile=tile))[0]), float)
+    dark = np.asarray(Image.open(io.BytesIO(tile)))[..., 0] < 128
+    assert a[dark].mean() < a[~dark].mean() - 60  # the squares are still where they were
+    assert 2 < np.abs(a - b).mean() < 12  # the same seed, a second call: another texture, the same picture
+    assert fake.requests[-1].get("drift") is not None
+
+
+def test_shift_zoom_and_cast_move_and_tint_the_answer_and_are_recorded(fake):
+    client = gemini(fake)
+    tile = blocks_png()
+    fake.default = {"kind": "ok", "style": "ramp"}
+    still = np.asarray(decode(images(generate(client, seed=3, tile=tile))[0]), float)
+    fake.default = {"kind": "ok", "style": "ramp", "shift": [6, -4], "cast": 0.3}
+    moved = np.asarray(decode(images(generate(client, seed=3, tile=tile))[0]), float)
+    rec = fake.requests[-1]["drift"]
+    assert rec["affine"] == [[1.0, 0.0, 6.0], [0.0, 1.0, -4.0]] and rec["cast"][0] == 0.3
+    color = np.array(rec["cast"][1])
+    untinted = (moved[10:-10, 10:-10] - 0.3 * color) / 0.7
+    # canvas pixel p shows at p + (6, -4) in the answer
+    assert np.abs(untinted - still[14:-6, 4:-16]).mean() < 8
+    assert np.abs(untinted - still[10:-10, 10:-10]).mean() > 20  # not where it was
+
+
+def test_aspect_and_size_change_the_frame(fake):
+    client = gemini(fake)
+    fake.default = {"kind": "ok", "style": "ramp", "aspect": [96, 72], "size": [192, 144]}
+    out = decode(images(generate(client, tile=blocks_png()))[0])
+    assert out.size == (192, 144)
+    affine = np.array(fake.requests[-1]["drift"]["affine"])
+    assert affine[0, 0] == affine[1, 1] == 1.0 and affine[1, 2] == -12.0  # one scale kept, top and bottom cropped
+    fake.default = {"kind": "ok", "style": "ramp", "zoom": 0.02, "reframe": 0.03}
+    generate(client, seed=11, tile=blocks_png())
+    generate(client, seed=11, tile=blocks_png())
+    first, second = (np.array(r["drift"]["affine"]) for r in fake.requests[-2:])
+    assert not np.allclose(first, second)  # each call draws anew
+    assert np.all(np.abs(np.diag(first[:, :2]) - 1) <= 0.02 + 0.03 * 1.02 + 1e-9)
