@@ -41,8 +41,11 @@ MAX_SKEW = 0.03  # rotation or shear (radians, about)
 MIN_MATCH = 0.25
 #: a map that moves no pixel further than this (px) is taken as the identity: no resampling blur
 IDENTITY_PX = 0.35
-#: an answer in its expected place is kept there unless moving it raises the correlation of structure this much
+#: an answer is kept where it came unless moving it raises the correlation of structure by this much (what a
+#: style itself shifts, or what sparse structure makes up, is not worth a resampling)
 MIN_GAIN = 0.02
+#: a start that reaches this correlation at the coarse levels needs no second start
+GOOD_MATCH = 0.5
 
 
 def _gray(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -112,7 +115,7 @@ def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
 class _Level:
     factor: int
     t: np.ndarray  # normalized structure of the input at this scale
-    sd: np.ndarray  # steepest-descent images (N, 6) for the affine parameters
+    sd: np.ndarray  # steepest-descent images (6, N) for the affine parameters
     hess_inv: np.ndarray  # the inverse of their Gauss-Newton Hessian (6, 6)
     xc: np.ndarray  # pixel center coordinates, flattened
     yc: np.ndarray
@@ -142,8 +145,9 @@ class Template:
             yc, xc = np.mgrid[0:hh, 0:ww].astype(np.float32) + 0.5
             xc, yc = xc.ravel(), yc.ravel()
             gx, gy = gx.ravel(), gy.ravel()
-            sd = np.stack([gx * xc, gx * yc, gx, gy * xc, gy * yc, gy], axis=1).astype(np.float32)
-            hess = sd.astype(np.float64).T @ sd.astype(np.float64)
+            sd = np.stack([gx * xc, gx * yc, gx, gy * xc, gy * yc, gy]).astype(np.float32)
+            sd64 = sd.astype(np.float64)
+            hess = np.einsum("kn,ln->kl", sd64, sd64)
             tpl.levels[f] = _Level(f, t, sd, np.linalg.pinv(hess), xc, yc)
         return tpl
 
@@ -183,19 +187,21 @@ def _refine(level: _Level, image: np.ndarray, warp: np.ndarray, steps: int) -> t
     for _ in range(steps):
         u, v = _apply(warp, level.xc, level.yc)
         iw, inside = _sample(image, u, v)
-        if inside.mean() < 0.5:
-            return warp, -1.0
         m = inside.astype(np.float32)
-        vals = iw[inside]
-        mu, sigma = float(vals.mean()), float(vals.std())
+        n = float(m.sum())
+        if n < 0.5 * m.size:
+            return warp, -1.0
+        mu = float(np.dot(iw, m)) / n
+        sigma = math.sqrt(max(float(np.dot(iw * iw, m)) / n - mu * mu, 0.0))
         if sigma < 1e-6:
             return warp, -1.0
-        iw = (iw - mu) / sigma
-        iw *= m  # samples outside the answer neither pull nor count
-        err = iw - t * m
-        match = float(np.dot(iw, t) / max(float(np.sqrt(np.dot(t * m, t) * np.dot(iw, iw))), 1e-9))
-        # the Hessian of the whole template: outside samples are few (the answer covers the canvas but a drift)
-        dp = level.hess_inv @ (err @ level.sd).astype(np.float64)
+        iw = (iw - mu) * (m / sigma)  # samples outside the answer neither pull nor count
+        tm = t * m
+        err = iw - tm
+        match = float(np.dot(iw, t) / max(math.sqrt(float(np.dot(tm, t)) * float(np.dot(iw, iw))), 1e-9))
+        # the Hessian of the whole template: outside samples are few (the answer covers the canvas but a drift);
+        # einsum, not a matrix product: a product of this shape would wake every BLAS thread for nothing
+        dp = level.hess_inv @ np.einsum("kn,n->k", level.sd, err).astype(np.float64)
         step = np.array([[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]]])
         warp = _compose(warp, _invert(step))
         if np.abs(dp[[2, 5]]).max() < 1e-3 and np.abs(dp[[0, 1, 3, 4]]).max() < 1e-5:
@@ -279,26 +285,33 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     lv0 = template.levels[f0]
     tried: list[tuple[float, np.ndarray]] = []
     frames = framings((w, h), answer_size or (w, h))
+
+    def coarse(warp: np.ndarray) -> tuple[float, np.ndarray]:
+        match = -1.0
+        for f in factors[:-1] or factors:
+            warp_f, match = _refine(template.levels[f], images[f], _at_scale(warp, f), steps[f])
+            warp = _at_scale(warp_f, 1 / f)
+        return match, warp
+
     for expected in frames.values():
-        # two starts: the framing as it is, and shifted by the phase correlation peak at the coarsest level
-        u, v = _apply(_at_scale(expected, f0), lv0.xc, lv0.yc)
-        framed = _sample(images[f0], u, v)[0].reshape(lv0.t.shape)
-        dx, dy = _phase_shift(lv0.t, framed)
-        for shift in ((0.0, 0.0), (dx * f0, dy * f0)):
-            warp = _compose(expected, np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]]))  # full scale
-            match = -1.0
-            for f in factors[:-1] or factors:
-                warp_f, match = _refine(template.levels[f], images[f], _at_scale(warp, f), steps[f])
-                warp = _at_scale(warp_f, 1 / f)
-            tried.append((match, warp))
+        # the framing as it is (most answers are near it); and, unless that matched well, shifted by the
+        # phase correlation peak at the coarsest level (a large shift, or sparse structure that misled it)
+        tried.append(coarse(expected))
+        if tried[-1][0] < GOOD_MATCH:
+            u, v = _apply(_at_scale(expected, f0), lv0.xc, lv0.yc)
+            framed = _sample(images[f0], u, v)[0].reshape(lv0.t.shape)
+            dx, dy = _phase_shift(lv0.t, framed)
+            tried.append(coarse(_compose(expected, np.array([[1.0, 0.0, dx * f0], [0.0, 1.0, dy * f0]]))))
     warp = max(tried, key=lambda t: t[0])[1]
     warp_f, match = _refine(template.levels[fine], images[fine], _at_scale(warp, fine), steps[fine])
     warp = _at_scale(warp_f, 1 / fine)
     # the framing the answer is in: the one it drifted least from (starts from two framings may meet)
     name, expected = min(frames.items(), key=lambda kv: _drift((w, h), kv[1], warp)[3])
     # a model that kept the input in place: a small gain in correlation does not pay for resampling
-    if name == "fit" and match < _match(template.levels[fine], images[fine], IDENTITY) + MIN_GAIN:
-        warp, match = IDENTITY.copy(), _match(template.levels[fine], images[fine], IDENTITY)
+    if name == "fit":
+        still = _match(template.levels[fine], images[fine], IDENTITY)
+        if match < still + MIN_GAIN:
+            warp, match = IDENTITY.copy(), still
     scale, shift, skew, moved = _drift((w, h), expected, warp)
     reason = ""
     if match < MIN_MATCH:
