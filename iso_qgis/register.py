@@ -43,7 +43,7 @@ MIN_MATCH = 0.25
 IDENTITY_PX = 0.35
 #: an answer is kept where it came unless moving it raises the correlation of structure by this much (what a
 #: style itself shifts, or what sparse structure makes up, is not worth a resampling)
-MIN_GAIN = 0.02
+MIN_GAIN = 0.03
 #: a start that reaches this correlation at the coarse levels needs no second start
 GOOD_MATCH = 0.5
 

@@ -482,3 +482,20 @@ def test_answers_that_arrive_together_are_scored_through_the_gate(city, tmp_path
     res = run_generation(config(city, tmp_path, k=4, concurrency=12))  # 4 answers per tile at about once
     assert res.accepted_count == 6
     assert scoring.peak == 1, f"{scoring.peak} answers scored at once through a gate of one slot"
+
+
+def test_drift_stages_on_for_the_offline_stylizer_record_what_they_did(city, tmp_path):
+    """auto leaves them off for the offline stylizer (its answers are on the grid); on, they run and report."""
+    off = run_generation(config(city, tmp_path / "off"))
+    on = run_generation(config(city, tmp_path / "on", register="on", color_match="on", multiband="on"))
+    assert off.accepted_count == on.accepted_count == 6
+    settings = {p: json.loads((tmp_path / p / "run_state.json").read_text())["settings"] for p in ("off", "on")}
+    assert not {"register", "color_match", "multiband"} & set(settings["off"])  # older folders still resume
+    assert settings["on"]["register"] is settings["on"]["color_match"] is settings["on"]["multiband"] is True
+    report = json.loads((tmp_path / "on" / "report_nb_pro.json").read_text())
+    cands = [c for t in report["tiles"].values() for c in t["candidates"]]
+    assert all(c["registration"]["moved_px"] == 0.0 and "alignment" in c["score"] for c in cands)
+    matched = [t for t in report["tiles"].values() if t.get("color_match")]
+    assert matched and all({"side", "gain", "offset"} <= set(m) for t in matched for m in t["color_match"])
+    with pytest.raises(IsoInputError, match="COLOR_MATCH"):
+        run_generation(config(city, tmp_path / "bad", color_match="maybe"))
