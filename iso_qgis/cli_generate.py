@@ -144,6 +144,7 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
+    from .dryrun import dry_run_backend
     from .resolve import resolve
     from .run import RunConfig, run_generation
 
@@ -182,7 +183,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         backend_options=genai_options(a), dry_run=a.dry_run,
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = run_generation(cfg, TerminalFeedback())
+    result = run_generation(cfg, TerminalFeedback(), dry_run_backend(cfg))
     print_summary(result, time.perf_counter() - t0)
     return 130 if result.canceled else 0
 
@@ -207,14 +208,10 @@ def print_summary(result: Any, wall: float) -> None:
     t = result.totals
     run = t["this_run"]
     if t.get("dry_run"):
-        at_most = "at most " if t.get("calls_upper_bound") else ""  # adaptive K: a tile may stop early
-        print(
-            f"Iso Tile Stylizer: dry run, nothing called\n  {at_most}{t['calls']} calls to {t['model']} for "
-            f"{t['tiles'] - t['already_accepted']} tiles ({t['already_accepted']} already accepted)\n"
-            f"  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out; cost {at_most or '~'}$"
-            f"{t['estimated_cost_usd']:.2f}"
-            f"{'' if t['priced'] else ' (model not in the price table)'}\n  report     {result.outputs['report']}"
-        )
+        from .dryrun import dry_run_summary
+
+        print(f"Iso Tile Stylizer: {dry_run_summary(t)}\n  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out\n"
+              f"  report     {result.outputs['report']}")  # fmt: skip
         return
     metrics = result.report.get("metrics", {}).get("seam_step", {})
     lines = [
