@@ -129,6 +129,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             optional=True, minValue=0.0,
         )  # fmt: skip
         good_enough.setHelp(f"Off when empty. {GOOD_ENOUGH_HELP}")
+        defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
             QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
@@ -140,12 +141,24 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
             QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
+            # the defaults are what the plugin settings hold now, so the dialog shows what a run will use
             QgsProcessingParameterAuthConfig(
-                "AUTHCFG", "API key / access token (default: the plugin settings)", optional=True
+                "AUTHCFG",
+                "API key / access token (from the plugin settings unless changed)",
+                defaultValue=defaults["authcfg"] or None,
+                optional=True,
             ),
-            QgsProcessingParameterString("PROJECT", "Vertex AI project (default: the plugin settings)", optional=True),
             QgsProcessingParameterString(
-                "LOCATION", "Vertex AI location (default: the plugin settings)", optional=True
+                "PROJECT",
+                "Vertex AI project (from the plugin settings unless changed)",
+                defaultValue=defaults["project"] or None,
+                optional=True,
+            ),
+            QgsProcessingParameterString(
+                "LOCATION",
+                "Vertex AI location (from the plugin settings unless changed)",
+                defaultValue=defaults["location"] or None,
+                optional=True,
             ),
         ]
         for p in advanced:

@@ -89,3 +89,10 @@ def backend_options(backend: str, overrides: dict[str, Any] | None = None, with_
             opts["access_token"] = secret
             opts["token_provider"] = lambda: secret_from_authcfg(authcfg)  # after a 401: the stored token, again
     return opts
+
+
+def plugin_packages_dir() -> str:
+    """The folder the plugin installs google-genai into: in the QGIS profile, per Python version."""
+    from ..iso_qgis.pyinstall import packages_dir
+
+    return str(packages_dir(QgsApplication.qgisSettingsDirPath()))

@@ -50,6 +50,10 @@ class IsoTileStylizerPlugin:
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
+        from ..iso_qgis.pyinstall import use_packages_dir
+        from ..processing.settings import plugin_packages_dir
+
+        use_packages_dir(plugin_packages_dir())  # google-genai, if the plugin installed it
         if self.provider is None:
             self.provider = IsoTilesProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)

@@ -97,3 +97,25 @@ def test_a_dry_run_prices_without_reading_the_key(run_alg, settings, helsinki_ti
          "BACKEND": 2, "DRY_RUN": True, "OUTPUT_DIR": str(tmp_path / "dry")},
     )  # fmt: skip
     assert dry["CALLS"] == 4 and dry["ESTIMATED_COST_USD"] > 0
+
+
+def test_store_a_key_makes_a_configuration_the_backend_can_read(qgis_app, authcfg):
+    from qgis.core import QgsApplication
+
+    from iso_tile_stylizer.processing.settings import secret_from_authcfg
+    from iso_tile_stylizer.ui.settings_dialog import store_key
+
+    cfg_id = store_key("another-key-9f")  # the master password is set by the authcfg fixture
+    try:
+        assert cfg_id and secret_from_authcfg(cfg_id) == "another-key-9f"
+    finally:
+        QgsApplication.authManager().removeAuthenticationConfig(cfg_id)
+
+
+def test_generatetiles_shows_the_key_the_settings_hold(isotiles_provider, authcfg, settings):
+    from qgis.core import QgsApplication
+
+    settings({"authcfg": authcfg, "project": "p-1"})
+    alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
+    assert alg.parameterDefinition("AUTHCFG").defaultValue() == authcfg
+    assert alg.parameterDefinition("PROJECT").defaultValue() == "p-1"
