@@ -41,6 +41,12 @@ def test_plugin_init_gui_and_unload(qgis_iface, qgis_processing):
         names = {a.objectName() for a in plugin.actions}
         assert {i.replace(":", "_") for i in EXPECTED} <= names
         assert plugin.toolbar is not None and plugin.toolbar.actions()
+        on_toolbar = {a.objectName(): a for a in plugin.toolbar.actions()}
+        assert {"isotiles_generatetiles", "isotiles_draw_region", "isotiles_review", "isotiles_settings"} <= set(
+            on_toolbar
+        )
+        images = [a.icon().pixmap(24, 24).toImage() for a in on_toolbar.values()]
+        assert all(images[i] != images[j] for i in range(len(images)) for j in range(i)), "two buttons look alike"
         plugin.open_review()
         assert plugin.review_dock is not None
     finally:
