@@ -199,9 +199,24 @@ class IsoTileStylizerPlugin:
 
         from .review_dock import ReviewDock
 
+        window = self.iface.mainWindow()
         if self.review_dock is None:
-            self.review_dock = ReviewDock(self.iface.mapCanvas(), self.iface.mainWindow())
+            self.review_dock = ReviewDock(self.iface.mapCanvas(), window)
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review_dock)
+            # a tab beside the Processing toolbox (full height) rather than squeezed under it; two cards wide
+            from qgis.PyQt.QtWidgets import QDockWidget
+
+            toolbox = window.findChild(QDockWidget, "ProcessingToolbox") if window is not None else None
+            if (
+                toolbox is not None
+                and toolbox.isVisible()
+                and not toolbox.isFloating()
+                and (window.dockWidgetArea(toolbox) == Qt.DockWidgetArea.RightDockWidgetArea)
+            ):
+                window.tabifyDockWidget(toolbox, self.review_dock)
+            if window is not None and hasattr(window, "resizeDocks"):
+                window.resizeDocks([self.review_dock], [self.review_dock.sizeHint().width()],
+                                   Qt.Orientation.Horizontal)  # fmt: skip
         self.review_dock.show()
         self.review_dock.raise_()
 
