@@ -7,7 +7,7 @@ import os
 
 from qgis.core import QgsApplication, QgsProject
 
-from ..processing.common import plugin_icon
+from ..processing.common import PLUGIN_DIR, plugin_icon
 from ..processing.compat import QAction
 from ..processing.postprocess import PLUGIN_GROUP
 from ..processing.provider import IsoTilesProvider
@@ -74,6 +74,7 @@ class IsoTileStylizerPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
+        self.add_models_folder()
         self.toolbar = self.iface.addToolBar("Iso Tile Stylizer")
         self.toolbar.setObjectName("IsoTileStylizerToolbar")
         for alg_id, text, theme_icon, on_toolbar in ACTIONS:
@@ -109,6 +110,25 @@ class IsoTileStylizerPlugin:
         self.iface.addPluginToMenu(MENU, settings)
         self.toolbar.addAction(settings)
         self.actions.append(settings)
+
+    def add_models_folder(self, add: bool = True) -> bool:
+        """The plugin's example models (``examples/``) in Processing's model folders, so the toolbox lists them
+        under Models; taken out again on unload."""
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+            from processing.modeler.ModelerUtils import ModelerUtils
+        except ImportError:
+            return False
+        ours = os.path.join(PLUGIN_DIR, "examples")
+        folders = [f for f in (ProcessingConfig.getSetting(ModelerUtils.MODELS_FOLDER) or "").split(";") if f]
+        folders = [f for f in folders if os.path.normpath(f) != os.path.normpath(ours)]
+        if add and os.path.isdir(ours):
+            folders.append(ours)
+        ProcessingConfig.setSettingValue(ModelerUtils.MODELS_FOLDER, ";".join(folders))
+        provider = QgsApplication.processingRegistry().providerById("model")
+        if provider is not None:
+            provider.refreshAlgorithms()
+        return add
 
     def choose_tileset(self) -> str:
         """Ask for the tile set to draw on; remembered until chosen again. Empty when canceled."""
@@ -232,6 +252,7 @@ class IsoTileStylizerPlugin:
 
     def unload(self) -> None:
         self.drop_draw_hint()
+        self.add_models_folder(False)
         if self.review_dock is not None:
             self.iface.removeDockWidget(self.review_dock)
             self.review_dock.close()

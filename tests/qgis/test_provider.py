@@ -49,7 +49,13 @@ def test_plugin_init_gui_and_unload(qgis_iface, qgis_processing):
         assert all(images[i] != images[j] for i in range(len(images)) for j in range(i)), "two buttons look alike"
         plugin.open_review()
         assert plugin.review_dock is not None
+        from processing.core.ProcessingConfig import ProcessingConfig
+        from processing.modeler.ModelerUtils import ModelerUtils
+
+        folders = ProcessingConfig.getSetting(ModelerUtils.MODELS_FOLDER).split(";")
+        assert any(f.endswith("examples") and "iso_tile_stylizer" in f for f in folders)  # the example model listed
     finally:
         plugin.unload()
+    assert not any("iso_tile_stylizer" in f for f in ProcessingConfig.getSetting(ModelerUtils.MODELS_FOLDER).split(";"))
     assert registry.providerById("isotiles") is None
     assert plugin.actions == []
