@@ -43,7 +43,9 @@ KIND_PROPERTY = "isotiles/kind"
 def style_heatmap(layer: QgsRasterLayer) -> None:
     ramp = QgsColorRampShader(0.0, HEAT_STOPS[-1][0])
     ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
-    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS])
+    items = [QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS]
+    items[0].color.setAlpha(0)  # a seam that does not show leaves the mosaic under it visible
+    ramp.setColorRampItemList(items)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)

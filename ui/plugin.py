@@ -200,7 +200,9 @@ class IsoTileStylizerPlugin:
         from qgis.PyQt.QtWidgets import QPushButton
 
         bar = self.iface.messageBar()
-        item = bar.createMessage("Iso Tile Stylizer", f"{DRAW_HINT}. Tile set: {tilejson}")
+        name = os.path.basename(os.path.dirname(tilejson)) or tilejson
+        item = bar.createMessage("Iso Tile Stylizer", f"{DRAW_HINT}. Tile set: {name}")
+        item.setToolTip(tilejson)
         change = QPushButton("Change tile set…")
         change.clicked.connect(self.choose_tileset)
         item.layout().addWidget(change)

@@ -85,10 +85,10 @@ class RegionTool(QgsMapTool):
         return self.grid.tiles_in_region(shapely.wkb.loads(bytes(g.asWkb())))
 
     def cost_text(self, n: int) -> str:
-        """What ``n`` tiles cost: free offline; the Gemini estimate names the model it priced."""
+        """What ``n`` tiles cost: the Gemini estimate, naming the model it priced; free offline."""
         if not self.cost_per_tile:
             return ""
-        return f"; offline: free, {self.priced_model or 'Gemini'} at K=4: about ${self.cost_per_tile * n:.2f}"
+        return f", ~${self.cost_per_tile * n:.2f} with {self.priced_model or 'Gemini'} at K=4 (offline: free)"
 
     def update_preview(self, geom: QgsGeometry | None, committed: QgsGeometry | None = None) -> None:
         """Highlight the tiles under ``geom`` (canvas CRS); say how many and what they would cost.

@@ -50,9 +50,7 @@ def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
     a, b = grid.footprint(4, 3).centroid, grid.footprint(7, 3).centroid  # not on one north-south line
     t.canvasPressEvent(mouse(qgis_canvas, "press", (a.x, a.y), Qt.MouseButton.LeftButton))
     t.canvasMoveEvent(mouse(qgis_canvas, "move", (b.x, b.y), Qt.MouseButton.LeftButton))
-    assert t.tiles and messages[-1].startswith(
-        f"Iso tiles: {len(t.tiles)} tiles; offline: free, gemini-x at K=4: about $"
-    )
+    assert t.tiles and messages[-1].startswith(f"Iso tiles: {len(t.tiles)} tiles, ~$")
     assert t.cells.numberOfVertices() >= 4 * len(t.tiles)  # every tile outlined on the map
     t.canvasReleaseEvent(mouse(qgis_canvas, "release", (b.x, b.y), Qt.MouseButton.LeftButton))
     assert len(done) == 1
