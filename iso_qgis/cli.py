@@ -90,10 +90,13 @@ def region_args(a: argparse.Namespace) -> dict:
     if a.extent:
         kw["extent"], kw["extent_crs"] = _floats(a.extent, 4, "EXTENT"), a.extent_crs
     if any(v is not None for v in (a.x0, a.y0, a.w, a.h)):
-        if any(v is None for v in (a.x0, a.y0, a.w, a.h)):
-            raise IsoInputError("X0/Y0/W/H", "a tile range needs all four of --x0 --y0 --w --h", "Give all four")
-        kw["tile_range"] = (a.x0, a.y0, a.w, a.h)
+        # as in the seed pilot, a range's missing parts default to 0, 0 and 4x4
+        kw["tile_range"] = tuple(d if v is None else v for v, d in zip((a.x0, a.y0, a.w, a.h), SEED_TILE_RANGE))
     return kw
+
+
+#: The seed pilot's patch when it is given no --x0 --y0 --w --h.
+SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 def add_region_args(p: argparse.ArgumentParser) -> None:

@@ -56,7 +56,10 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument("--model", default="")
     p.add_argument("--fallback_model", default="")
     p.add_argument("--anchors_dir", help="folder of style images")
-    p.add_argument("--anchors", nargs="*", default=[], help="style images")
+    p.add_argument(
+        "--anchors", nargs="*", action="extend", default=[], metavar="IMAGE",
+        help="style images: --anchors=a.png,b.png,c.png (the seed's form), or --anchors a.png b.png",
+    )  # fmt: skip
     p.add_argument("--prompt_file")
     p.add_argument("--negative_prompt_file")
     p.add_argument("--k", type=int, default=4)
@@ -113,8 +116,27 @@ def _read_text(name: str, path: str | None) -> str:
     return p.read_text(encoding="utf-8").strip()
 
 
+def split_anchors(values: list[str]) -> list[str]:
+    """``--anchors=a.png,b.png`` (the seed pilot's form) and ``--anchors a.png b.png`` alike.
+
+    A value that names an existing file is kept whole, so a file name with a comma still works.
+    """
+    out: list[str] = []
+    for v in values:
+        if "," in v and not Path(v).is_file():
+            out += [part.strip() for part in v.split(",") if part.strip()]
+        else:
+            out.append(v)
+    return out
+
+
 def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
     files = list(anchors)
+    for f in files:
+        if not Path(f).is_file():
+            raise IsoInputError(
+                "ANCHORS", f"{f} does not exist", "Give existing image files: --anchors=a.png,b.png or --anchors_dir"
+            )
     if anchors_dir:
         d = Path(anchors_dir)
         if not d.is_dir():
@@ -129,13 +151,14 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
+    from .dryrun import dry_run_backend
     from .resolve import resolve
     from .run import RunConfig, run_generation
 
     for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
                  "negative_prompt_file", "region"):  # fmt: skip
         setattr(a, attr, _release_path(a, getattr(a, attr)))
-    a.anchors = [_release_path(a, p) for p in a.anchors]
+    a.anchors = [_release_path(a, p) for p in split_anchors(a.anchors)]
     tilejson = a.tilejson or (a.tiles_dir and str(Path(a.tiles_dir) / "tilejson.json"))
     if not tilejson:
         raise IsoInputError("TILES_DIR", "no tile set given", "Give --tiles_dir (or --tilejson)")
@@ -143,11 +166,18 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     if not out_dir:
         raise IsoInputError("OUT_DIR", "no output folder given", "Give --out_dir")
     region_kw = region_args(a)
+    if not region_kw:
+        from .cli import SEED_TILE_RANGE
+
+        region_kw["tile_range"] = SEED_TILE_RANGE
+        x0, y0, w, h = SEED_TILE_RANGE
+        print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",
+              file=sys.stderr)  # fmt: skip
     res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, **region_kw)
     ref_tilejson = str(Path(a.ref_tiles_dir) / "tilejson.json") if a.ref_tiles_dir else None
-    region_desc = {
-        k: v for k, v in vars(a).items() if k in ("region", "extent", "x0", "y0", "w", "h") and v is not None
-    }
+    region_desc = {k: v for k, v in vars(a).items() if k in ("region", "extent") and v is not None}
+    if "tile_range" in region_kw:
+        region_desc.update(zip(("x0", "y0", "w", "h"), region_kw["tile_range"]))
     cfg = RunConfig(
         tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
@@ -161,7 +191,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         register=a.register, color_match=a.color_match, multiband=a.multiband,
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = run_generation(cfg, TerminalFeedback())
+    result = run_generation(cfg, TerminalFeedback(), dry_run_backend(cfg))
     print_summary(result, time.perf_counter() - t0)
     return 130 if result.canceled else 0
 
@@ -186,14 +216,10 @@ def print_summary(result: Any, wall: float) -> None:
     t = result.totals
     run = t["this_run"]
     if t.get("dry_run"):
-        at_most = "at most " if t.get("calls_upper_bound") else ""  # adaptive K: a tile may stop early
-        print(
-            f"Iso Tile Stylizer: dry run, nothing called\n  {at_most}{t['calls']} calls to {t['model']} for "
-            f"{t['tiles'] - t['already_accepted']} tiles ({t['already_accepted']} already accepted)\n"
-            f"  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out; cost {at_most or '~'}$"
-            f"{t['estimated_cost_usd']:.2f}"
-            f"{'' if t['priced'] else ' (model not in the price table)'}\n  report     {result.outputs['report']}"
-        )
+        from .dryrun import dry_run_summary
+
+        print(f"Iso Tile Stylizer: {dry_run_summary(t)}\n  tokens ~{t['tokens_in']} in, ~{t['tokens_out']} out\n"
+              f"  report     {result.outputs['report']}")  # fmt: skip
         return
     metrics = result.report.get("metrics", {}).get("seam_step", {})
     lines = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from .errors import IsoInputError
+from .pyinstall import user_install_flags
 
 #: import name -> (pip name, lowest version)
 REQUIRED = {
@@ -46,5 +47,6 @@ def require() -> None:
         raise IsoInputError(
             "PYTHON",
             "; ".join(found),
-            f"Install into the Python that QGIS runs: python3 -m pip install --user {pip} (see the README)",
+            f"Install into the Python that QGIS runs: python3 -m pip install {user_install_flags()} {pip} "
+            "(see the README)",
         )

@@ -15,6 +15,45 @@ if TYPE_CHECKING:
 REPORT = "dry_run_report.json"
 
 
+class PricingBackend:
+    """What a dry run needs of a Gemini backend, without google-genai and without credentials:
+    the model, the price table and the model's limits. It never calls anything."""
+
+    def __init__(self, api: str, options: dict[str, Any]) -> None:
+        from .backends.genai_backend import GenAISettings
+
+        self.name = api
+        self.s = GenAISettings(api=api, **{k: v for k, v in options.items() if k in ("model", "fallback_model") and v})
+        self.prices = load_prices(options.get("prices_file"))
+
+    def preflight(self, max_images: int) -> None:
+        from .backends.genai_backend import GenAIBackend
+
+        GenAIBackend.preflight(self, max_images)  # type: ignore[arg-type]  # reads only self.s
+
+    def generate(self, request: Any) -> Any:
+        raise RuntimeError("a dry run calls no model")
+
+
+def dry_run_backend(cfg: Any) -> PricingBackend | None:
+    """The backend a dry run of ``cfg`` uses: none of its own for offline (free), else a pricing stand-in."""
+    if not cfg.dry_run or cfg.backend == "offline":
+        return None
+    options = {**cfg.backend_options, "model": cfg.model, "fallback_model": cfg.fallback_model}
+    return PricingBackend(cfg.backend, options)
+
+
+def dry_run_summary(totals: dict[str, Any]) -> str:
+    """The one line that says what a dry run found; "at most" when adaptive K may stop tiles early."""
+    bound = "at most " if totals.get("calls_upper_bound") else ""
+    priced = "" if totals.get("priced", True) else " (model not in the price table)"
+    return (
+        f"dry run: {bound}{totals['calls']} calls to {totals['model']} for "
+        f"{totals['tiles'] - totals['already_accepted']} tiles ({totals['already_accepted']} already accepted), "
+        f"{bound or 'about '}${totals['estimated_cost_usd']:.2f}{priced}; nothing was called"
+    )
+
+
 def dry_run(run: _Run) -> RunResult:
     from .backends.base import ImageRequest
     from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_parts
@@ -84,6 +123,5 @@ def dry_run(run: _Run) -> RunResult:
     report = {"config": run.state.settings, "totals": totals, "tiles": tiles}
     run.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.out / REPORT, report)
-    at_most = "at most " if cfg.good_enough is not None else ""
-    run.fb.info(f"dry run: {at_most}{calls} calls to {model}, {at_most or 'about '}${cost:.2f}; nothing was called")
+    run.fb.info(dry_run_summary(totals))
     return RunResult(run.out, {"report": str(run.out / REPORT)}, len(cells), 0, 0, False, totals, report)

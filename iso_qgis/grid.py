@@ -365,7 +365,7 @@ def grid_from_tilejson(
                     "Supported: standard XYZ/TMS web mercator, iso_grid, render.projection=isometric_affine",
                 )
             return _seed_grid(tj, base_dir, max_height_m)
-        return _xyz_grid(tj, base_dir)
+        return _xyz_grid(tj, base_dir, source)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
         if isinstance(exc, IsoInputError):
             raise
@@ -400,13 +400,41 @@ def _tile_size(value: Any) -> int:
     return size
 
 
-def _xyz_grid(tj: dict[str, Any], base_dir: str | None) -> TileGrid:
-    if "tiles" not in tj and "tilejson" not in tj:
-        raise IsoInputError(
+def _is_tilejson(tj: dict[str, Any]) -> bool:
+    """A standard TileJSON: a version string and/or a list of tile URL templates."""
+    templates = tj.get("tiles", [])
+    if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+        return False
+    version = tj.get("tilejson")
+    if isinstance(version, str) and version[:1].isdigit():
+        return True
+    return "tilejson" not in tj and bool(templates) and all("{z}" in t for t in templates)
+
+
+def _not_a_tilejson(tj: dict[str, Any], source: str) -> IsoInputError:
+    name = source or "the file"
+    if "config" in tj and "totals" in tj:  # a run's report_nb_pro.json
+        own = (tj.get("outputs") or {}).get("tilejson") if isinstance(tj.get("outputs"), dict) else None
+        return IsoInputError(
             "TILEJSON",
-            "neither a tilejson (no 'tilejson' or 'tiles' key) nor a known iso profile",
-            "Point TILEJSON at a tile set's tilejson.json",
+            f"{name} is a run's report, not a tile set",
+            "Point TILEJSON at the whitebox tile set's tilejson.json"
+            + (f" (this run's stylized tiles are {own})" if own else " (a run's own tiles are in tiles/tilejson.json)"),
         )
+    if "seams" in tj and "layer" in tj:  # a seamreport JSON
+        return IsoInputError(
+            "TILEJSON", f"{name} is a seam report, not a tile set", f"Point TILEJSON at {tj.get('tilejson')}"
+        )
+    return IsoInputError(
+        "TILEJSON",
+        f"{name} is neither a tilejson (a 'tilejson' version and 'tiles' URL templates) nor a known iso profile",
+        "Point TILEJSON at a tile set's tilejson.json (renderwhitebox writes one)",
+    )
+
+
+def _xyz_grid(tj: dict[str, Any], base_dir: str | None, source: str = "") -> TileGrid:
+    if not _is_tilejson(tj):
+        raise _not_a_tilejson(tj, source)
     size = _tile_size(tj.get("tileSize", tj.get("tile_size", 256)))
     tms = tj.get("scheme", "xyz") == "tms"
     levels = {}

@@ -24,6 +24,7 @@ from qgis.core import (
 )
 
 from ..iso_qgis.cli_generate import anchor_files
+from ..iso_qgis.dryrun import dry_run_backend
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
 from ..iso_qgis.schedule import NEIGHBOR_MODES
@@ -134,6 +135,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             optional=True, minValue=0.0,
         )  # fmt: skip
         good_enough.setHelp(f"Off when empty. {GOOD_ENOUGH_HELP}")
+        defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
             QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
@@ -153,12 +155,24 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                     ("MULTIBAND", "A model's drift: blend seams band by band"),
                 )
             ),
+            # the defaults are what the plugin settings hold now, so the dialog shows what a run will use
             QgsProcessingParameterAuthConfig(
-                "AUTHCFG", "API key / access token (default: the plugin settings)", optional=True
+                "AUTHCFG",
+                "API key / access token (from the plugin settings unless changed)",
+                defaultValue=defaults["authcfg"] or None,
+                optional=True,
             ),
-            QgsProcessingParameterString("PROJECT", "Vertex AI project (default: the plugin settings)", optional=True),
             QgsProcessingParameterString(
-                "LOCATION", "Vertex AI location (default: the plugin settings)", optional=True
+                "PROJECT",
+                "Vertex AI project (from the plugin settings unless changed)",
+                defaultValue=defaults["project"] or None,
+                optional=True,
+            ),
+            QgsProcessingParameterString(
+                "LOCATION",
+                "Vertex AI location (from the plugin settings unless changed)",
+                defaultValue=defaults["location"] or None,
+                optional=True,
             ),
         ]
         for p in advanced:
@@ -191,7 +205,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         overrides = {
             key.lower(): self.parameterAsString(parameters, key, context) for key in ("AUTHCFG", "PROJECT", "LOCATION")
         }
-        self._backend_options = backend_options(backend, overrides)
+        dry_run = self.parameterAsBool(parameters, "DRY_RUN", context)  # prices only: no key, no master password
+        self._backend_options = backend_options(backend, overrides, with_secret=not dry_run)
         self._defaults = read_settings()
         return True
 
@@ -248,13 +263,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             )
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"
             feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}{adaptive}")
-            result = on_python_thread(run_generation, cfg, EngineFeedback(feedback))
-        if cfg.dry_run:
+            result = on_python_thread(run_generation, cfg, EngineFeedback(feedback), dry_run_backend(cfg))
+        if cfg.dry_run:  # the run logged its summary (iso_qgis.dryrun.dry_run_summary)
             t = result.totals
-            bound = "at most " if t.get("calls_upper_bound") else ""  # adaptive K: tiles may stop early
-            feedback.pushInfo(
-                f"Dry run: {bound}{t['calls']} calls to {t['model']}, {bound or 'about '}${t['estimated_cost_usd']:.2f}"
-            )
             return {"OUTPUT_DIR": out_dir, "REPORT": result.outputs["report"], "TILE_COUNT": 0, "FAILED_COUNT": 0,
                     "CALLS": t["calls"], "ESTIMATED_COST_USD": t["estimated_cost_usd"]}  # fmt: skip
         if result.canceled:

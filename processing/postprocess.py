@@ -15,10 +15,12 @@ from qgis.core import (
     QgsRasterShader,
     QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
+    QgsTextBufferSettings,
+    QgsTextFormat,
     QgsVectorLayer,
     QgsVectorLayerSimpleLabeling,
 )
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtGui import QColor, QFont
 
 #: deltaE stops of the seam heatmap ramp: invisible .. glaring
 HEAT_STOPS = [
@@ -29,12 +31,21 @@ HEAT_STOPS = [
     (30.0, "#54006e", "≥30 ΔE"),
 ]
 STATUS_COLORS = {"accepted": "#2ca25f", "failed": "#de2d26", "": "#999999"}
+#: the layer tree group that holds the plugin's regions and every run's outputs
+PLUGIN_GROUP = "Iso Tile Stylizer"
+#: a run's layers top to bottom: outlines, then the heatmap (transparent off the seams) over the mosaic;
+#: the tiles VRT shows the same pixels as the mosaic, so it starts hidden
+ORDER = ("footprints", "heatmap", "mosaic", "tiles")
+HIDDEN = {"tiles"}
+KIND_PROPERTY = "isotiles/kind"
 
 
 def style_heatmap(layer: QgsRasterLayer) -> None:
     ramp = QgsColorRampShader(0.0, HEAT_STOPS[-1][0])
     ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
-    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS])
+    items = [QgsColorRampShader.ColorRampItem(v, QColor(c), label) for v, c, label in HEAT_STOPS]
+    items[0].color.setAlpha(0)  # a seam that does not show leaves the mosaic under it visible
+    ramp.setColorRampItemList(items)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
@@ -57,6 +68,18 @@ def style_footprints(layer: QgsVectorLayer) -> None:
     label.fieldName = 'concat("x", \',\', "y")'
     label.isExpression = True
     label.placement = QgsPalLayerSettings.Placement.OverPoint
+    text = QgsTextFormat()  # readable over any mosaic: larger, bold, on a white halo
+    font = QFont()
+    font.setBold(True)
+    text.setFont(font)
+    text.setSize(11)
+    text.setColor(QColor("#1a1a1a"))
+    halo = QgsTextBufferSettings()
+    halo.setEnabled(True)
+    halo.setSize(1.2)
+    halo.setColor(QColor(255, 255, 255, 230))
+    text.setBuffer(halo)
+    label.setFormat(text)
     layer.setLabeling(QgsVectorLayerSimpleLabeling(label))
     layer.setLabelsEnabled(True)
 
@@ -94,9 +117,20 @@ class LoadIntoGroup(QgsProcessingLayerPostProcessorInterface):
         node = root.findLayer(layer.id())
         if node is None:
             return
-        group = root.findGroup(self.group) or root.insertGroup(0, self.group)
-        group.addChildNode(node.clone())
+        home = root.findGroup(PLUGIN_GROUP) or root.insertGroup(0, PLUGIN_GROUP)
+        group = home.findGroup(self.group) or home.insertGroup(0, self.group)
+        rank = ORDER.index(self.kind) if self.kind in ORDER else len(ORDER)
+        before = [c for c in group.children() if _rank(c) <= rank]
+        moved = node.clone()
+        moved.setCustomProperty(KIND_PROPERTY, self.kind)
+        moved.setItemVisibilityChecked(self.kind not in HIDDEN)
+        group.insertChildNode(len(before), moved)
         node.parent().removeChildNode(node)
+
+
+def _rank(node) -> int:
+    kind = node.customProperty(KIND_PROPERTY, "")
+    return ORDER.index(kind) if kind in ORDER else len(ORDER)
 
 
 def load_output(context: QgsProcessingContext, path: str, name: str, output: str, group: str, kind: str = "") -> None:

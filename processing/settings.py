@@ -64,8 +64,11 @@ def secret_from_authcfg(authcfg: str) -> str:
     )
 
 
-def backend_options(backend: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``iso_qgis.backends.make_backend``: settings, algorithm overrides, the secret."""
+def backend_options(backend: str, overrides: dict[str, Any] | None = None, with_secret: bool = True) -> dict[str, Any]:
+    """Keyword arguments for ``iso_qgis.backends.make_backend``: settings, algorithm overrides, the secret.
+
+    ``with_secret=False`` (a dry run) leaves the authentication database alone: no master password is asked.
+    """
     if backend == "offline":
         return {}
     values = {**read_settings(), **{k: v for k, v in (overrides or {}).items() if v not in (None, "")}}
@@ -78,7 +81,7 @@ def backend_options(backend: str, overrides: dict[str, Any] | None = None) -> di
             opts["project"] = values["project"]
         opts["location"] = values["location"] or "global"
     authcfg = values["authcfg"]
-    if authcfg:
+    if authcfg and with_secret:
         secret = secret_from_authcfg(authcfg)
         if backend == "gemini":
             opts["api_key"] = secret
@@ -86,3 +89,10 @@ def backend_options(backend: str, overrides: dict[str, Any] | None = None) -> di
             opts["access_token"] = secret
             opts["token_provider"] = lambda: secret_from_authcfg(authcfg)  # after a 401: the stored token, again
     return opts
+
+
+def plugin_packages_dir() -> str:
+    """The folder the plugin installs google-genai into: in the QGIS profile, per Python version."""
+    from ..iso_qgis.pyinstall import packages_dir
+
+    return str(packages_dir(QgsApplication.qgisSettingsDirPath()))

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "iso_tile_stylizer"
 FILES = ["metadata.txt", "__init__.py", "icon.svg", "resources.qrc", "README.md", "LICENSE"]
-PACKAGES = ["iso_qgis", "processing", "ui"]
+PACKAGES = ["iso_qgis", "processing", "ui", "examples"]  # examples: the Graphical Modeler model and its region
 
 
 def build(out: Path) -> Path:

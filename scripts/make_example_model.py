@@ -131,7 +131,7 @@ def build_model():
             "BUILDINGS", "Buildings (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]), 130, 50),
         (num("PPM", "Pixels per ground meter", num.Double, 1.5, minValue=0.01), 360, 50),
         (num("TILE_SIZE", "Tile size (pixels)", num.Integer, 512, minValue=64, maxValue=4096), 590, 50),
-        (QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster (optional)", optional=True), 880, 50),
+        (QgsProcessingParameterRasterLayer("REFERENCE", "Reference raster", optional=True), 880, 50),
         (QgsProcessingParameterFeatureSource(
             "REGION", "Region (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]), 130, 330),
         (num("K", "Candidates per tile (K)", num.Integer, 2, minValue=1, maxValue=16), 130, 480),

@@ -4,6 +4,7 @@
 #   sample/tiles/                whitebox tile set (tilejson.json + raw_whitebox/)
 #   sample/reference.tif         a color reference raster made from landuse, water, parks, roads
 #   sample/tiles/raw_satellite/  that raster warped onto the whitebox grid
+#   sample/tiles/raw_whitebox.vrt  the whole whitebox as one georeferenced layer, to open in QGIS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
@@ -27,5 +28,18 @@ if [ ! -s sample/reference.tif ]; then
 fi
 if [ ! -d sample/tiles/raw_satellite ]; then
   $PY -m iso_qgis reference sample/reference.tif sample/tiles
+fi
+if [ ! -s sample/tiles/raw_whitebox.vrt ]; then
+  $PY - <<'PY'
+from iso_qgis.grid import load_tilejson
+from iso_qgis.outputs import write_tile_vrt
+from iso_qgis.sources import TileSource
+
+grid = load_tilejson("sample/tiles/tilejson.json")
+lv = grid.level()
+x0, y0, x1, y1 = lv.tile_range
+tiles = [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+write_tile_vrt(grid, TileSource.for_layer(grid, "raw_whitebox"), tiles, "sample/tiles/raw_whitebox.vrt", lv.z)
+PY
 fi
 echo "sample: $(find sample/tiles/raw_whitebox -name '*.png' | wc -l) whitebox tiles, $(find sample/tiles/raw_satellite -name '*.png' | wc -l) reference tiles in sample/tiles"

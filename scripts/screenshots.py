@@ -46,13 +46,16 @@ def load_results() -> QgsRectangle:
     mosaic = QgsRasterLayer(str(SAMPLE / "out" / "mosaic.tif"), "Mosaic")
     heat = QgsRasterLayer(str(SAMPLE / "out" / "seam_heatmap.tif"), "Seam heatmap (ΔE)")
     style_heatmap(heat)
-    heat.renderer().setOpacity(0.45)
     fp = QgsVectorLayer(str(SAMPLE / "out" / "footprints.gpkg"), "Tile footprints", "ogr")
     style_footprints(fp)
-    group = project.layerTreeRoot().insertGroup(0, "Iso tiles: out")
-    for layer in (fp, heat, mosaic, osm):
+    tiles = QgsRasterLayer(str(SAMPLE / "out" / "tiles.vrt"), "Tiles")
+    # as generatetiles loads them: the run's group inside the plugin's, outlines and heatmap over the mosaic
+    home = project.layerTreeRoot().insertGroup(0, "Iso Tile Stylizer")
+    group = home.insertGroup(0, "Iso tiles: out")
+    for layer in (fp, heat, mosaic, tiles, osm):
         project.addMapLayer(layer, False)
-        group.addLayer(layer)
+        node = group.addLayer(layer)
+        node.setItemVisibilityChecked(layer is not tiles)
     canvas = qgis.utils.iface.mapCanvas()
     canvas.setDestinationCrs(mosaic.crs())
     extent = fp.extent()
@@ -108,6 +111,7 @@ def step3(win) -> None:
     dock = plugin.review_dock
     dock.set_folder(str(SAMPLE / "out"))
     dock.show_tile((5, 3))
+    dock.raise_()
     settle(100)
     QTimer.singleShot(2500, lambda: step4(win))
 

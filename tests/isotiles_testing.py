@@ -76,3 +76,30 @@ class InFlight:
     def __exit__(self, *exc: object) -> None:
         with self.lock:
             self.now -= 1
+
+
+def dummy_wheel(folder: Path, name: str = "google-genai", version: str = "3.4.0",
+                module: str = "google/genai") -> Path:  # fmt: skip
+    """A minimal pure-Python wheel, made by hand (no build backend, no network): ``module/__init__.py``
+    with ``__version__`` and ``DUMMY = True``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = {
+        f"{module}/__init__.py": f'__version__ = "{version}"\nDUMMY = True\n',
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel

@@ -39,11 +39,13 @@ class RegionTool(QgsMapTool):
         on_finished: Callable[[QgsVectorLayer, list[tuple[int, int]]], None],
         cost_per_tile: float = 0.0,
         show_message: Callable[[str], None] | None = None,
+        priced_model: str = "",
     ) -> None:
         super().__init__(canvas)
         self.grid = grid
         self.on_finished = on_finished
         self.cost_per_tile = cost_per_tile
+        self.priced_model = priced_model
         self.show_message = show_message or (lambda text: None)
         self.points: list[QgsPointXY] = []
         self.press: QgsPointXY | None = None
@@ -72,20 +74,36 @@ class RegionTool(QgsMapTool):
             return None
         return QgsGeometry.fromPolygonXY([[*pts, pts[0]]])
 
-    def update_preview(self, geom: QgsGeometry | None) -> None:
-        """Highlight the tiles under ``geom`` (canvas CRS); say how many and what they would cost."""
+    def tiles_under(self, geom: QgsGeometry | None) -> list[tuple[int, int]]:
+        """The tiles a region (canvas CRS) selects; raises IsoInputError off the grid."""
+        if geom is None or geom.isEmpty():
+            return []
+        import shapely.wkb
+
+        g = QgsGeometry(geom)
+        g.transform(self._to_grid())
+        return self.grid.tiles_in_region(shapely.wkb.loads(bytes(g.asWkb())))
+
+    def cost_text(self, n: int) -> str:
+        """What ``n`` tiles cost: the Gemini estimate, naming the model it priced; free offline."""
+        if not self.cost_per_tile:
+            return ""
+        return f", ~${self.cost_per_tile * n:.2f} with {self.priced_model or 'Gemini'} at K=4 (offline: free)"
+
+    def update_preview(self, geom: QgsGeometry | None, committed: QgsGeometry | None = None) -> None:
+        """Highlight the tiles under ``geom`` (canvas CRS); say how many and what they would cost.
+
+        ``committed``: while a polygon is drawn, ``geom`` includes the point under the cursor, which
+        finishing (right-click, Enter) leaves out; the count is then the committed polygon's."""
         self.shape.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.cells.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.tiles = []
         if geom is None or geom.isEmpty():
             return
         self.shape.setToGeometry(geom, None)
-        import shapely.wkb
-
-        g = QgsGeometry(geom)
-        g.transform(self._to_grid())
         try:
-            self.tiles = self.grid.tiles_in_region(shapely.wkb.loads(bytes(g.asWkb())))
+            self.tiles = self.tiles_under(geom)
+            kept = None if committed is None else self.tiles_under(committed)
         except IsoInputError as exc:
             self.show_message(f"Iso tiles: {exc.problem}")
             return
@@ -94,8 +112,13 @@ class RegionTool(QgsMapTool):
             fp = QgsGeometry.fromWkt(self.grid.footprint(x, y).wkt)
             fp.transform(back, Qgis.TransformDirection.Reverse)
             self.cells.addGeometry(fp, None, doUpdate=i == min(len(self.tiles), MAX_DRAWN_TILES) - 1)
-        cost = f", about ${self.cost_per_tile * len(self.tiles):.2f}" if self.cost_per_tile else ""
-        self.show_message(f"Iso tiles: {len(self.tiles)} tiles{cost}")
+        if kept is not None and len(kept) != len(self.tiles):
+            self.show_message(
+                f"Iso tiles: {len(kept)} tiles if you finish now{self.cost_text(len(kept))} "
+                f"({len(self.tiles)} with a point here: click to add it)"
+            )
+        else:
+            self.show_message(f"Iso tiles: {len(self.tiles)} tiles{self.cost_text(len(self.tiles))}")
 
     # -------------------------------------------------------------- events
     def canvasPressEvent(self, e) -> None:
@@ -107,7 +130,8 @@ class RegionTool(QgsMapTool):
         here = self.toMapCoordinates(e.pos())
         if self.press is not None and e.buttons() & Qt.MouseButton.LeftButton:
             self.dragging = True
-        self.update_preview(self.region(here))
+        drawing_polygon = bool(self.points) and not self.dragging
+        self.update_preview(self.region(here), self.region() if drawing_polygon else None)
 
     def canvasReleaseEvent(self, e) -> None:
         here = self.toMapCoordinates(e.pos())
@@ -133,7 +157,7 @@ class RegionTool(QgsMapTool):
             self.clear()
             return
         crs = self.canvas().mapSettings().destinationCrs()
-        layer = QgsVectorLayer(f"Polygon?crs={crs.authid() or crs.toWkt()}", "Iso region", "memory")
+        layer = QgsVectorLayer(f"Polygon?crs={crs.authid() or crs.toWkt()}", next_region_name(), "memory")
         feature = QgsFeature()
         feature.setGeometry(geom)
         layer.dataProvider().addFeatures([feature])
@@ -152,3 +176,12 @@ class RegionTool(QgsMapTool):
     def deactivate(self) -> None:
         self.clear()
         super().deactivate()
+
+
+def next_region_name() -> str:
+    """ "Iso region 1", "Iso region 2", ...: the first number no layer of the project has."""
+    taken = {layer.name() for layer in QgsProject.instance().mapLayers().values()}
+    n = 1
+    while f"Iso region {n}" in taken:
+        n += 1
+    return f"Iso region {n}"

@@ -22,19 +22,21 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsMapToolEmitPoint, QgsRubberBand
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QPixmap
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -102,7 +104,11 @@ class CandidateCard(QFrame):
         else:
             self.image.setText("no image on disk\n(KEEP_CANDIDATES was off)")
         total = (cand.get("score") or {}).get("total")
-        text = f"v{self.index:02d}" + (f"  score {total:.2f}" if total is not None else "  failed")
+        sides = len(cand.get("seams") or [])
+        # scores against other numbers of neighbors (a regenerated tile's new candidates see all four) differ
+        text = f"v{self.index:02d}" + (
+            f"  score {total:.2f}\nscored on {sides} sides" if total is not None else "  failed"
+        )
         self.label = QLabel(("✔ " if self.chosen else "") + text)
         self.use_button = QPushButton("In use" if self.chosen else "Use this one")
         self.use_button.setEnabled(bool(cand["available"]) and not self.chosen)
@@ -111,6 +117,49 @@ class CandidateCard(QFrame):
             layout.addWidget(w)
         self.setToolTip(describe(cand))
         self.setStyleSheet(CHOSEN_STYLE if self.chosen else PLAIN_STYLE)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)  # never squeezed: the grid reflows
+
+
+class CardsArea(QScrollArea):
+    """The cards in a grid with as many columns as fit the width; rows scroll."""
+
+    def __init__(self) -> None:
+        super().__init__(widgetResizable=True, minimumHeight=THUMB_PX + 90)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.body = QWidget()
+        self.grid = QGridLayout(self.body)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setWidget(self.body)
+        self.cards: list[CandidateCard] = []
+
+    def columns(self) -> int:
+        if not self.cards:
+            return 1
+        m = self.grid.contentsMargins()
+        card = max(c.sizeHint().width() for c in self.cards) + self.grid.horizontalSpacing()
+        return max(1, (self.viewport().width() - m.left() - m.right()) // max(card, 1))
+
+    def set_cards(self, cards: list[CandidateCard]) -> None:
+        for card in self.cards:
+            self.grid.removeWidget(card)
+            card.deleteLater()
+        self.cards = list(cards)
+        self.reflow()
+
+    def reflow(self) -> None:
+        n = self.columns()
+        for i, card in enumerate(self.cards):
+            self.grid.addWidget(card, i // n, i % n)
+
+    def scroll_to(self, card: CandidateCard) -> None:
+        if card in self.cards:
+            self.grid.activate()  # the body's new height, before the scroll area would get to it
+            self.body.resize(self.viewport().width(), max(self.body.sizeHint().height(), self.viewport().height()))
+            self.ensureWidgetVisible(card, 0, 0)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self.reflow()
 
 
 class _TaskFeedback(Feedback):
@@ -184,19 +233,21 @@ class ReviewDock(QDockWidget):
                 line.addWidget(w, 1 if isinstance(w, (QLineEdit, QLabel)) else 0)
             layout.addLayout(line)
 
-        self.folder_edit = QLineEdit(readOnly=True, placeholderText="output folder of a generatetiles run")
+        # the folders of the runs whose layers are in the project, and any other chosen with Folder…
+        self.folder_edit = QComboBox(toolTip="Output folder of a generatetiles run")
+        self.folder_edit.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.folder_edit.setMinimumContentsLength(20)
+        self.folder_edit.activated.connect(lambda i: self.set_folder(self.folder_edit.itemData(i)))
         folder_button = QPushButton("Folder…", clicked=self.choose_folder)
         row(self.folder_edit, folder_button)
+        line = layout.itemAt(layout.count() - 1).layout()
+        line.setStretch(0, 1)
         self.pick_button = QPushButton("Pick a tile", checkable=True, toolTip="Click a tile on the map")
         self.pick_button.toggled.connect(self.activate_pick)
         self.tile_label = QLabel("no tile")
         row(self.pick_button, self.tile_label)
-        self.cards_widget = QWidget()
-        self.cards_layout = QHBoxLayout(self.cards_widget)
-        self.cards_layout.addStretch(1)
-        scroll = QScrollArea(widgetResizable=True, minimumHeight=THUMB_PX + 90)
-        scroll.setWidget(self.cards_widget)
-        layout.addWidget(scroll, 1)
+        self.cards_area = CardsArea()
+        layout.addWidget(self.cards_area, 1)
         self.backend_combo = QComboBox(toolTip="Backend for new candidates (vertex, gemini: the plugin's settings)")
         self.backend_combo.addItems(BACKENDS)
         self.k_spin = QSpinBox(minimum=1, maximum=16, prefix="K = ", toolTip="How many new candidates")
@@ -209,6 +260,37 @@ class ReviewDock(QDockWidget):
         layout.addWidget(self.status)
         self.setWidget(body)
         self._update_buttons()
+
+    def sizeHint(self) -> QSize:  # two cards side by side and two rows, whatever the dock area would give
+        card = THUMB_PX + 60
+        return QSize(2 * card + 70, 2 * (THUMB_PX + 110) + 170)
+
+    def run_folders(self) -> list[str]:
+        """Output folders of the runs whose layers are loaded in the project (mosaic, footprints...)."""
+        found: dict[str, None] = {}
+        for layer in QgsProject.instance().mapLayers().values():
+            source = Path(layer.source().split("|")[0])
+            for folder in (source.parent, source.parent.parent):
+                if (folder / "run_state.json").is_file():
+                    found[str(folder)] = None
+                    break
+        return list(found)
+
+    def update_folders(self) -> None:
+        current = str(self.folder) if self.folder else ""
+        folders = list(dict.fromkeys([*([current] if current else []), *self.run_folders()]))
+        self.folder_edit.blockSignals(True)
+        self.folder_edit.clear()
+        for f in folders:
+            self.folder_edit.addItem(Path(f).name + "  —  " + f, f)
+        self.folder_edit.setCurrentIndex(0 if current else -1)
+        self.folder_edit.blockSignals(False)
+
+    def showEvent(self, event: Any) -> None:
+        self.update_folders()
+        if self.folder is None and self.folder_edit.count():
+            self.set_folder(self.folder_edit.itemData(0))
+        super().showEvent(event)
 
     def say(self, text: str) -> None:
         self.status.setText(text)
@@ -240,7 +322,7 @@ class ReviewDock(QDockWidget):
             return False
         self.folder, self.grid, self.z = folder, grid, state.z
         self.k_spin.setValue(int(state.settings.get("k", 4)))
-        self.folder_edit.setText(str(folder))
+        self.update_folders()
         QgsSettings().setValue(SETTINGS_KEY, str(folder))
         self.show_tile(None)
         self.say("Pick a tile on the map")
@@ -275,9 +357,6 @@ class ReviewDock(QDockWidget):
         return (x, y) if self.show_tile((x, y)) else None
 
     def show_tile(self, tile: tuple[int, int] | None) -> bool:
-        for card in self.cards:
-            self.cards_layout.removeWidget(card)
-            card.deleteLater()
         self.cards = []
         self.highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         self.tile = None
@@ -288,17 +367,23 @@ class ReviewDock(QDockWidget):
                 self.say(f"No tile of this folder there: {exc.problem}")
             else:
                 self.tile = tile
-                for cand in cands:
-                    self.cards.append(CandidateCard(cand, self.use_candidate))
-                    self.cards_layout.insertWidget(self.cards_layout.count() - 1, self.cards[-1])
+                self.cards = [CandidateCard(cand, self.use_candidate) for cand in cands]
                 fp = QgsGeometry.fromWkt(self.grid.footprint(*tile, self.z).wkt)
                 fp.transform(QgsCoordinateTransform(self._grid_crs(), self.canvas.mapSettings().destinationCrs(),
                                                     QgsProject.instance()))  # fmt: skip
                 self.highlight.setToGeometry(fp, None)
                 chosen = next((c.index for c in self.cards if c.chosen), None)
+                sides = {len(c.candidate.get("seams") or []) for c in self.cards if c.candidate.get("score")}
+                mixed = "; scores against different numbers of neighbors do not compare" if len(sides) > 1 else ""
                 self.say(
-                    f"{len(cands)} candidates; " + (f"v{chosen:02d} in use" if chosen is not None else "none in use")
+                    f"{len(cands)} candidates; "
+                    + (f"v{chosen:02d} in use" if chosen is not None else "none in use")
+                    + mixed
                 )
+        self.cards_area.set_cards(self.cards)
+        chosen_card = next((c for c in self.cards if c.chosen), None)
+        if chosen_card is not None:  # once the grid is laid out
+            QTimer.singleShot(0, lambda: self.cards_area.scroll_to(chosen_card))
         self.tile_label.setText(f"tile {self.tile[0]},{self.tile[1]}" if self.tile else "no tile")
         self._update_buttons()
         return self.tile is not None

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from qgis.core import QgsApplication, QgsAuthMethodConfig
 from qgis.gui import QgsAuthConfigSelect, QgsFileWidget
 from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
+    QMessageBox,
+    QPushButton,
     QVBoxLayout,
 )
 
@@ -46,13 +51,28 @@ class SettingsDialog(QDialog):
         form.addRow("Model", self.model)
         form.addRow("Fallback model", self.fallback_model)
         form.addRow("API key / access token", self.auth)
+        store = QPushButton("Store a key…")
+        store.setToolTip("Keep an API key or access token in the QGIS authentication database, as a Basic "
+                         "configuration whose password is the key (its user name is not used)")  # fmt: skip
+        store.clicked.connect(self.store_key)
+        form.addRow("", store)
+        self.genai = QLabel()
+        self.genai.setWordWrap(True)
+        install = QPushButton("Install google-genai…")
+        install.clicked.connect(self.install_genai)
+        row = QHBoxLayout()
+        row.addWidget(self.genai, 1)
+        row.addWidget(install)
+        form.addRow("Gemini SDK", row)
+        self.show_genai_status()
         form.addRow("Endpoint (advanced)", self.base_url)
         form.addRow("Answer cache folder", self.cache_dir)
         form.addRow("Price table (JSON)", self.prices_file)
         form.addRow("Requests per minute", self.rpm)
         note = QLabel(
             "The key is kept in the QGIS authentication database; these settings store only its id. "
-            "Gemini API: an API key. Vertex AI: Application Default Credentials, or an access token."
+            "Gemini API: an API key. Vertex AI: Application Default Credentials, or an access token. "
+            "Made by hand, the configuration is of type Basic: any user name (e.g. apikey), the key as password."
         )
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -62,6 +82,24 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(buttons)
+
+    def show_genai_status(self) -> None:
+        from .install_dialog import genai_status
+
+        self.genai.setText(genai_status())
+
+    def install_genai(self) -> None:
+        from .install_dialog import InstallGenaiDialog
+
+        InstallGenaiDialog(self).exec()
+        self.show_genai_status()
+
+    def store_key(self) -> None:
+        key, ok = QInputDialog.getText(
+            self, "Store a key", "Gemini API key (or Vertex AI access token):", QLineEdit.EchoMode.Password
+        )
+        if ok and key.strip():
+            self.auth.setConfigId(store_key(key.strip()) or self.auth.configId())
 
     def values(self) -> dict:
         return {
@@ -79,3 +117,15 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         write_settings(self.values())
         super().accept()
+
+
+def store_key(key: str, name: str = "Iso Tile Stylizer key") -> str | None:
+    """A Basic authentication configuration holding ``key`` as its password; its id (None if QGIS refused)."""
+    cfg = QgsAuthMethodConfig("Basic")
+    cfg.setName(name)
+    cfg.setConfig("username", "apikey")
+    cfg.setConfig("password", key)
+    if not QgsApplication.authManager().storeAuthenticationConfig(cfg):
+        QMessageBox.warning(None, "Store a key", "QGIS did not store it: is the master password set?")
+        return None
+    return cfg.id()

@@ -7,10 +7,11 @@ from typing import Any, Callable
 
 from ..errors import IsoInputError
 
-INSTALL_HINT = (
-    "Install it into the Python that runs the plugin: python3 -m pip install 'google-genai>=3.4,<4' "
-    "(see the README), or use BACKEND=offline"
-)
+
+def install_hint() -> str:
+    from ..pyinstall import install_hint as hint
+
+    return f"Install it into the Python that runs the plugin, {hint()} (see the README), or use BACKEND=offline"
 
 
 def genai_modules() -> tuple[Any, Any, Any]:
@@ -20,7 +21,7 @@ def genai_modules() -> tuple[Any, Any, Any]:
         from google.genai import errors, types
     except ImportError:
         raise IsoInputError("BACKEND", "the vertex and gemini backends need google-genai, which is not installed",
-                            INSTALL_HINT) from None  # fmt: skip
+                            install_hint()) from None  # fmt: skip
     return genai, types, errors
 
 
@@ -126,7 +127,7 @@ def _adc_credentials() -> Any:
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
     except ImportError:
-        raise IsoInputError("CREDENTIALS", "google-auth is not installed", INSTALL_HINT) from None
+        raise IsoInputError("CREDENTIALS", "google-auth is not installed", install_hint()) from None
     try:
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except DefaultCredentialsError:

@@ -26,7 +26,7 @@ def test_generate_with_image_backend_and_google_api_key(repo_root, helsinki_tile
                 "--k", "2", "--out_dir", str(tmp_path / "out")]  # fmt: skip
         dry = cli(repo_root, env, *args, "--dry_run")
         assert dry.returncode == 0, dry.stderr
-        assert "dry run, nothing called" in dry.stdout and "4 calls" in dry.stdout and fake.calls() == 0
+        assert "dry run: 4 calls" in dry.stdout and "nothing was called" in dry.stdout and fake.calls() == 0
         run = cli(repo_root, env, *args)
         assert run.returncode == 0, run.stderr
         assert fake.calls() == 4 and "calls      4" in run.stdout

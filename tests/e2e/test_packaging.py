@@ -19,7 +19,7 @@ def test_zip_holds_one_plugin_folder_without_tests(repo_root, tmp_path):
     assert {n.split("/")[0] for n in names} == {"iso_tile_stylizer"}
     assert not [n for n in names if "/tests/" in n or n.endswith(".pyc")]
     for needed in ("metadata.txt", "__init__.py", "icon.svg", "iso_qgis/grid.py", "processing/provider.py",
-                   "ui/plugin.py"):  # fmt: skip
+                   "ui/plugin.py", "examples/buildings_to_stylized_mosaic.model3"):  # fmt: skip
         assert f"iso_tile_stylizer/{needed}" in names
     meta = configparser.ConfigParser()
     meta.read_string(zipfile.ZipFile(out).read("iso_tile_stylizer/metadata.txt").decode())

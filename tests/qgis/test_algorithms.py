@@ -317,6 +317,10 @@ def test_generatetiles_loads_styled_outputs_into_one_group(isotiles_provider, he
     assert group is not None
     names = sorted(node.layer().name() for node in group.findLayers())
     assert names == sorted(["Mosaic", "Tiles", "Seam heatmap (ΔE)", "Tile footprints"])
+    # in the plugin's own group; outlines and the heatmap over the mosaic, the tiles VRT (same pixels) hidden
+    assert group.parent().name() == "Iso Tile Stylizer"
+    order = [(n.layer().name(), n.itemVisibilityChecked()) for n in group.findLayers()]
+    assert order == [("Tile footprints", True), ("Seam heatmap (ΔE)", True), ("Mosaic", True), ("Tiles", False)]
     heat = next(n.layer() for n in group.findLayers() if n.layer().name().startswith("Seam"))
     assert isinstance(heat.renderer(), QgsSingleBandPseudoColorRenderer)
     assert heat.renderer().classificationMax() == 30

@@ -81,3 +81,41 @@ def test_generatetiles_on_gemini_through_the_auth_database(run_alg, authcfg, set
     texts.append(project_file.read_text(errors="ignore"))
     texts.append(json.dumps({k: QgsSettings().value(k) for k in QgsSettings().allKeys()}, default=str))
     assert all(SECRET not in t for t in texts)
+
+
+def test_a_dry_run_prices_without_reading_the_key(run_alg, settings, helsinki_tiles, tmp_path, monkeypatch):
+    from iso_tile_stylizer.processing import settings as settings_module
+
+    def no_master_password(authcfg):
+        raise AssertionError("a dry run read the authentication database")
+
+    monkeypatch.setattr(settings_module, "secret_from_authcfg", no_master_password)
+    settings({"authcfg": "abc1234", "model": ""})
+    dry = run_alg(
+        "isotiles:generatetiles",
+        {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 2,
+         "BACKEND": 2, "DRY_RUN": True, "OUTPUT_DIR": str(tmp_path / "dry")},
+    )  # fmt: skip
+    assert dry["CALLS"] == 4 and dry["ESTIMATED_COST_USD"] > 0
+
+
+def test_store_a_key_makes_a_configuration_the_backend_can_read(qgis_app, authcfg):
+    from qgis.core import QgsApplication
+
+    from iso_tile_stylizer.processing.settings import secret_from_authcfg
+    from iso_tile_stylizer.ui.settings_dialog import store_key
+
+    cfg_id = store_key("another-key-9f")  # the master password is set by the authcfg fixture
+    try:
+        assert cfg_id and secret_from_authcfg(cfg_id) == "another-key-9f"
+    finally:
+        QgsApplication.authManager().removeAuthenticationConfig(cfg_id)
+
+
+def test_generatetiles_shows_the_key_the_settings_hold(isotiles_provider, authcfg, settings):
+    from qgis.core import QgsApplication
+
+    settings({"authcfg": authcfg, "project": "p-1"})
+    alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
+    assert alg.parameterDefinition("AUTHCFG").defaultValue() == authcfg
+    assert alg.parameterDefinition("PROJECT").defaultValue() == "p-1"

@@ -41,9 +41,21 @@ def test_plugin_init_gui_and_unload(qgis_iface, qgis_processing):
         names = {a.objectName() for a in plugin.actions}
         assert {i.replace(":", "_") for i in EXPECTED} <= names
         assert plugin.toolbar is not None and plugin.toolbar.actions()
+        on_toolbar = {a.objectName(): a for a in plugin.toolbar.actions()}
+        assert {"isotiles_generatetiles", "isotiles_draw_region", "isotiles_review", "isotiles_settings"} <= set(
+            on_toolbar
+        )
+        images = [a.icon().pixmap(24, 24).toImage() for a in on_toolbar.values()]
+        assert all(images[i] != images[j] for i in range(len(images)) for j in range(i)), "two buttons look alike"
         plugin.open_review()
         assert plugin.review_dock is not None
+        from processing.core.ProcessingConfig import ProcessingConfig
+        from processing.modeler.ModelerUtils import ModelerUtils
+
+        folders = ProcessingConfig.getSetting(ModelerUtils.MODELS_FOLDER).split(";")
+        assert any(f.endswith("examples") and "iso_tile_stylizer" in f for f in folders)  # the example model listed
     finally:
         plugin.unload()
+    assert not any("iso_tile_stylizer" in f for f in ProcessingConfig.getSetting(ModelerUtils.MODELS_FOLDER).split(";"))
     assert registry.providerById("isotiles") is None
     assert plugin.actions == []

@@ -20,7 +20,9 @@ def tool(qgis_canvas, helsinki_tiles):
     qgis_canvas.setExtent(QgsRectangle(*box))
     qgis_canvas.refresh()
     done, messages = [], []
-    t = RegionTool(qgis_canvas, grid, lambda layer, tiles: done.append((layer, tiles)), 0.5, messages.append)
+    t = RegionTool(
+        qgis_canvas, grid, lambda layer, tiles: done.append((layer, tiles)), 0.5, messages.append, "gemini-x"
+    )
     qgis_canvas.setMapTool(t)
     return t, grid, done, messages
 
@@ -48,7 +50,7 @@ def test_dragging_a_rectangle_selects_the_tiles_under_it(tool, qgis_canvas):
     a, b = grid.footprint(4, 3).centroid, grid.footprint(7, 3).centroid  # not on one north-south line
     t.canvasPressEvent(mouse(qgis_canvas, "press", (a.x, a.y), Qt.MouseButton.LeftButton))
     t.canvasMoveEvent(mouse(qgis_canvas, "move", (b.x, b.y), Qt.MouseButton.LeftButton))
-    assert t.tiles and messages[-1].startswith(f"Iso tiles: {len(t.tiles)} tiles, about $")
+    assert t.tiles and messages[-1].startswith(f"Iso tiles: {len(t.tiles)} tiles, ~$")
     assert t.cells.numberOfVertices() >= 4 * len(t.tiles)  # every tile outlined on the map
     t.canvasReleaseEvent(mouse(qgis_canvas, "release", (b.x, b.y), Qt.MouseButton.LeftButton))
     assert len(done) == 1
@@ -82,3 +84,37 @@ def test_escape_clears_and_a_region_off_the_grid_says_so(tool, qgis_canvas):
     assert t.tiles == [] and "does not overlap" in messages[-1]
     t.finish(far)
     assert done == []
+
+
+def test_while_drawing_a_polygon_the_count_is_what_finishing_runs(tool, qgis_canvas):
+    from qgis.core import QgsRectangle
+    from qgis.PyQt.QtCore import Qt
+
+    t, grid, done, messages = tool
+    qgis_canvas.setExtent(QgsRectangle(*grid.footprint(5, 3).union(grid.footprint(7, 3)).bounds))
+    c = grid.footprint(5, 3).centroid
+    d = 20.0
+    for p in ((c.x - d, c.y - d), (c.x + d, c.y - d), (c.x, c.y + d)):
+        t.canvasPressEvent(mouse(qgis_canvas, "press", p, Qt.MouseButton.LeftButton))
+        t.canvasReleaseEvent(mouse(qgis_canvas, "release", p, Qt.MouseButton.LeftButton))
+    far = grid.footprint(7, 3).centroid  # the polygon through this point would take more tiles
+    t.canvasMoveEvent(mouse(qgis_canvas, "move", (far.x, far.y), Qt.MouseButton.NoButton))
+    assert len(t.tiles) > 1  # the preview shows the tiles with the hover point
+    assert messages[-1].startswith("Iso tiles: 1 tiles if you finish now") and f"({len(t.tiles)} with" in messages[-1]
+    t.canvasReleaseEvent(mouse(qgis_canvas, "release", (far.x, far.y), Qt.MouseButton.RightButton))
+    assert done[0][1] == [(5, 3)]
+
+
+def test_regions_are_numbered(qgis_app):
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    from iso_tile_stylizer.ui.region_tool import next_region_name
+
+    first = next_region_name()
+    layer = QgsVectorLayer("Polygon?crs=EPSG:3857", first, "memory")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        n = int(first.rsplit(" ", 1)[1])
+        assert first.startswith("Iso region ") and next_region_name() == f"Iso region {n + 1}"
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())

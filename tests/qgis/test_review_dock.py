@@ -95,7 +95,7 @@ def test_pick_a_tile_and_use_another_candidate(dock):
     d, out, picked, point = dock
     assert d.set_folder(out) and QgsSettings().value(SETTINGS_KEY) == str(out)
     again = ReviewDock(d.canvas)  # remembers the last folder
-    assert again.folder == out and again.folder_edit.text() == str(out)
+    assert again.folder == out and again.folder_edit.currentData() == str(out)
     again.close()
     d.pick_button.click()
     assert d.canvas.mapTool() is d.tool and d.pick_button.isChecked()
@@ -167,3 +167,51 @@ def test_the_pick_button_follows_the_map_tool(dock):
     assert d.canvas.mapTool() is d.tool
     d.pick_button.click()
     assert d.canvas.mapTool() is None
+
+
+def test_at_its_default_size_every_card_shows_whole(dock):
+    from qgis.PyQt.QtWidgets import QApplication
+
+    d, out, picked, point = dock
+    d.set_folder(out)
+    d.regenerate_button.setEnabled(True)
+    assert d.pick(point) == picked
+    d.show()  # on its own, at its default size (the plugin docks it at this width)
+    for _ in range(5):
+        QApplication.processEvents()
+    assert d.width() >= d.sizeHint().width() - 1 and d.width() >= 2 * d.cards[0].width()
+    area = d.cards_area
+    assert area.columns() >= 2  # a grid, not one long row
+    view = area.viewport().rect()
+    for card in d.cards:
+        top_left = card.mapTo(area.viewport(), card.rect().topLeft())
+        assert view.left() <= top_left.x() and top_left.x() + card.width() <= view.right() + 1, card.index
+        for w in (card.use_button, card.label):  # no text cut off ("Use thi...")
+            assert w.width() >= w.sizeHint().width(), (card.index, w.text())
+    # narrower: fewer columns, still nothing cut, and no horizontal scrolling
+    d.resize(d.cards[0].width() + 60, d.height())
+    for _ in range(5):
+        QApplication.processEvents()
+    assert area.columns() == 1
+    assert all(c.mapTo(area.viewport(), c.rect().topLeft()).x() + c.width() <= view.right() + 1 for c in d.cards)
+
+
+def test_the_folders_of_loaded_runs_are_offered_and_the_chosen_card_scrolled_to(dock):
+    from qgis.core import QgsProject, QgsRasterLayer
+    from qgis.PyQt.QtWidgets import QApplication
+
+    d, out, picked, point = dock
+    mosaic = QgsRasterLayer(str(out / "mosaic.tif"), "mosaic")
+    QgsProject.instance().addMapLayer(mosaic)
+    try:
+        assert d.folder is None
+        d.show()  # the run whose mosaic is loaded is offered, and taken when nothing else was chosen
+        assert str(out) in d.run_folders() and d.folder == out and d.folder_edit.currentData() == str(out)
+    finally:
+        QgsProject.instance().removeMapLayer(mosaic.id())
+    assert d.pick(point) == picked
+    for _ in range(5):
+        QApplication.processEvents()
+    chosen = next(c for c in d.cards if c.chosen)
+    assert d.cards_area.viewport().rect().contains(chosen.mapTo(d.cards_area.viewport(), chosen.rect().center()))
+    assert all("scored on 2 sides" in c.label.text() or "failed" in c.label.text() for c in d.cards)  # left, top

@@ -1,0 +1,66 @@
+"""Settings ▸ Install google-genai: pip runs as its own process into the plugin's folder; the result is shown."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from isotiles_testing import dummy_wheel
+
+pytestmark = pytest.mark.qgis
+
+
+def wait_for(dlg, seconds=300):
+    from qgis.PyQt.QtWidgets import QApplication
+
+    end = time.monotonic() + seconds
+    while dlg.succeeded is None and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    return dlg.succeeded
+
+
+def test_install_from_the_dialog_makes_the_package_importable(qgis_app, tmp_path):
+    from iso_tile_stylizer.iso_qgis.pyinstall import packages_dir
+    from iso_tile_stylizer.ui.install_dialog import InstallGenaiDialog
+
+    wheels = tmp_path / "wheels"
+    dummy_wheel(wheels, name="isotiles-dummy-sdk", version="1.2.0", module="isotiles_dummy_sdk")
+    target = packages_dir(tmp_path / "profile")
+    dlg = InstallGenaiDialog(target=str(target), requirement="isotiles-dummy-sdk>=1,<2", find_links=str(wheels),
+                             module="isotiles_dummy_sdk")  # fmt: skip
+    try:
+        assert str(target) in dlg.intro.text()
+        dlg.install()
+        assert not dlg.install_button.isEnabled()  # one install at a time
+        assert wait_for(dlg), dlg.log.toPlainText() + dlg.result.text()
+        assert "isotiles-dummy-sdk 1.2.0 is installed in" in dlg.result.text()
+        import isotiles_dummy_sdk
+
+        assert isotiles_dummy_sdk.__file__.startswith(str(target))
+        assert sys.path[0] == str(target)
+    finally:
+        if str(target) in sys.path:
+            sys.path.remove(str(target))
+        sys.modules.pop("isotiles_dummy_sdk", None)
+
+
+def test_a_failed_install_says_so_and_how_to_install_by_hand(qgis_app, tmp_path):
+    from iso_tile_stylizer.ui.install_dialog import InstallGenaiDialog
+
+    (tmp_path / "empty").mkdir()
+    dlg = InstallGenaiDialog(
+        target=str(tmp_path / "t"), requirement="isotiles-not-there", find_links=str(tmp_path / "empty")
+    )
+    dlg.install()
+    assert wait_for(dlg) is False
+    assert "pip failed" in dlg.result.text() and "by hand" in dlg.result.text()
+    assert dlg.install_button.isEnabled()
+
+
+def test_settings_show_whether_google_genai_is_there(qgis_app):
+    from iso_tile_stylizer.ui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog()
+    assert "google-genai" in dlg.genai.text()
