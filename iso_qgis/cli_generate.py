@@ -151,7 +151,6 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
-    from .dryrun import dry_run_backend
     from .resolve import resolve
     from .run import RunConfig, run_generation
 
@@ -191,7 +190,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         register=a.register, color_match=a.color_match, multiband=a.multiband,
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = run_generation(cfg, TerminalFeedback(), dry_run_backend(cfg))
+    result = run_generation(cfg, TerminalFeedback())
     print_summary(result, time.perf_counter() - t0)
     return 130 if result.canceled else 0
 

@@ -26,6 +26,7 @@ from .backends import Backend, make_backend
 from .backends.base import Check, Failure, FailureKind, ImageRequest, ImageResult
 from .colorfield import compensate, fit_side
 from .composite import SIDE_OFFSETS
+from .dryrun import dry_run_backend
 from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import save_png
@@ -224,7 +225,8 @@ class _Run:
         self.prompt = cfg.prompt or DEFAULT_PROMPT
         self.grow = cfg.overlap_px if self.lv.pad == 0 else 0
         # the backend (credentials, model limits) is checked before the output folder is touched
-        self.backend = backend or make_backend(cfg.backend, **self._backend_options())
+        # a dry run prices requests with a stand-in: no SDK, no credentials needed
+        self.backend = backend or dry_run_backend(cfg) or make_backend(cfg.backend, **self._backend_options())
         preflight = getattr(self.backend, "preflight", None)
         if preflight is not None:
             sides = len(MODE_SIDES[cfg.neighbor_mode])

@@ -24,7 +24,6 @@ from qgis.core import (
 )
 
 from ..iso_qgis.cli_generate import anchor_files
-from ..iso_qgis.dryrun import dry_run_backend
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
 from ..iso_qgis.schedule import NEIGHBOR_MODES
@@ -263,7 +262,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             )
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"
             feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}{adaptive}")
-            result = on_python_thread(run_generation, cfg, EngineFeedback(feedback), dry_run_backend(cfg))
+            result = on_python_thread(run_generation, cfg, EngineFeedback(feedback))
         if cfg.dry_run:  # the run logged its summary (iso_qgis.dryrun.dry_run_summary)
             t = result.totals
             return {"OUTPUT_DIR": out_dir, "REPORT": result.outputs["report"], "TILE_COUNT": 0, "FAILED_COUNT": 0,
