@@ -94,7 +94,7 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     g.add_argument("--prices", help="price table JSON (USD per million tokens per model)")
     g.add_argument("--base_url", help="a private endpoint for the API")
     d = p.add_argument_group(
-        "a model's drift (auto: on for vertex and gemini; for offline as measured best, see the README)"
+        "a model's drift (auto: registration and color match on for vertex and gemini, all off for offline)"
     )
     d.add_argument("--register", choices=MODES, default="auto", help="put each answer back on the input grid")
     d.add_argument("--color_match", choices=MODES, default="auto", help="match each tile's colors to its neighbors")

@@ -5,13 +5,13 @@
 #  2. Every ui/ and processing/ module imported under PyQt6, with only the QGIS modules stubbed
 #     (scripts/qt6_smoke.py).
 # The venv (.build/qt6venv, from /usr/bin/python3 with Debian's numpy/GDAL/rasterio like .venv) is
-# made once and reused. QT6CHECK_DIR points at the checker (default /work/shared/qt6check).
+# made once and reused. QT6CHECK_DIR points at the checker (default: ../shared/qt6check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CHECKER_DIR=${QT6CHECK_DIR:-/work/shared/qt6check}
+CHECKER_DIR=${QT6CHECK_DIR:-$(cd .. && pwd)/shared/qt6check}  # shared/ lies beside the repository
 VENV=.build/qt6venv
-PACKAGES=(PyQt6 PyQt6-QScintilla tokenize-rt "shapely>=2.0,<2.1")
+PACKAGES=(PyQt6 PyQt6-QScintilla tokenize-rt "shapely>=2.0")
 CODE=(ui processing iso_qgis __init__.py scripts tests)
 
 if [ ! -f "$CHECKER_DIR/run_check.py" ] || [ ! -f "$CHECKER_DIR/pyqt5_to_pyqt6.py" ]; then

@@ -36,7 +36,8 @@ FAULTS = [
     ("candidate without parts", {MODEL: ["missing_parts"]}),
     ("corrupt base64", {MODEL: ["corrupt_b64"]}),
     ("base64 of a non-image", {MODEL: [{"kind": "corrupt_b64", "mode": "not_png"}]}),
-    ("4096 px answer for a 64 px canvas", {MODEL: [{"kind": "ok", "size": [4096, 4096]}]}),
+    # 48 MB of pixels to encode and send: more than 2 s on a busy machine, so this row waits longer
+    ("4096 px answer for a 64 px canvas", {MODEL: [{"kind": "ok", "size": [4096, 4096]}]}, {"timeout_s": 60.0}),
     ("401 (token expired), then a fresh token", "refresh"),
     ("404 model", "unknown_model"),
 ]
@@ -76,7 +77,8 @@ def test_fault_matrix_matches_the_docs():
             "",
             "What the gemini backend does with each fault the fake service injects (real `google-genai` client).",
             "Written by `tests/unit/test_fault_matrix.py`; a change in behaviour fails that test until this file",
-            "is regenerated (`ISOTILES_UPDATE_DOCS=1`). Retries: up to 4 here; timeout 2 s; a fallback model is",
+            "is regenerated (`ISOTILES_UPDATE_DOCS=1`). Retries: up to 4 here; timeout 2 s (60 s for the 4096 px",
+            "answer); a fallback model is",
             "set unless the row says otherwise. A run stops at the first 404 or refused credentials (README).",
             "",
             "| fault | calls | retries | fallback | outcome |",
