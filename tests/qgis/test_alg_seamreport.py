@@ -158,7 +158,7 @@ def test_seamreport_loads_a_styled_heatmap_and_the_seams_into_one_group(seamrepo
     results, ok = alg.run(params, context, feedback)
     assert ok, feedback.textLog()
     assert results["HEATMAP"] == str(tmp_path / "heat.tif")
-    assert handleAlgorithmResults(alg, context, feedback, False, params)
+    assert handleAlgorithmResults(alg, context, feedback, parameters=params)  # by name: 3.22 has showResults before it
     group = project.layerTreeRoot().findGroup("Seam report: tiny")
     assert group is not None
     layers = {n.layer().source().split("|")[0]: n.layer() for n in group.findLayers()}

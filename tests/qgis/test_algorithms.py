@@ -231,7 +231,7 @@ def test_generatetiles_loads_styled_outputs_into_one_group(isotiles_provider, he
               "OUTPUT_DIR": str(tmp_path / "run7")}  # fmt: skip
     _results, ok = alg.run(params, context, feedback)
     assert ok, feedback.textLog()
-    assert handleAlgorithmResults(alg, context, feedback, False, params)
+    assert handleAlgorithmResults(alg, context, feedback, parameters=params)  # by name: 3.22 has showResults before it
     group = project.layerTreeRoot().findGroup("Iso tiles: run7")
     assert group is not None
     names = sorted(node.layer().name() for node in group.findLayers())
