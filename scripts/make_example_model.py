@@ -246,6 +246,13 @@ def start_qgis():
 
 def check(model) -> list[str]:
     """Problems with the model: invalid children, and outputs or links that point at nothing."""
+    from qgis.core import Qgis, QgsProcessingModelChildParameterSource
+
+    try:  # newer QGIS: the enum lives in Qgis
+        child_output = Qgis.ProcessingModelChildParameterSource.ChildOutput
+    except AttributeError:
+        child_output = QgsProcessingModelChildParameterSource.ChildOutput
+
     ok, issues = model.validate()
     problems = [] if ok else list(issues)
     for child_id, c in model.childAlgorithms().items():
@@ -257,7 +264,7 @@ def check(model) -> list[str]:
             if alg.parameterDefinition(name) is None:
                 problems.append(f"{child_id}: no parameter {name}")
             for s in sources:
-                if s.source() == s.ChildOutput:
+                if s.source() == child_output:
                     other = model.childAlgorithm(s.outputChildId()).algorithm()
                     if other.outputDefinition(s.outputName()) is None:
                         problems.append(f"{child_id}.{name}: {s.outputChildId()} has no output {s.outputName()}")
