@@ -36,6 +36,22 @@ def _link_plugin() -> None:
 _link_plugin()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Never import the repository root as a package.
+
+    The root is the plugin (it has ``__init__.py``), so pytest collects it as a package and,
+    before the first test, imports that ``__init__.py``. When the folder's name is not a
+    Python identifier (a clone or worktree named ``iso-tile-stylizer``), pytest does so by
+    putting the root itself first on ``sys.path``, and the plugin's ``processing/`` then
+    shadows QGIS's. The plugin has no setup_module for pytest to find there.
+    """
+    for item in items:
+        for node in item.listchain():
+            if isinstance(node, pytest.Package) and node.path == REPO:
+                node.setup = lambda: None
+                return
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
