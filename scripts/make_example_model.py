@@ -1,6 +1,6 @@
 """Build the example Graphical Modeler model examples/buildings_to_stylized_mosaic.model3.
 
-    .venv/bin/python scripts/make_example_model.py [OUT.model3]
+    .venv/bin/python scripts/make_example_model.py [OUT.model3]    (with QGIS 3.22: newer QGIS read its format)
 
 The model chains the four ``isotiles`` algorithms through their declared outputs:
 
@@ -279,7 +279,14 @@ def check(model) -> list[str]:
         f"{MOSAIC_COPY}:MOSAIC",
         f"{REPORT_COPY}:REPORT",
     }
-    missing = expected - {d.name() for d in model.destinationParameterDefinitions()}
+
+    def output_id(d):  # newer QGIS name a model's outputs after their descriptions, with the child in metadata
+        meta = d.metadata()
+        if "_modelChildId" in meta:
+            return f"{meta['_modelChildId']}:{meta['_modelChildOutputName']}"
+        return d.name()  # QGIS 3.22: <child id>:<output name>
+
+    missing = expected - {output_id(d) for d in model.destinationParameterDefinitions()}
     problems += [f"model output {name} missing" for name in sorted(missing)]
     return problems
 
