@@ -13,7 +13,7 @@
 # Chroots need root (sudo is used when not root). A chroot is built once (debootstrap,
 # then QGIS from apt), marked done by a stamp file, and reused; its venv lives inside it
 # (/opt/isotiles-venv), never in the repository. Logs: .build/matrix/<version>.log.
-# Builds run in the background while the tests run one version at a time.
+# The chroots are built side by side, then the versions are tested one after another.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${ISOTILES_MATRIX_CACHE:-/var/cache/isotiles-matrix}"
@@ -245,6 +245,15 @@ for v in "${chroot_versions[@]}"; do
   echo "test_matrix: preparing the QGIS $v chroot in the background (log: .build/matrix/$v-build.log)"
 done
 
+# The tests start once every chroot is ready: the suite has tests that time things, and they fail
+# when a build (dpkg, pip) shares the two cores with them.
+declare -A build_rc
+for v in "${chroot_versions[@]}"; do
+  echo "== $(date +%T) waiting for the QGIS $v chroot"
+  wait "${build_pid[$v]}"
+  build_rc[$v]=$?
+done
+
 declare -A rc secs where
 for v in "${versions[@]}"; do
   log="$LOGS/$v.log"
@@ -257,8 +266,7 @@ for v in "${versions[@]}"; do
   else
     dir="$CACHE/$(chroot_name "$v")"
     where[$v]="chroot $(chroot_name "$v")"
-    echo "== $(date +%T) QGIS $v: waiting for its chroot"
-    if ! wait "${build_pid[$v]}"; then
+    if [ "${build_rc[$v]}" -ne 0 ]; then
       echo "test_matrix: building the QGIS $v chroot failed; the end of .build/matrix/$v-build.log:" >&2
       tail -n 30 "$LOGS/$v-build.log" >&2
       rc[$v]=3; secs[$v]=0; where[$v]+=" (build failed)"
