@@ -99,6 +99,7 @@ trap 'echo "test_matrix: interrupted" >&2; exit 130' INT TERM
 run_logged() {
   local log=$1 pid tail_pid r
   shift
+  : >"$log"  # emptied first, or tail could show the last run's log
   "$@" >"$log" 2>&1 &
   pid=$!
   bg_pids+=("$pid")
