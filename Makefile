@@ -7,7 +7,7 @@ setup:
 test:
 	bash scripts/test.sh
 lint: setup
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	$${ISOTILES_VENV:-.venv}/bin/ruff check . && $${ISOTILES_VENV:-.venv}/bin/ruff format --check .
 sample: setup
 	bash scripts/make_sample.sh
 demo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from qgis.core import (
+    Qgis,
     QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
     QgsFillSymbol,
@@ -67,7 +68,9 @@ def style_footprints(layer: QgsVectorLayer) -> None:
     label = QgsPalLayerSettings()
     label.fieldName = 'concat("x", \',\', "y")'
     label.isExpression = True
-    label.placement = QgsPalLayerSettings.Placement.OverPoint
+    # Newer QGIS have Qgis.LabelPlacement, and there QgsPalLayerSettings.OverPoint is a point position.
+    placement = getattr(Qgis, "LabelPlacement", None)
+    label.placement = placement.OverPoint if placement is not None else QgsPalLayerSettings.Placement.OverPoint
     text = QgsTextFormat()  # readable over any mosaic: larger, bold, on a white halo
     font = QFont()
     font.setBold(True)

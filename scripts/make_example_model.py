@@ -1,6 +1,6 @@
 """Build the example Graphical Modeler model examples/buildings_to_stylized_mosaic.model3.
 
-    .venv/bin/python scripts/make_example_model.py [OUT.model3]
+    .venv/bin/python scripts/make_example_model.py [OUT.model3]    (with QGIS 3.22: newer QGIS read its format)
 
 The model chains the four ``isotiles`` algorithms through their declared outputs:
 
@@ -246,6 +246,13 @@ def start_qgis():
 
 def check(model) -> list[str]:
     """Problems with the model: invalid children, and outputs or links that point at nothing."""
+    from qgis.core import Qgis, QgsProcessingModelChildParameterSource
+
+    try:  # newer QGIS: the enum lives in Qgis
+        child_output = Qgis.ProcessingModelChildParameterSource.ChildOutput
+    except AttributeError:
+        child_output = QgsProcessingModelChildParameterSource.ChildOutput
+
     ok, issues = model.validate()
     problems = [] if ok else list(issues)
     for child_id, c in model.childAlgorithms().items():
@@ -257,7 +264,7 @@ def check(model) -> list[str]:
             if alg.parameterDefinition(name) is None:
                 problems.append(f"{child_id}: no parameter {name}")
             for s in sources:
-                if s.source() == s.ChildOutput:
+                if s.source() == child_output:
                     other = model.childAlgorithm(s.outputChildId()).algorithm()
                     if other.outputDefinition(s.outputName()) is None:
                         problems.append(f"{child_id}.{name}: {s.outputChildId()} has no output {s.outputName()}")
@@ -272,7 +279,14 @@ def check(model) -> list[str]:
         f"{MOSAIC_COPY}:MOSAIC",
         f"{REPORT_COPY}:REPORT",
     }
-    missing = expected - {d.name() for d in model.destinationParameterDefinitions()}
+
+    def output_id(d):  # newer QGIS name a model's outputs after their descriptions, with the child in metadata
+        meta = d.metadata()
+        if "_modelChildId" in meta:
+            return f"{meta['_modelChildId']}:{meta['_modelChildOutputName']}"
+        return d.name()  # QGIS 3.22: <child id>:<output name>
+
+    missing = expected - {output_id(d) for d in model.destinationParameterDefinitions()}
     problems += [f"model output {name} missing" for name in sorted(missing)]
     return problems
 

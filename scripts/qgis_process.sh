@@ -6,9 +6,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$ROOT/.build/plugins" "$ROOT/.build/qgis-home"
 [ -e "$ROOT/.build/plugins/iso_tile_stylizer" ] || ln -s "$ROOT" "$ROOT/.build/plugins/iso_tile_stylizer"
 export QGIS_PLUGINPATH="$ROOT/.build/plugins" HOME="$ROOT/.build/qgis-home" QT_QPA_PLATFORM=offscreen
-# QGIS runs the system Python; the packages Debian lacks (shapely 2, google-genai) live in .venv.
-if [ -x "$ROOT/.venv/bin/python" ]; then
-  site=$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# QGIS runs the system Python; the packages Debian lacks (shapely 2, google-genai) live in the venv
+# ($ISOTILES_VENV, default .venv).
+VENV="${ISOTILES_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+if [ -x "$VENV/bin/python" ]; then
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 BIN=/usr/bin/qgis_process.bin

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh) and run the whole test suite with pytest.
+# The venv is $ISOTILES_VENV (default .venv); arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+VENV="${ISOTILES_VENV:-.venv}"
 export QT_QPA_PLATFORM=offscreen
-.venv/bin/ruff check .
-exec .venv/bin/pytest "$@"
+"$VENV/bin/ruff" check .
+exec "$VENV/bin/pytest" "$@"

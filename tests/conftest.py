@@ -39,15 +39,20 @@ def _link_plugin() -> None:
 _link_plugin()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _repo_root_off_sys_path() -> None:
-    """Drop the repo root from ``sys.path`` again before the first test.
+def pytest_collection_modifyitems(session, config, items):
+    """Never import the repository root as a package.
 
-    pytest imports the root ``__init__.py`` when it sets up the first test; in a checkout
-    whose folder name is no Python identifier (``iso-tile-stylizer``, ``wt-x``) it puts
-    the folder itself on ``sys.path`` for that, and QGIS's ``processing`` is shadowed.
+    The root is the plugin (it has ``__init__.py``), so pytest collects it as a package and,
+    before the first test, imports that ``__init__.py``. When the folder's name is not a
+    Python identifier (a clone or worktree named ``iso-tile-stylizer``), pytest does so by
+    putting the root itself first on ``sys.path``, and the plugin's ``processing/`` then
+    shadows QGIS's. The plugin has no setup_module for pytest to find there.
     """
-    _drop_repo_root()
+    for item in items:
+        for node in item.listchain():
+            if isinstance(node, pytest.Package) and node.path == REPO:
+                node.setup = lambda: None
+                return
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,17 @@ def test_example_model_is_what_the_script_builds(repo_root, tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert read_model(out) == read_model(MODEL), "examples/ is stale: run scripts/make_example_model.py"
+    made, committed = read_model(out), read_model(MODEL)
+    if made.get("internal_version") != committed.get("internal_version"):
+        # The example is written with QGIS 3.22, the oldest supported; newer QGIS read it but write a
+        # later format (model outputs named after their descriptions): compare what both formats share.
+        for model in (made, committed):
+            for key in ("internal_version", "outputGroup", "outputOrder"):
+                model.pop(key, None)
+            model["parameterDefinitions"] = {
+                k: v for k, v in model["parameterDefinitions"].items() if k in committed["parameters"]
+            }
+    assert made == committed, "examples/ is stale: run scripts/make_example_model.py (with QGIS 3.22)"
 
 
 def run_model(env, out: Path, helsinki_pbf: Path, region: Path, reference: Path | None):

@@ -132,7 +132,8 @@ def test_seamreport_bad_input_names_it(run_alg, seamreport, tileset, tmp_path, c
     assert message in str(info.value)
 
 
-def test_seamreport_loads_a_styled_heatmap_and_the_seams_into_one_group(seamreport, tileset, tmp_path):
+def test_seamreport_loads_a_styled_heatmap_and_the_seams_into_one_group(seamreport, tileset, tmp_path, monkeypatch):
+    from processing.gui import Postprocessing
     from processing.gui.Postprocessing import handleAlgorithmResults
     from qgis.core import (
         QgsApplication,
@@ -143,6 +144,8 @@ def test_seamreport_loads_a_styled_heatmap_and_the_seams_into_one_group(seamrepo
         QgsSingleBandPseudoColorRenderer,
     )
 
+    # headless, as in qgis_process: pytest-qgis's stand-in iface has no layer tree view, which 3.44 loads into
+    monkeypatch.setattr(Postprocessing, "iface", None, raising=False)  # 3.22 does not use it
     project = QgsProject.instance()
     project.clear()
     context = QgsProcessingContext()
@@ -158,7 +161,7 @@ def test_seamreport_loads_a_styled_heatmap_and_the_seams_into_one_group(seamrepo
     results, ok = alg.run(params, context, feedback)
     assert ok, feedback.textLog()
     assert results["HEATMAP"] == str(tmp_path / "heat.tif")
-    assert handleAlgorithmResults(alg, context, feedback, False, params)
+    assert handleAlgorithmResults(alg, context, feedback, parameters=params)  # by name: 3.22 has showResults before it
     group = project.layerTreeRoot().findGroup("Seam report: tiny")
     assert group is not None
     layers = {n.layer().source().split("|")[0]: n.layer() for n in group.findLayers()}
