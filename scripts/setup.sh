@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV="${ISOTILES_VENV:-.venv}"
 
 DEB_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-shapely python3-pyproj python3-rasterio
-              python3-pil python3-venv proj-bin gdal-bin make xvfb x11-apps imagemagick unzip)
+              python3-pil python3-pip python3-venv proj-bin gdal-bin make xvfb x11-apps imagemagick unzip)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

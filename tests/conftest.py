@@ -55,6 +55,18 @@ def pytest_collection_modifyitems(session, config, items):
                 return
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_while_qgis_runs(qgis_app):
+    """Collect what the tests left behind before pytest-qgis calls ``exitQgis()`` (this fixture ends first).
+
+    Python wrappers of QGIS objects collected after QGIS has exited crash QGIS 3.40 and 3.44 (pytest's
+    own last collection, at the end of the session, ran into them: signal 11)."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
