@@ -277,12 +277,16 @@ class MosaicPass:
     def measure(self, win: Rect, edge: int, vertical: bool, pair: tuple[Cell, Cell]) -> None:
         if not any(self.status.get(c) == DONE for c in pair):
             return
-        L = rgb_to_lab(self.comp.read(win)[0])[..., 0]
+        rgb = self.comp.read(win)[0]
         ok = self._valid(win)
-        if vertical:
-            self.sums.add(L, ok, [edge - win[0]], self.spacing_x)
-        else:
-            self.sums.add(L.T, ok.T, [edge - win[1]], self.spacing_y)
+        if not vertical:
+            rgb, ok = rgb.swapaxes(0, 1), ok.T
+        edge, spacing = (edge - win[0], self.spacing_x) if vertical else (edge - win[1], self.spacing_y)
+        # L* of the columns the measure reads, not of the whole window (most of a tile)
+        cols = SeamStepSums.reads(edge, spacing, rgb.shape[1])
+        L = np.zeros(rgb.shape[:2], np.float32)
+        L[:, cols] = rgb_to_lab(rgb[:, cols])[..., 0]
+        self.sums.add(L, ok, [edge], spacing)
 
 
 #: what a killed run's streaming pass leaves in the output folder: its scratch folder and the GeoTIFFs
