@@ -119,6 +119,9 @@ def instrument(clock: Clock) -> None:
         (run._Run, "inputs", "read inputs"),
         (run._Run, "static_context", "static context"),
         (genai_backend, "request_parts", "request parts"),
+        (genai_backend, "request_layout", "request parts"),
+        (genai_backend, "encode_parts", "request parts"),
+        (genai_backend, "legacy_request_key", "cache key"),
         (genai_backend, "request_key", "cache key"),
         (cache.AnswerCache, "get", "cache read"),
         (genai_backend.GenAIBackend, "_call_with_retries", "answer decoding"),
@@ -137,10 +140,13 @@ def instrument(clock: Clock) -> None:
         (mosaic, "heatmap_rgba", "GeoTIFF writes"),
         (mosaic.MosaicOutputs, "finish", "GeoTIFF close, quick looks"),
         (run, "save_png", "candidate PNGs"),
+        (run, "save_rgb_png", "candidate PNGs"),
         (state, "save_png", "accepted canvases"),
+        (state, "save_rgb_png", "accepted canvases"),
         (state.RunState, "record", "records"),
         (state.RunState, "load_canvas", "read inputs"),
         (mosaic, "save_png", "final tile PNGs"),
+        (mosaic, "save_rgb_png", "final tile PNGs"),
         (finalize, "finalize", "finalize"),
     ]:
         with contextlib.suppress(AttributeError, KeyError):  # run imports finalize lazily

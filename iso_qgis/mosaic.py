@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .composite import Compositor, Rect, local_slices
-from .fsutil import atomic_write, save_png
+from .fsutil import atomic_write, save_rgb_png
 from .outputs import GeoTiffWriter, heatmap_rgba
 from .seams import SEAM_STEP_REACH, SeamStepSums, intersect, rgb_to_lab
 
@@ -272,7 +272,7 @@ class MosaicPass:
         rgb = self.comp.read(image)[0]
         x, y = self.run.tile(c)
         path = self.run.out / "tiles" / str(self.run.z) / str(x) / f"{y}.png"
-        self.futures.append(self.png_pool.submit(save_png, Image.fromarray(rgb), path))
+        self.futures.append(self.png_pool.submit(save_rgb_png, rgb, path, 3))  # a kept file: level 3
 
     def measure(self, win: Rect, edge: int, vertical: bool, pair: tuple[Cell, Cell]) -> None:
         if not any(self.status.get(c) == DONE for c in pair):
@@ -315,7 +315,8 @@ def png_copy(src: Path, dst: Path) -> Path:
         w, h = ds.RasterXSize, ds.RasterYSize
         scale = min(1.0, MAX_PNG_PX / max(w, h))
         size = {"width": max(1, round(w * scale)), "height": max(1, round(h * scale))} if scale < 1 else {}
-        out = gdal.Translate(tmp, ds, format="PNG", resampleAlg="average", **size)
+        # zlib level 3: a third of the time of the default 6, for a file about 12% larger
+        out = gdal.Translate(tmp, ds, format="PNG", resampleAlg="average", creationOptions=["ZLEVEL=3"], **size)
         if out is None:
             raise OSError(f"cannot write {dst.name}: {gdal.GetLastErrorMsg()}")
         out = None
