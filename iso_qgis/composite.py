@@ -26,6 +26,9 @@ Cell = tuple[int, int]  # (x, row): grid space, rows counted downward whatever t
 
 #: neighbor side -> offset in grid space
 SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
+#: how far (px) around a painted part the multi-band blend is computed: beyond it, blending a difference that
+#: is zero there changes nothing (five levels reach under 128 px)
+WIDE_MARGIN = 192
 
 
 class _Block:
@@ -160,12 +163,11 @@ class Compositor:
     # ------------------------------------------------------------ painting
     def add(self, cell: Cell, canvas: np.ndarray, rect: Rect, core: Rect) -> list[dict]:
         """Composite one canvas; returns the bands it was cut against (side, neighbor, mean deltaE)."""
-        new = canvas[: rect[3] - rect[1], : rect[2] - rect[0]].astype(np.float32)
-        old_rgb, filled, heat = self._gather(rect, create=True)
-        old = old_rgb.astype(np.float32)
+        new = canvas[: rect[3] - rect[1], : rect[2] - rect[0]]
+        old, filled, heat = self._gather(rect, create=True)
         weight = np.ones(filled.shape, np.float32)
         covered = np.zeros(filled.shape, bool)
-        bands = []
+        bands, cut = [], []
         for side, (dx, dy) in SIDE_OFFSETS.items():
             nb = (cell[0] + dx, cell[1] + dy)
             if nb not in self.rects:
@@ -174,14 +176,14 @@ class Compositor:
             if band is None:
                 continue
             bs = local_slices(rect, band)
-            a, b = old[bs], new[bs]
-            err = delta_e(rgb_to_lab(a.astype(np.uint8)), rgb_to_lab(b.astype(np.uint8)))
+            err = delta_e(rgb_to_lab(old[bs]), rgb_to_lab(new[bs]))
             err[~filled[bs]] = 0.0  # nothing there yet: free to cut through
             vertical, new_after = SIDE_GEOMETRY[side]
             path = min_error_path(err, vertical)
             mask = cut_mask(err.shape, path, vertical, new_after, self.blend_px)
             weight[bs] = np.minimum(weight[bs], mask)
             covered[bs] = True
+            cut.append(bs)
             heat[bs] = np.fmax(heat[bs], np.where(filled[bs], err, np.nan))
             bands.append({"side": side, "neighbor": list(nb), "mean_delta_e": float(err[filled[bs]].mean())})
         # overlap not governed by a cut (diagonal corners): the core's owner wins
@@ -192,25 +194,84 @@ class Compositor:
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
-        out = weight[..., None] * new + (1 - weight[..., None]) * old
+        # weight 1 takes the new pixel, 0 the old one: only the ramps across the cuts are mixed
+        out = np.where((weight >= 1.0)[..., None], new, old)
+        mixed = (weight > 0.0) & (weight < 1.0)
+        for sl in cut:  # ramps lie in the bands cut through
+            narrow = _mix(new[sl], old[sl], weight[sl])
+            out[sl] = np.where(mixed[sl][..., None], np.clip(np.round(narrow), 0, 255).astype(np.uint8), out[sl])
         if self.bands and bands:
-            wide = multiband_blend(new, np.where(filled[..., None], old, new), weight, self.bands)
-            # pixels outside the canvas keep their colors: towards its edges the wide blend hands over to the
-            # narrow one, which leaves the neighbor's pixels there as they are
-            reach = 2**self.bands
-            h, w = weight.shape
-            edge = np.minimum.outer(
-                np.minimum(np.arange(h), np.arange(h)[::-1]), np.minimum(np.arange(w), np.arange(w)[::-1])
-            )
-            r = np.clip(edge / reach, 0.0, 1.0)[..., None].astype(np.float32)
-            out = r * wide + (1 - r) * out
-        self._scatter(rect, np.clip(np.round(out), 0, 255).astype(np.uint8), heat)
+            self._blend_wide(cell, out, new, old, filled, weight, rect)
+        self._scatter(rect, out, heat)
         self.rects[cell] = rect
         return bands
+
+    def _blend_wide(
+        self,
+        cell: Cell,
+        out: np.ndarray,
+        new: np.ndarray,
+        old: np.ndarray,
+        filled: np.ndarray,
+        weight: np.ndarray,
+        rect: Rect,
+    ) -> None:
+        """Multi-band blending over the parts of the canvas near painted pixels, into ``out``.
+
+        The wide blend of ``new`` over ``old`` is ``old`` plus the blend of their difference, which is zero
+        where nothing was painted: it is computed around the painted parts (the canvas's overlaps with
+        painted canvases), each in a box as far again as the blend reaches, instead of over the whole canvas.
+        Towards the canvas's edges the wide blend hands over to the narrow one, which leaves the neighbor's
+        pixels there as they are.
+        """
+        h, w = weight.shape
+        levels = max(0, min(self.bands, int(np.log2(max(1, min(h, w)))) - 2))
+        align, margin = 2**levels, WIDE_MARGIN
+        near = [(cell[0] + dx, cell[1] + dy) for dy in range(-2, 3) for dx in range(-2, 3)]
+        parts = [intersect(rect, self.rects[n]) for n in near if n in self.rects]
+        parts = [local_slices(rect, p) for p in parts if p is not None]
+        painted = np.zeros((h, w), bool)
+        for sl in parts:
+            painted[sl] = True
+        if not parts or (filled & ~painted).any():  # unexpected: the whole canvas, as it is defined
+            parts = [(slice(0, h), slice(0, w))]
+        base = np.where(filled[..., None], old, new)
+        acc = np.zeros((h, w, 3), np.float32)
+        boxes, taken = [], np.zeros((h, w), bool)
+        for r, c in parts:  # each painted pixel counts once, in the first part that holds it
+            own = np.zeros((h, w), bool)
+            own[r, c] = True
+            own &= filled & ~taken
+            taken |= own
+            if not own.any():
+                continue
+            # the box around the part, on the pyramid's grid (so its levels fall as the whole canvas's would)
+            r0, c0 = max(0, (r.start - margin) // align * align), max(0, (c.start - margin) // align * align)
+            r1, c1 = min(h, r.stop + margin), min(w, c.stop + margin)
+            box = (slice(r0, r1), slice(c0, c1))
+            diff = np.where(own[box][..., None], new[box].astype(np.float32) - old[box], np.float32(0))
+            acc[box] += multiband_delta(diff, weight[box], levels)
+            boxes.append(box)
+        reach = 2**self.bands
+        for r, c in boxes:
+            edge = np.minimum.outer(
+                np.minimum(np.arange(r.start, r.stop), h - 1 - np.arange(r.start, r.stop)),
+                np.minimum(np.arange(c.start, c.stop), w - 1 - np.arange(c.start, c.stop)),
+            )
+            ramp = np.clip(edge / reach, 0.0, 1.0)[..., None].astype(np.float32)
+            wide = base[r, c] + acc[r, c]
+            mixed = ramp * wide + (1 - ramp) * _mix(new[r, c], old[r, c], weight[r, c])
+            out[r, c] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
     def read(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The composited pixels of ``rect``: RGB (0 where unpainted), painted mask and seam heat (NaN: none)."""
         return self._gather(rect, create=False)
+
+
+def _mix(new: np.ndarray, old: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``weight * new + (1 - weight) * old`` in float32 (weight 1: new)."""
+    wt = weight[..., None]
+    return wt * new.astype(np.float32) + (1 - wt) * old.astype(np.float32)
 
 
 def local_slices(outer: Rect, inner: Rect) -> tuple[slice, slice]:
@@ -235,6 +296,20 @@ def _up(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     b = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
     p = np.concatenate([b[:, :1], b, b[:, -1:]], axis=1)
     return 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+
+
+def multiband_delta(diff: np.ndarray, weight: np.ndarray, levels: int) -> np.ndarray:
+    """What ``multiband_blend(new, old, weight, levels)`` adds to ``old``, from ``diff = new - old`` alone (the
+    blend is linear): one pyramid instead of two, and zero wherever the difference is zero far around."""
+    gd, gw = [diff], [weight[..., None]]
+    for _ in range(levels):
+        gd.append(_down(gd[-1]))
+        gw.append(_down(gw[-1]))
+    acc = gw[-1] * gd[-1]
+    for i in range(levels - 1, -1, -1):
+        shape = gd[i].shape
+        acc = _up(acc, shape) + gw[i] * (gd[i] - _up(gd[i + 1], shape))
+    return acc
 
 
 def multiband_blend(new: np.ndarray, old: np.ndarray, weight: np.ndarray, levels: int) -> np.ndarray:

@@ -56,7 +56,7 @@ def dry_run_summary(totals: dict[str, Any]) -> str:
 
 def dry_run(run: _Run) -> RunResult:
     from .backends.base import ImageRequest
-    from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_parts
+    from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_layout
     from .run import MODE_SIDES, RunResult, candidate_seed
 
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def dry_run(run: _Run) -> RunResult:
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip
-        parts = request_parts(req)  # built for real: sizes and labels as they would be sent
+        parts = request_layout(req)  # built for real: labels as they would be sent (images are sized below)
         chars = sum(len(p) for p in parts if isinstance(p, str))
         images = [*req.anchors, *neighbors.values(), *([req.reference] if req.reference is not None else []), wb]
         sizes = [(img.shape[1], img.shape[0]) for img in images]

@@ -101,13 +101,24 @@ def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
     h, w = img.shape
     x, y = u - 0.5, v - 0.5
     inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
-    x = np.clip(x, 0, w - 1.001)
-    y = np.clip(y, 0, h - 1.001)
-    x0, y0 = x.astype(np.int32), y.astype(np.int32)
+    x = np.minimum(np.maximum(x, 0), w - 1.001)
+    y = np.minimum(np.maximum(y, 0), h - 1.001)
+    x0, y0 = x.astype(np.intp), y.astype(np.intp)
     fx, fy = x - x0, y - y0
-    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
-    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32), inside
+    # the four neighbors by flat index (cheaper than a 2-d gather; the same values)
+    flat = img.ravel()
+    i = y0 * w
+    i += x0
+    gx = 1 - fx
+    top = flat.take(i) * gx
+    top += flat.take(i + 1) * fx
+    i += w
+    bottom = flat.take(i) * gx
+    bottom += flat.take(i + 1) * fx
+    top *= 1 - fy
+    bottom *= fy
+    top += bottom
+    return top.astype(np.float32), inside
 
 
 # ------------------------------------------------------------------ the input's side

@@ -29,7 +29,7 @@ from .composite import SIDE_OFFSETS
 from .dryrun import dry_run_backend
 from .errors import IsoInputError
 from .feedback import Feedback
-from .fsutil import save_png
+from .fsutil import save_rgb_png
 from .grid import ZoomLevel, load_tilejson
 from .heap import return_large_blocks
 from .mosaic import MosaicOutputs
@@ -442,7 +442,7 @@ class _Run:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
             try:
-                save_png(Image.fromarray(res.image), p, compress_level=1)
+                save_rgb_png(res.image, p, compress_level=1)
                 rec["file"] = str(p.relative_to(self.out))
             except OSError as exc:  # a full disk: keep the answer in memory, stop the run cleanly
                 rec["notes"].append(f"candidate not saved: {exc.strerror or exc}")

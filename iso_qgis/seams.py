@@ -358,6 +358,18 @@ class SeamStepSums:
             if mid - band >= 0:
                 self._take("far", d[:, mid - band : mid + band][okd[:, mid - band : mid + band]])
 
+    @staticmethod
+    def reads(c: int, spacing: float, n: int, band: int = 8) -> np.ndarray:
+        """The columns of an ``n`` column window of L* that ``add`` reads for a boundary at column ``c``
+        (the rest of the window may hold anything)."""
+        diffs = {c - 1, *(cc for k in (8, 16, 24, 32) for cc in (c - 1 - k, c - 1 + k))}
+        diffs.update(range(max(c - band, 0), min(c + band, n - 1)))
+        mid = c - int(spacing) // 2
+        if mid - band >= 0:
+            diffs.update(range(mid - band, mid + band))
+        d = np.array(sorted(j for j in diffs if 0 <= j < n - 1), np.int64)
+        return np.unique(np.concatenate([d, d + 1]))  # a difference reads two neighbor columns
+
     def result(self) -> dict:
         mean = {k: self.sum[k] / self.count[k] if self.count[k] else float("nan") for k in self.KEYS}
         a, b, near, far = mean["across"], mean["within"], mean["near"], mean["far"]

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import IsoInputError
-from .fsutil import atomic_write_json, save_png
+from .fsutil import atomic_write_json, save_rgb_png
 
 STATE_FILE = "run_state.json"
 STATE_VERSION = 1
@@ -111,7 +111,7 @@ class RunState:
         Safe to call from a writer thread: ``self.tiles`` is updated by the caller or here.
         """
         if canvas is not None:
-            save_png(Image.fromarray(canvas), self.canvas_path(x, y), compress_level=1)
+            save_rgb_png(canvas, self.canvas_path(x, y), compress_level=1)
         self.tiles[tile_key(x, y)] = rec
         atomic_write_json(self.out_dir / "state" / f"{tile_key(x, y)}.json", rec)
 

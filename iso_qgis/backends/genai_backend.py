@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..cost import Usage, cost_usd, load_prices
 from .base import SIDES, Check, Failure, FailureKind, ImageRequest, ImageResult
-from .cache import AnswerCache, request_key
+from .cache import AnswerCache, PerImage, legacy_request_key, request_key
 from .credentials import Credentials
 
 DEFAULT_MODEL = "gemini-3-pro-image"
@@ -118,28 +118,39 @@ def image_size_for(w: int, h: int) -> str:
     return "1K" if side <= 1024 else "2K" if side <= 2048 else "4K"
 
 
-def png_bytes(image: np.ndarray) -> bytes:
+def _png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
-def request_parts(req: ImageRequest) -> list[Any]:
-    """Text labels and PNG bytes, in the order the model sees them."""
+#: an image as sent: PNG bytes, encoded once per image (the K requests of a tile share theirs)
+png_bytes = PerImage(_png)
+
+
+def request_layout(req: ImageRequest) -> list[Any]:
+    """Text labels and images (arrays), in the order the model sees them."""
     prompt = req.prompt + (f"\nAvoid: {req.negative_prompt}" if req.negative_prompt else "")
     parts: list[Any] = [prompt]
     for i, anchor in enumerate(req.anchors, start=1):
-        parts += [f"ANCHOR {i} (style reference)", png_bytes(anchor)]
+        parts += [f"ANCHOR {i} (style reference)", anchor]
     for side in SIDES:
         if side in req.neighbors:
-            parts += [
-                f"NEIGHBOR {side.upper()} (already accepted; continue it seamlessly)",
-                png_bytes(req.neighbors[side]),
-            ]
+            parts += [f"NEIGHBOR {side.upper()} (already accepted; continue it seamlessly)", req.neighbors[side]]
     if req.reference is not None:
-        parts += ["COLOR REFERENCE", png_bytes(req.reference)]
-    parts += ["INPUT TILE", png_bytes(req.whitebox)]
+        parts += ["COLOR REFERENCE", req.reference]
+    parts += ["INPUT TILE", req.whitebox]
     return parts
+
+
+def encode_parts(layout: list[Any]) -> list[Any]:
+    """The layout as sent: text labels and PNG bytes."""
+    return [png_bytes(p) if isinstance(p, np.ndarray) else p for p in layout]
+
+
+def request_parts(req: ImageRequest) -> list[Any]:
+    """Text labels and PNG bytes, in the order the model sees them."""
+    return encode_parts(request_layout(req))
 
 
 class GenAIBackend:
@@ -204,10 +215,10 @@ class GenAIBackend:
         return cfg
 
     def generate(self, req: ImageRequest) -> ImageResult:
-        parts = request_parts(req)
+        layout = request_layout(req)  # encoded only if a call is made
         config = self.config(req)
         model = req.model or self.s.model
-        result = self._call_with_retries(model, parts, config, req.check)
+        result = self._call_with_retries(model, layout, config, req.check)
         if (
             not result.ok
             and self.s.fallback_model
@@ -216,7 +227,7 @@ class GenAIBackend:
             not in (FailureKind.BLOCKED, FailureKind.AUTH, FailureKind.CANCELED, FailureKind.NOT_FOUND)
         ):  # fmt: skip  (a wrong model id is the user's to fix, not to hide behind the fallback)
             first = result
-            result = self._call_with_retries(self.s.fallback_model, parts, config, req.check)
+            result = self._call_with_retries(self.s.fallback_model, layout, config, req.check)
             result.fallback = True
             result.retries += first.retries + 1
             result.notes.insert(0, f"{model} failed ({first.failure.kind.value if first.failure else '?'}); fallback")
@@ -225,22 +236,42 @@ class GenAIBackend:
             result.cost_usd += first.cost_usd
         return result
 
+    def _cached(self, key: str, model: str, check: Check | None) -> ImageResult | None:
+        """The cached answer under ``key``, checked; None if there is none or the check refuses it (then it is
+        dropped, and asked again, once more paid)."""
+        assert self.cache is not None
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        data, meta = hit
+        img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
+        if check is None:
+            return res
+        failure, res.image, res.checked = check(img)
+        if failure is None:
+            return res
+        self.cache.drop(key)
+        return None
+
     def _call_with_retries(
-        self, model: str, parts: list[Any], config: dict[str, Any], check: Check | None = None
+        self, model: str, layout: list[Any], config: dict[str, Any], check: Check | None = None
     ) -> ImageResult:
-        key = request_key(model, parts, config)
+        key = request_key(model, layout, config)
         if self.cache is not None:
-            hit = self.cache.get(key)
+            res = self._cached(key, model, check)
+            if res is not None:
+                return res
+        parts = encode_parts(layout)
+        if self.cache is not None:  # a cache filled before keys were taken over pixels: its entry moves over
+            old = legacy_request_key(model, parts, config)
+            hit = self.cache.get(old)
             if hit is not None:
-                data, meta = hit
-                img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
-                if check is None:
+                self.cache.put(key, *hit)
+                self.cache.drop(old)
+                res = self._cached(key, model, check)
+                if res is not None:
                     return res
-                failure, res.image, res.checked = check(img)
-                if failure is None:
-                    return res
-                self.cache.drop(key)  # a cached answer the caller refuses is asked again, once more paid
         t0 = time.perf_counter()
         retries = 0
         refreshed = False

@@ -186,6 +186,28 @@ def test_the_cache_answers_a_repeated_request_without_a_call(fake, tmp_path):
     assert b.cache.size()[0] == 2
 
 
+def test_a_cache_filled_under_png_keys_is_not_paid_twice(fake, tmp_path):
+    from iso_tile_stylizer.iso_qgis.backends.cache import legacy_request_key, request_key
+    from iso_tile_stylizer.iso_qgis.backends.genai_backend import encode_parts, request_layout
+
+    b = gemini(fake, tmp_path)
+    req = request(seed=7)
+    first = b.generate(req)
+    layout, config = request_layout(req), b.config(req)
+    new, old = request_key(MODEL, layout, config), legacy_request_key(MODEL, encode_parts(layout), config)
+    assert new != old
+    # the entry as a build that keyed on PNG encodings left it
+    b.cache.put(old, *b.cache.get(new))
+    b.cache.drop(new)
+    again = gemini(fake, tmp_path).generate(request(seed=7))
+    assert fake.calls() == 1 and again.cached and np.array_equal(first.image, again.image)
+    assert b.cache.get(new) is not None and b.cache.get(old) is None  # moved under its new key
+    # the key is over pixels: equal pixels in another array give the same key, other pixels another
+    assert request_key(MODEL, request_layout(request(seed=7)), config) == new
+    changed = request(seed=7, whitebox=canvas(9))
+    assert request_key(MODEL, request_layout(changed), config) != new
+
+
 @pytest.mark.parametrize(
     ("name", "opts", "needle"),
     [

@@ -1,0 +1,307 @@
+"""The engine's own CPU per 1024 px tile, stage by stage (prints figures; not a test).
+
+A 4 x 4 patch of 1024 px tiles (the Helsinki sample rendered at 3 px/m, 64 px of overlap per side, so
+1152 px canvases), K=4, every output on (candidates kept, mosaic and heatmap GeoTIFFs, quick looks,
+final tiles, report), with the color reference when ``sample/reference.tif`` exists. The backend is the
+engine's ``gemini`` backend (the real google-genai client) pointed at the local fake service
+(``tests/fake_gemini.py``), whose answers drift as a model's do (shift, zoom, color cast): registration and
+color match are on, as they are by default for a model. A first run fills the answer cache; the second,
+into a fresh output folder, asks the same requests, so every answer comes from the cache and the engine
+alone does the work. Each run is a process of its own: its CPU time (user + system), minor page faults and
+peak RSS are its own.
+
+Stages are measured by wrapping the engine's functions with a per-thread CPU clock (``time.thread_time``),
+each counting only its own time (not that of the wrapped functions it calls); work on the engine's thread
+pools outside those functions is counted by pool. "unattributed" is the rest of the process's CPU time:
+the interpreter and the client library outside any wrapped function, garbage collection, threads
+without a wrapper.
+
+Run from the repository root after ``bash scripts/make_sample.sh``:
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cpu_per_tile.py [--tiles 4] [--k 4] [--profile]
+
+``--profile``: also a sampling profile of the measured run (pyinstrument, if installed) into
+``benchmarks/out/cpu/profile.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / ".build" / "plugins"
+if not (PLUGINS / "iso_tile_stylizer").exists():  # as tests/conftest.py does: a link to the repository
+    PLUGINS.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        (PLUGINS / "iso_tile_stylizer").symlink_to(ROOT, target_is_directory=True)
+sys.path.insert(0, str(PLUGINS))  # the plugin package, never the repo root
+sys.path.insert(0, str(ROOT / "tests"))
+
+MODEL = "gemini-3-pro-image"
+KEY = "bench-key"
+OUT = ROOT / "benchmarks" / "out" / "cpu"
+#: the report's stages: name -> the measured parts that make it up
+STAGES = {
+    "reading inputs": ["read inputs", "static context"],
+    "request building, cache key": ["request parts", "cache key"],
+    "answer decoding": ["cache read", "answer decoding"],
+    "answer check: resize": ["resize"],
+    "answer check: registration": ["registration template", "registration"],
+    "answer check: resampling": ["resampling"],
+    "scoring": ["scoring"],
+    "color match": ["color match"],
+    "compositing": ["compositing"],
+    "outputs: GeoTIFFs, quick looks, seam measure": ["mosaic blocks", "GeoTIFF writes", "seam measure",
+                                                     "GeoTIFF close, quick looks", "pool: isotiles-close"],
+    "outputs: report, footprints, VRT": ["finalize"],
+    "writes: candidate PNGs": ["candidate PNGs"],
+    "writes: accepted canvases, records": ["accepted canvases", "records"],
+    "writes: final tiles": ["final tile PNGs"],
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------ the CPU clock per stage
+class Clock:
+    """Per-thread CPU time of wrapped functions, each counting only its own time (not its wrapped callees)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, stage: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            stack = self.local.__dict__.setdefault("stack", [])
+            t0 = time.thread_time()
+            stack.append(0.0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = time.thread_time() - t0
+                inner = stack.pop()
+                if stack:
+                    stack[-1] += dt
+                with self.lock:
+                    self.cpu[stage] += dt - inner
+                    self.calls[stage] += 1
+
+        return timed
+
+    def patch(self, owner: Any, name: str, stage: str) -> None:
+        raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        if isinstance(raw, classmethod):
+            setattr(owner, name, classmethod(self.wrap(stage, raw.__func__)))
+        else:
+            setattr(owner, name, self.wrap(stage, raw))
+
+
+def instrument(clock: Clock) -> None:
+    """Wrap the engine's functions by stage (benchmark only)."""
+    from iso_tile_stylizer.iso_qgis import composite, finalize, mosaic, register, run, state
+    from iso_tile_stylizer.iso_qgis.backends import cache, genai_backend
+
+    for owner, name, stage in [
+        (run._Run, "inputs", "read inputs"),
+        (run._Run, "static_context", "static context"),
+        (genai_backend, "request_parts", "request parts"),
+        (genai_backend, "request_layout", "request parts"),
+        (genai_backend, "encode_parts", "request parts"),
+        (genai_backend, "legacy_request_key", "cache key"),
+        (genai_backend, "request_key", "cache key"),
+        (cache.AnswerCache, "get", "cache read"),
+        (genai_backend.GenAIBackend, "_call_with_retries", "answer decoding"),
+        (run, "fit_answer", "resize"),
+        (register.Template, "of", "registration template"),
+        (run, "register", "registration"),
+        (run, "resample", "resampling"),
+        (run._Run, "score", "scoring"),
+        (run, "fit_side", "color match"),
+        (run, "compensate", "color match"),
+        (composite.Compositor, "add", "compositing"),
+        (mosaic.MosaicPass, "write_block", "mosaic blocks"),
+        (mosaic.MosaicPass, "write_tile", "mosaic blocks"),
+        (mosaic.MosaicPass, "measure", "seam measure"),
+        (mosaic.GeoTiffWriter, "write", "GeoTIFF writes"),
+        (mosaic, "heatmap_rgba", "GeoTIFF writes"),
+        (mosaic.MosaicOutputs, "finish", "GeoTIFF close, quick looks"),
+        (run, "save_png", "candidate PNGs"),
+        (run, "save_rgb_png", "candidate PNGs"),
+        (state, "save_png", "accepted canvases"),
+        (state, "save_rgb_png", "accepted canvases"),
+        (state.RunState, "record", "records"),
+        (state.RunState, "load_canvas", "read inputs"),
+        (mosaic, "save_png", "final tile PNGs"),
+        (mosaic, "save_rgb_png", "final tile PNGs"),
+        (finalize, "finalize", "finalize"),
+    ]:
+        with contextlib.suppress(AttributeError, KeyError):  # run imports finalize lazily
+            clock.patch(owner, name, stage)
+    # whatever else runs on a pool thread counts for its pool
+    submit = ThreadPoolExecutor.submit
+
+    def pooled(pool: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        stage = f"pool: {pool._thread_name_prefix or 'unnamed'}"
+        return submit(pool, clock.wrap(stage, fn), *args, **kwargs)
+
+    ThreadPoolExecutor.submit = pooled  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------ one run, in a process of its own
+def child(spec: dict[str, Any]) -> None:
+    import google.genai  # noqa: F401  (imported before the clock starts: once per process, not per tile)
+
+    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+
+    clock = Clock()
+    if spec["instrument"]:
+        instrument(clock)
+    opts = {"api_key": KEY, "base_url": spec["base_url"], "cache_dir": spec["cache_dir"], "retry_base_ms": 1,
+            "retry_max_ms": 20, "retry_max": 3, "timeout_s": 300}  # fmt: skip
+    cfg = RunConfig(tilejson=spec["tilejson"], out_dir=spec["out"], tiles=[tuple(t) for t in spec["tiles"]],
+                    k=spec["k"], overlap_px=64, concurrency=16, backend="gemini", model=MODEL,
+                    backend_options=opts, keep_candidates=True)  # fmt: skip
+    profiler = None
+    if spec.get("profile"):
+        with contextlib.suppress(ImportError):
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.005, async_mode="disabled")
+            profiler.start()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    res = run_generation(cfg)
+    r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+    if profiler is not None:
+        profiler.stop()
+        Path(spec["profile"]).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    report = json.loads((Path(spec["out"]) / "report_nb_pro.json").read_text())
+    cached = sum(c.get("cached", False) for t in report["tiles"].values() for c in t.get("candidates", []))
+    out = {
+        "accepted": res.accepted_count, "failed": res.failed_count, "cached": cached, "wall_s": wall,
+        "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+        "minflt": r1.ru_minflt - r0.ru_minflt, "maxrss_mb": r1.ru_maxrss / 1024,
+        "stages": dict(clock.cpu), "calls": dict(clock.calls), "seam_step": res.totals.get("seam_step"),
+    }  # fmt: skip
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    sys.exit(f"the run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+# ------------------------------------------------------------------ inputs
+def pbf() -> Path:
+    for p in (ROOT / "sample" / "Helsinki.osm.pbf", ROOT / ".build" / "data" / "Helsinki.osm.pbf"):
+        if p.is_file():
+            return p
+    sys.exit("no Helsinki extract: run bash scripts/make_sample.sh first")
+
+
+def tiles_1024() -> Path:
+    """The sample at 1024 px tiles (3 px/m), with the color reference warped onto it when there is one."""
+    tj = OUT / "tiles" / "tilejson.json"
+    py = [sys.executable, "-m", "iso_qgis"]
+    if not tj.is_file():
+        subprocess.run([*py, "whitebox", str(pbf()), str(tj.parent), "--ppm", "3", "--tile_size", "1024"],
+                       cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    ref = ROOT / "sample" / "reference.tif"
+    if ref.is_file() and not (tj.parent / "raw_satellite").is_dir():
+        subprocess.run([*py, "reference", str(ref), str(tj.parent)], cwd=ROOT, check=True, capture_output=True)
+    return tj
+
+
+def middle_patch(tilejson: Path, n: int) -> list[tuple[int, int]]:
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+
+    x0, y0, x1, y1 = load_tilejson(tilejson).level().tile_range
+    if n > min(x1 - x0 + 1, y1 - y0 + 1):
+        sys.exit(f"the tile set has {x1 - x0 + 1} x {y1 - y0 + 1} tiles, too few for {n} x {n}")
+    cx, cy = (x0 + x1 + 1 - n) // 2, (y0 + y1 + 1 - n) // 2
+    return [(x, y) for y in range(cy, cy + n) for x in range(cx, cx + n)]
+
+
+def print_figures(m: dict[str, Any], tiles: int) -> None:
+    total = m["user_s"] + m["sys_s"]
+    print(f"\nper tile ({tiles} tiles): {total / tiles:.3f} s CPU (user {m['user_s'] / tiles:.3f}, system "
+          f"{m['sys_s'] / tiles:.3f}); {m['minflt'] / tiles:,.0f} minor page faults; wall {m['wall_s']:.1f} s "
+          f"for the run; peak RSS {m['maxrss_mb']:.0f} MB; {m['cached']} answers from the cache")  # fmt: skip
+    stages = m["stages"]
+    used = set()
+    print(f"\n{'stage':48s} {'CPU s per tile':>14s}")
+    for name, parts in STAGES.items():
+        used.update(parts)
+        print(f"{name:48s} {sum(stages.get(p, 0.0) for p in parts) / tiles:14.3f}")
+    for name in sorted(set(stages) - used):
+        print(f"{name:48s} {stages[name] / tiles:14.3f}")
+    other = total - sum(stages.values())
+    print(f"{'unattributed':48s} {other / tiles:14.3f}")
+    print(f"{'total':48s} {total / tiles:14.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiles", type=int, default=4, help="patch of N x N tiles (default 4)")
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=1, help="measured runs (the figures of each are printed)")
+    ap.add_argument("--profile", action="store_true", help="a sampling profile of the measured run (pyinstrument)")
+    ap.add_argument("--keep-cache", action="store_true", help="keep the answers of an earlier fill (same build)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    from fake_gemini import FakeGemini
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    tj = tiles_1024()
+    tiles = middle_patch(tj, args.tiles)
+    n = len(tiles)
+    cache = OUT / "cache"
+    if not args.keep_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    print(f"CPU per tile: {args.tiles}x{args.tiles} tiles of 1024 px, K={args.k}, every output on, "
+          f"reference {'on' if (tj.parent / 'raw_satellite').is_dir() else 'off'}")  # fmt: skip
+    with FakeGemini(known_models={MODEL}, require_key=KEY) as fake:
+        fake.default = {"kind": "ok", "style": "ramp", "shift": 12.0, "zoom": 0.02, "cast": 0.15}
+        spec = {"base_url": fake.base_url, "cache_dir": str(cache), "tilejson": str(tj), "tiles": tiles,
+                "k": args.k, "instrument": False}  # fmt: skip
+        if not (args.keep_cache and any(cache.glob("*/*.json"))):
+            shutil.rmtree(OUT / "fill", ignore_errors=True)
+            fill = run_child({**spec, "out": str(OUT / "fill")})
+            print(f"cache filled: {fake.calls()} calls, {fill['accepted']} tiles accepted, {fill['wall_s']:.0f} s")
+        calls = fake.calls()
+        results = []
+        for i in range(args.runs):
+            out = OUT / f"measured-{i}"
+            shutil.rmtree(out, ignore_errors=True)
+            profile = str(OUT / "profile.txt") if args.profile and i == 0 else None
+            m = run_child({**spec, "out": str(out), "instrument": True, "profile": profile})
+            if fake.calls() != calls or m["cached"] != args.k * n:
+                print(f"WARNING: {fake.calls() - calls} calls reached the service; {m['cached']} answers cached")
+            print_figures(m, n)
+            results.append(m)
+    (OUT / "cpu_per_tile.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
