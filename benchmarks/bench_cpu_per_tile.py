@@ -41,14 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ROOT / ".build" / "plugins"
-if not (PLUGINS / "iso_tile_stylizer").exists():  # as tests/conftest.py does: a link to the repository
-    PLUGINS.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        (PLUGINS / "iso_tile_stylizer").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(PLUGINS))  # the plugin package, never the repo root
-sys.path.insert(0, str(ROOT / "tests"))
+import benchpath
+
+ROOT = benchpath.ROOT
 
 MODEL = "gemini-3-pro-image"
 KEY = "bench-key"
@@ -210,19 +205,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ inputs
-def pbf() -> Path:
-    for p in (ROOT / "sample" / "Helsinki.osm.pbf", ROOT / ".build" / "data" / "Helsinki.osm.pbf"):
-        if p.is_file():
-            return p
-    sys.exit("no Helsinki extract: run bash scripts/make_sample.sh first")
-
-
 def tiles_1024() -> Path:
     """The sample at 1024 px tiles (3 px/m), with the color reference warped onto it when there is one."""
     tj = OUT / "tiles" / "tilejson.json"
     py = [sys.executable, "-m", "iso_qgis"]
     if not tj.is_file():
-        subprocess.run([*py, "whitebox", str(pbf()), str(tj.parent), "--ppm", "3", "--tile_size", "1024"],
+        pbf = str(benchpath.helsinki_pbf())
+        subprocess.run([*py, "whitebox", pbf, str(tj.parent), "--ppm", "3", "--tile_size", "1024"],
                        cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     ref = ROOT / "sample" / "reference.tif"
     if ref.is_file() and not (tj.parent / "raw_satellite").is_dir():

@@ -31,7 +31,6 @@ Run from the repository root after ``bash scripts/make_sample.sh``:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import subprocess
@@ -39,16 +38,10 @@ import sys
 import time
 from pathlib import Path
 
+import benchpath
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ROOT / ".build" / "plugins"
-if not (PLUGINS / "iso_tile_stylizer").exists():  # as tests/conftest.py does: a link to the repository
-    PLUGINS.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        (PLUGINS / "iso_tile_stylizer").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(PLUGINS))  # the plugin package, never the repo root
-sys.path.insert(0, str(ROOT / "tests"))
+ROOT = benchpath.ROOT
 
 import rasterio  # noqa: E402
 from fake_gemini import FakeGemini, ramp_style  # noqa: E402
@@ -74,17 +67,11 @@ STAGES = {
 }
 
 
-def pbf() -> Path:
-    for p in (ROOT / "sample" / "Helsinki.osm.pbf", ROOT / ".build" / "data" / "Helsinki.osm.pbf"):
-        if p.is_file():
-            return p
-    sys.exit("no Helsinki extract: run bash scripts/make_sample.sh first")
-
-
 def tiles_1024() -> Path:
     tj = OUT / "tiles" / "tilejson.json"
     if not tj.is_file():
-        subprocess.run([sys.executable, "-m", "iso_qgis", "whitebox", str(pbf()), str(tj.parent), "--ppm", "3",
+        pbf = str(benchpath.helsinki_pbf())
+        subprocess.run([sys.executable, "-m", "iso_qgis", "whitebox", pbf, str(tj.parent), "--ppm", "3",
                         "--tile_size", "1024"], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     return tj
 

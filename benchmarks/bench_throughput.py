@@ -46,13 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ROOT / ".build" / "plugins"
-if not (PLUGINS / "iso_tile_stylizer").exists():  # as tests/conftest.py does: a link to the repository
-    PLUGINS.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        (PLUGINS / "iso_tile_stylizer").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(PLUGINS))  # the plugin package, never the repo root
+import benchpath
+
+ROOT = benchpath.ROOT
 
 from iso_tile_stylizer.iso_qgis import run as run_module  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
