@@ -202,7 +202,9 @@ def _accept(run: _Run, x: int, y: int, new: dict, index: int, score: float, canv
 def choose_candidate(
     out_dir: str | Path, x: int, y: int, index: int, feedback: Feedback | None = None
 ) -> dict[str, Any]:
-    """Make candidate ``index`` (its raw image) tile (x, y)'s accepted canvas, then recomposite the folder."""
+    """Make candidate ``index`` tile (x, y)'s accepted canvas, then recomposite the folder. The candidate is
+    kept as a run keeps a tile: its colors matched to the accepted neighbors on every side (and harmonized),
+    when the folder's run does that."""
     fb = feedback or Feedback()
 
     def action(folder: FolderRun) -> dict[str, Any]:
@@ -219,7 +221,8 @@ def choose_candidate(
         if path is None or not path.is_file():
             why = f"{what} has no image on disk (candidates are kept only when KEEP_CANDIDATES is on)"
             raise IsoInputError("CANDIDATE", why, f"{other} regenerate the tile (its new ones are kept)")
-        run = folder.make_run(fb, OfflineBackend(), anchors=[])  # compositing only: no model, no credentials
+        # compositing only: no model, no credentials; every side's neighbor, as a regenerated tile has
+        run = folder.make_run(fb, OfflineBackend(), anchors=[], neighbor_mode="all")
         c = run.cell(x, y)
         rect = run.rect(c)
         try:
@@ -231,7 +234,11 @@ def choose_candidate(
             raise IsoInputError("CANDIDATE", f"{what} is not the size of the tile's canvas", f"{other} regenerate")
         if fb.is_canceled():
             return {"tile": [x, y], "chosen": rec.get("chosen"), "changed": False, "canceled": True, "outputs": {}}
-        new = {k: v for k, v in rec.items() if k != "harmonization"}  # the raw candidate, as it came
+        new = dict(rec)
+        run.make_jobs(c)  # the tile's context: its bands with the accepted neighbors (nothing is asked)
+        ctx = run.pending.pop(c)
+        if "error" not in ctx:
+            canvas = run.final_canvas(canvas, ctx, new)
         if "input" not in new:  # a tile that had failed: let a rerun see when its inputs change
             new["input"] = run.inputs(c).get("digest")
         score = (cand.get("score") or {}).get("total", -1.0)

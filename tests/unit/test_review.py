@@ -233,3 +233,17 @@ def test_anchors_come_from_the_run_record_or_are_said_to_be_missing(city, tmp_pa
     assert res["note"] == "" and report(out)["tiles"][f"{x}_{y}"]["regenerations"][1]["anchors"] == 1
     with pytest.raises(IsoInputError, match=r"^ANCHORS"):
         regenerate_tile(out, x, y, k=1, backend=OfflineBackend(), anchors=[str(city)])
+
+
+def test_a_chosen_candidate_is_kept_as_the_run_keeps_tiles_its_colors_matched(city, tmp_path):
+    """In a folder whose run matches colors (as it does for a model), the candidate a user picks is matched too,
+    against the accepted neighbors on every side; without the stage it is kept as it came (test above)."""
+    out = tmp_path / "matched"
+    run_generation(config(city, out, color_match="on"))
+    x, y = patch(city)[4]
+    other = next(c for c in list_candidates(out, x, y) if not c["chosen"])
+    choose_candidate(out, x, y, other["index"])
+    kept, raw = rgb(out / "accepted" / "0" / f"{x}_{y}.png"), rgb(other["file"])
+    assert kept.shape == raw.shape and not np.array_equal(kept, raw)
+    rec = json.loads((out / "state" / f"{x}_{y}.json").read_text())
+    assert {m["side"] for m in rec["color_match"]} == {"left", "top", "right", "bottom"}
