@@ -45,13 +45,13 @@ class SideFit:
     def vertical(self) -> bool:
         return self.side in ("left", "right")
 
-    def along(self, shape: tuple[int, ...]) -> np.ndarray:
+    def along(self) -> np.ndarray:
         """The offsets shaped to add to an array covering the band."""
         return self.offset[:, None, :] if self.vertical else self.offset[None, :, :]
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """A crop of exactly the band, corrected."""
-        return np.clip(rgb.astype(np.float32) * self.gain + self.along(rgb.shape), 0, 255)
+        return np.clip(rgb.astype(np.float32) * self.gain + self.along(), 0, 255)
 
     def as_dict(self) -> dict:
         return {
