@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from isotiles_testing import Counting
+from isotiles_testing import Counting, seed_tile_set
 from isotiles_testing import patch as shared_patch
 from PIL import Image
 
@@ -292,27 +292,6 @@ def test_use_this_one_rescores_the_neighbors_seams_with_the_tile_against_its_new
         for cand, old in zip(state(t)["candidates"], before[t]["candidates"]):
             assert [s["score"] for s in cand["seams"]] == pytest.approx([s["score"] for s in old["seams"]], abs=1e-3)
             assert cand["score"]["total"] == pytest.approx(old["score"]["total"], abs=5e-4)
-
-
-def seed_tile_set(root):
-    """A seed-profile tile set (isometric_affine) that does not state its tallest building; two whitebox tiles."""
-    render = {"projection": "isometric_affine", "ppm_z0": 0.25, "height_scale": 1.2,
-              "bbox_3857_origin_m": [2775000.0, 8436000.0]}  # fmt: skip
-    tj = {"tilejson": "3.0.0", "tileSize": 128, "overlap": 0.0625, "bounds_wgs84": [24.93, 60.16, 24.935, 60.163],
-          "minzoom": 0, "maxzoom": 0, "render": render}  # fmt: skip
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tilejson.json").write_text(json.dumps(tj))
-    rng = np.random.default_rng(5)
-    tiles = [(0, 0), (1, 0)]
-    for tx, ty in tiles:
-        img = np.full((128, 128, 3), 200, np.uint8)
-        for _ in range(6):
-            r, c = rng.integers(0, 100, 2)
-            img[r : r + 24, c : c + 24] = rng.integers(60, 255, 3)
-        p = root / "raw_whitebox" / "0" / str(tx) / f"{ty}.png"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(p)
-    return root / "tilejson.json", tiles
 
 
 def test_review_of_a_seed_tile_set_takes_the_tallest_building_when_the_folder_did_not_record_it(tmp_path):
