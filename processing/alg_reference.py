@@ -28,7 +28,7 @@ from qgis.PyQt.QtCore import QSize
 
 from ..iso_qgis.grid import load_tilejson
 from ..iso_qgis.pythread import on_python_thread
-from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 
 #: Longest side of the image a non-file raster layer is rendered to.
 MAX_RENDER_PX = 8192
@@ -117,24 +117,29 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
     def prepareAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None or not layer.isValid():
-            raise QgsProcessingException("INPUT: the raster could not be read. Choose a raster layer or file")
+            raise QgsProcessingException(
+                labelled(self, "INPUT: the raster could not be read. Choose a raster layer or file")
+            )
         self._tmp = None
         if layer.providerType() == "gdal":
             self._raster = layer.source().split("|")[0]
             return True
         # Not a file: render it here, on the main thread, through its own renderer.
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
-        with engine_errors():
+        with engine_errors(self):
             grid = load_tilejson(tilejson)
         if not grid.bounds_wgs84:
-            raise QgsProcessingException("TILEJSON: the tile set states no bounds; use a raster file as INPUT")
+            raise QgsProcessingException(
+                labelled(self, "TILEJSON: the tile set states no bounds; use a raster file as INPUT")
+            )
         self._tmp = tempfile.TemporaryDirectory(prefix="isotiles-ref-")
         feedback.pushInfo(f"Rendering {layer.name()} over the tile set extent")
         lv = grid.level()
         metres = abs(lv.affine.a * lv.affine.e - lv.affine.b * lv.affine.d) ** 0.5
-        self._raster = render_layer_to_geotiff(
-            layer, grid.bounds_wgs84, os.path.join(self._tmp.name, "reference.tif"), metres
-        )
+        with engine_errors(self):  # its errors, named as the dialog names the input
+            self._raster = render_layer_to_geotiff(
+                layer, grid.bounds_wgs84, os.path.join(self._tmp.name, "reference.tif"), metres
+            )
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -144,7 +149,7 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         out_dir = self.parameterAsString(parameters, "OUT_DIR", context) or None
         zoom = self.parameterAsInt(parameters, "ZOOM", context)
         try:
-            with engine_errors():
+            with engine_errors(self):
                 res = on_python_thread(
                     render_reference,
                     self._raster,

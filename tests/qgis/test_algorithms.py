@@ -349,7 +349,9 @@ def test_region_without_a_crs_or_with_curves(run_alg, helsinki_tiles):
         layer.dataProvider().addFeatures([f])
         params = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "REGION": layer, "FOOTPRINTS": "TEMPORARY_OUTPUT"}
         if "crs=" not in uri:
-            with pytest.raises(QgsProcessingException, match=r"REGION: the (layer has no CRS|region's coordinates)"):
+            with pytest.raises(
+                QgsProcessingException, match=r"Region \(REGION\): the (layer has no CRS|region.s coordinates)"
+            ):
                 run_alg("isotiles:resolvetiles", params)
         else:
             assert run_alg("isotiles:resolvetiles", params)["TILE_COUNT"] >= 1
