@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from pathlib import Path
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -83,7 +84,9 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         "Warps a raster (satellite imagery, a rendered map; any QGIS raster layer) onto the ground plane of a tile "
         "grid, writing <layer>/{z}/{x}/{y}.png beside the whitebox (or in another folder, with its own tilejson). "
         "Tile (x, y) of the reference covers the same ground as tile (x, y) of the whitebox. Layers that are not "
-        "files (XYZ, WMS) are first rendered on the main thread over the tile set's extent."
+        "files (XYZ, WMS) are first rendered on the main thread over the tile set's extent.\n\n"
+        "Without a raster nothing is rendered: the tile set passes on as it is (its tilejson as the TILEJSON "
+        "output), so a model can link generatetiles to this step and leave the reference optional."
     )
 
     def name(self) -> str:
@@ -93,7 +96,9 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         return "Render color reference tiles"
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Reference raster"))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer("INPUT", "Reference raster (none: the tile set passes on)", optional=True)
+        )
         self.addParameter(
             QgsProcessingParameterFile("TILEJSON", "Tile set to follow (tilejson.json)", fileFilter="TileJSON (*.json)")
         )
@@ -115,6 +120,9 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Number of tiles"))
 
     def prepareAlgorithm(self, parameters, context, feedback):
+        self._tmp, self._raster = None, None
+        if parameters.get("INPUT") in (None, ""):  # nothing to render: processAlgorithm passes the tile set on
+            return True
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException(
@@ -148,6 +156,11 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         out_dir = self.parameterAsString(parameters, "OUT_DIR", context) or None
         zoom = self.parameterAsInt(parameters, "ZOOM", context)
+        if self._raster is None:
+            with engine_errors(self):  # the tile set must still be one
+                on_python_thread(load_tilejson, tilejson)
+            feedback.pushInfo("No reference raster given: nothing to render; the tile set passes on without one")
+            return {"OUTPUT_DIR": str(Path(tilejson).parent), "TILEJSON": tilejson, "TILE_COUNT": 0}
         try:
             with engine_errors(self):
                 res = on_python_thread(
