@@ -65,3 +65,17 @@ def test_auto_in_a_folder_made_with_another_mode_keeps_it_so_a_rerun_resumes(cit
     mode, why = resolve_neighbor_mode("auto", out, more)
     assert mode == "left+top" and "2 tiles of other patches are scored against only on the sides left+top" in why
     assert "new folder" in why  # what to do for a seamless union
+
+
+def test_the_command_line_takes_auto_too(city, tmp_path, capsys):
+    from iso_tile_stylizer.iso_qgis.cli import main
+
+    (x0, y0), *_ = patch(city, 2, 1)
+    out = tmp_path / "cli"
+    args = ["generate", f"--tilejson={city}", f"--x0={x0}", f"--y0={y0}", "--w=2", "--h=1", "--k=1",
+            "--overlap_px=16", f"--out_dir={out}", "--neighbor_mode=auto"]  # fmt: skip
+    assert main(args) == 0
+    assert "note: Neighbors: all (auto: a new folder" in capsys.readouterr().err
+    assert json.loads((out / "run_state.json").read_text())["settings"]["neighbor_mode"] == "all"
+    assert main(args) == 0  # again: the folder's mode, and it resumes
+    assert "auto: the folder's run was made with it, so a rerun resumes" in capsys.readouterr().err
