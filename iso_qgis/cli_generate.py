@@ -69,7 +69,10 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         "(lower is better; 12.5 suits the offline backend on the sample). Default: off, always K",
     )  # fmt: skip
     p.add_argument("--overlap_px", type=int, default=64)
-    p.add_argument("--neighbor_mode", default="left+top", help="left+top, left, top, none, all")
+    p.add_argument(
+        "--neighbor_mode", default="left+top",
+        help="left+top, left, top, none, all, or auto (all in a new folder, else the folder's own mode)",
+    )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -151,6 +154,7 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
+    from .neighbors import resolve_neighbor_mode
     from .resolve import resolve
     from .run import RunConfig, run_generation
 
@@ -177,6 +181,9 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     region_desc = {k: v for k, v in vars(a).items() if k in ("region", "extent") and v is not None}
     if "tile_range" in region_kw:
         region_desc.update(zip(("x0", "y0", "w", "h"), region_kw["tile_range"]))
+    neighbor_mode, why = resolve_neighbor_mode(a.neighbor_mode, out_dir, res.tiles, a.overwrite)
+    if why:
+        print(f"note: {why}", file=sys.stderr)
     cfg = RunConfig(
         tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
@@ -184,7 +191,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
-        neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
+        neighbor_mode=neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,

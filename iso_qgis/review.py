@@ -29,11 +29,12 @@ from PIL import Image
 
 from .backends import Backend
 from .backends.offline import OfflineBackend
+from .colorfield import fit_side
 from .errors import IsoInputError
 from .feedback import Feedback
 from .finalize import REPORT, finalize
 from .run import RunConfig, _Run
-from .seams import SeamWeights
+from .seams import SeamScore, SeamWeights, aggregate_seams, crop, intersect, score_seam
 from .stages import DRIFT_STAGES
 from .state import STATE_FILE, FolderLock, RunState, file_digest, settings_key, tile_key
 
@@ -183,6 +184,78 @@ def _locked(out_dir: str | Path, fb: Feedback, action: Callable[[FolderRun], dic
             raise IsoInputError("OUTPUT_DIR", f"cannot write in {out_dir} ({exc.strerror or exc})", fix) from None
 
 
+def rescore_neighbors(run: _Run, x: int, y: int, canvas: np.ndarray) -> list[list[int]]:
+    """The seams other tiles scored against tile (x, y), scored again against its new ``canvas``.
+
+    Each accepted tile keeps, per candidate, its seams with the neighbors it was scored against; once
+    (x, y) has another canvas, the seams that name it describe pixels that are gone. Every candidate of
+    those tiles is scored again on that side, as a run scores it (the candidate's image, its colors matched
+    over the band when the run matches colors; the accepted canvas where no image was kept), and its total
+    follows. A rescored seam says what it was (``rescored``). Returns the tiles whose records changed."""
+    c = run.cell(x, y)
+    rect = run.rect(c)
+    weights = run.cfg.weights
+    changed = []
+    for key, rec in sorted(run.state.tiles.items()):
+        if rec.get("status") != "accepted" or key == tile_key(x, y):
+            continue
+        nx, ny = (int(v) for v in key.split("_"))
+        if not any(s.get("neighbor") == [x, y] for cand in rec.get("candidates", []) for s in cand.get("seams", [])):
+            continue
+        nrect = run.rect(run.cell(nx, ny))
+        band = intersect(rect, nrect)
+        if band is None:
+            continue
+        theirs = crop(canvas, rect[:2], band)
+        new = {**rec, "candidates": [dict(cand) for cand in rec.get("candidates", [])]}
+        for cand in new["candidates"]:
+            seams = cand.get("seams") or []
+            if not any(s.get("neighbor") == [x, y] for s in seams) or "score" not in cand:
+                continue
+            image = _candidate_image(run, cand) if cand.get("file") else None
+            if image is None and cand.get("index") == rec.get("chosen") and run.state.canvas_path(nx, ny).exists():
+                image = run.state.load_canvas(nx, ny)  # as kept: no image of the candidate on disk
+            if image is None or image.shape[:2] != (nrect[3] - nrect[1], nrect[2] - nrect[0]):
+                continue
+            updated = []
+            for s in seams:
+                if s.get("neighbor") != [x, y]:
+                    updated.append(s)
+                    continue
+                mine = crop(image, nrect[:2], band)
+                if run.stages["color_match"]:
+                    mine = fit_side(s["side"], band, theirs, mine).apply(mine).round().astype(np.uint8)
+                score = score_seam(theirs, mine, s["side"], (x, y), weights)[0].as_dict()
+                score["rescored"] = {"was": s["score"], "at": _now(), "because": f"tile {x},{y} changed"}
+                updated.append(score)
+            old_part = float(cand["score"].get("seams", 0.0))
+            new_part = aggregate_seams([_seam(s) for s in updated], weights)
+            cand["seams"] = updated
+            cand["score"] = {**cand["score"], "seams": round(new_part, 4),
+                             "total": round(cand["score"]["total"] - old_part + new_part, 4)}  # fmt: skip
+            if cand.get("index") == rec.get("chosen"):
+                new["score"] = cand["score"]["total"]
+        run.state.record(nx, ny, new)
+        changed.append([nx, ny])
+    if changed:
+        tiles = ", ".join(f"{t[0]},{t[1]}" for t in changed)
+        run.fb.info(f"tile {x},{y}: the seams of tile(s) {tiles} with it scored again against its new canvas")
+    return changed
+
+
+def _seam(d: dict[str, Any]) -> SeamScore:
+    return SeamScore(d["side"], tuple(d["neighbor"]), d["cut_rms"], d["offset"], d["gradient"], d["score"],
+                     d["band_px"])  # fmt: skip
+
+
+def _candidate_image(run: _Run, cand: dict[str, Any]) -> np.ndarray | None:
+    try:
+        with Image.open(run.out / cand["file"]) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError:
+        return None
+
+
 def _accept(run: _Run, x: int, y: int, new: dict, index: int, score: float, canvas: np.ndarray, by: str) -> dict:
     """Record ``canvas`` as the tile's accepted canvas (canvas first, then its record); recomposite the folder."""
     previous = new.get("chosen") if new.get("status") == "accepted" else None
@@ -190,6 +263,7 @@ def _accept(run: _Run, x: int, y: int, new: dict, index: int, score: float, canv
     new.update(status="accepted", chosen=index, score=score, origin_px=list(run.rect(run.cell(x, y))[:2]),
                review={"chosen_by": by, "previous": previous, "at": _now()})  # fmt: skip
     run.state.record(x, y, new, canvas)
+    rescore_neighbors(run, x, y, canvas)
     was = "none" if previous is None else f"v{previous:02d}"
     run.fb.info(f"tile {x},{y}: v{index:02d} accepted ({by}), score {score:.2f}; was {was}")
     run.fb.progress(90.0)
@@ -200,11 +274,19 @@ def _accept(run: _Run, x: int, y: int, new: dict, index: int, score: float, canv
 
 
 def choose_candidate(
-    out_dir: str | Path, x: int, y: int, index: int, feedback: Feedback | None = None
+    out_dir: str | Path,
+    x: int,
+    y: int,
+    index: int,
+    feedback: Feedback | None = None,
+    max_height_m: float | None = None,
 ) -> dict[str, Any]:
     """Make candidate ``index`` tile (x, y)'s accepted canvas, then recomposite the folder. The candidate is
     kept as a run keeps a tile: its colors matched to the accepted neighbors on every side (and harmonized),
-    when the folder's run does that."""
+    when the folder's run does that. The neighbors' seams with the tile are scored again (``rescore_neighbors``).
+
+    ``max_height_m``: the tallest building of a seed tile set that does not state it, when the folder's runs
+    did not record it (MAX_HEIGHT_M of the run)."""
     fb = feedback or Feedback()
 
     def action(folder: FolderRun) -> dict[str, Any]:
@@ -244,7 +326,7 @@ def choose_candidate(
         score = (cand.get("score") or {}).get("total", -1.0)
         return {**_accept(run, x, y, new, index, score, canvas, "user"), "canceled": False}
 
-    return _locked(out_dir, fb, action)
+    return _locked(out_dir, fb, action, max_height_m=max_height_m)
 
 
 def _next_index(out: Path, x: int, y: int, rec: dict[str, Any]) -> int:
@@ -280,12 +362,14 @@ def regenerate_tile(
     backend: Backend | str | None = None,
     backend_options: dict[str, Any] | None = None,
     anchors: list[str] | None = None,
+    max_height_m: float | None = None,
 ) -> dict[str, Any]:
     """K new candidates for tile (x, y), scored against its accepted neighbors on all four sides; the best is
     accepted and the folder recomposited. Old candidates stay; new ones continue the numbering, with seeds
     ``candidate_seed(seed, x, y, index)``: unlike the earlier ones, and the same on every machine.
 
     ``backend``: a backend object, a name (built with ``backend_options``), or None for the folder's own.
+    ``max_height_m``: as for ``choose_candidate``.
     """
     fb = feedback or Feedback()
 
@@ -340,4 +424,4 @@ def regenerate_tile(
         run.cfg.keep_candidates = folder.config.keep_candidates  # the report tells what the runs did
         return {**summary, **_accept(run, x, y, new, best, total, img, "regeneration")}
 
-    return _locked(out_dir, fb, action, anchors=anchors)
+    return _locked(out_dir, fb, action, anchors=anchors, max_height_m=max_height_m)

@@ -97,7 +97,7 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         out_dir = out_dir or self.parameterAsString(parameters, "OUTPUT", context)
         target = os.path.join(out_dir, MBTILES_NAME) if fmt == "mbtiles" else out_dir
-        with engine_errors():
+        with engine_errors(self):
             res = on_python_thread(
                 export_pyramid,
                 tilejson,

@@ -24,12 +24,12 @@ from qgis.core import (
 )
 
 from ..iso_qgis.cli_generate import anchor_files
+from ..iso_qgis.neighbors import AUTO, NEIGHBOR_CHOICES, resolve_neighbor_mode
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
-from ..iso_qgis.schedule import NEIGHBOR_MODES
 from ..iso_qgis.stages import DRIFT_STAGES, MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
-from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 from .postprocess import load_output
 from .settings import backend_options, read_settings
 
@@ -48,7 +48,9 @@ def _text(alg: IsoAlgorithm, parameters: dict, context, text_key: str, file_key:
     path = alg.parameterAsFile(parameters, file_key, context)
     if path:
         if not os.path.isfile(path):
-            raise QgsProcessingException(f"{file_key}: {path} does not exist. Give an existing text file")
+            raise QgsProcessingException(
+                labelled(alg, f"{file_key}: {path} does not exist. Give an existing text file")
+            )
         return Path(path).read_text(encoding="utf-8").strip()
     return text.strip()
 
@@ -60,16 +62,20 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         "reference tile, accepted neighbors as context); each candidate's seams are scored in CIELAB against the "
         "accepted neighbors on the same ground, and the best is kept. Tiles are composited with minimum-error cuts "
         "and written as tiles/{z}/{x}/{y}.png with a tilejson, a georeferenced mosaic GeoTIFF, a seam heatmap, a "
-        "VRT of the tiles, footprints and a JSON report. A rerun into the same folder resumes; other settings are "
-        "refused unless OVERWRITE is set (the old run is moved aside, never deleted). The offline backend is "
-        "embedded and free; vertex and gemini call Gemini image models.\n\n"
+        "VRT of the tiles, footprints and a JSON report.\n\n"
+        "Which tiles: one of REGION, EXTENT, or the tile range X0, Y0, W, H.\n\n"
+        "A rerun into the same folder resumes; other settings are refused unless OVERWRITE is set (the old run is "
+        "moved aside, never deleted). Patches written into one folder (batch rows, say) make one seamless tile "
+        "set: NEIGHBOR_MODE auto (advanced, the default) scores a patch's border tiles against the tiles other "
+        "patches accepted there, and says so in the log. The offline backend is embedded and free; vertex and "
+        "gemini call Gemini image models.\n\n"
         "A model's drift (advanced; auto: registration and color match on for vertex and gemini, multi-band "
         "blending off, all off for offline, as measured): image models "
         "move, scale and recolor what they draw. Each answer is registered to the whitebox by its edges and put "
         "back on the input grid (an answer that cannot be is a failed candidate, 'drifted', and asked again); each "
         "tile's colors are matched to its accepted neighbors over the shared bands, fading out across the tile; "
         "seams can be blended band by band.\n\n"
-        "GOOD_ENOUGH (advanced, empty = off): adaptive K. A tile's candidates are asked one after another and "
+        "Adaptive K (GOOD_ENOUGH, advanced; empty: off): A tile's candidates are asked one after another and "
         "no more are asked once one has a score total below this number (lower is better; at most K calls). "
         f"{GOOD_ENOUGH_HELP}"
     )
@@ -93,7 +99,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         self.addParameter(
             QgsProcessingParameterString("REF_LAYER", "Color reference layer (default: raw_satellite)", optional=True)
         )
-        add_region_params(self)
+        add_region_params(self, "Region: polygons (or the extent, or the tile range below)")
         num = QgsProcessingParameterNumber
         for key, desc in (
             ("X0", "Or: first tile x"),
@@ -135,13 +141,22 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             optional=True, minValue=0.0,
         )  # fmt: skip
         good_enough.setHelp(f"Off when empty. {GOOD_ENOUGH_HELP}")
+        neighbor_mode = QgsProcessingParameterEnum(
+            "NEIGHBOR_MODE", "Neighbors scored against (auto: all, or the folder's own)", list(NEIGHBOR_CHOICES),
+            False, NEIGHBOR_CHOICES.index(AUTO),
+        )  # fmt: skip
+        neighbor_mode.setHelp(
+            "auto: all in a new folder (for one patch the same neighbors as left+top: a run makes a tile's right "
+            "and bottom neighbors after it), so patches written into the folder later are scored and composited "
+            "against its tiles on every side; in a folder that holds a run, that run's mode, so a rerun resumes."
+        )
         defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
             QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
             good_enough,
             num("OVERLAP_PX", "Canvas overlap per side, px (grids without padding)", num.Integer, 64, minValue=0),
-            QgsProcessingParameterEnum("NEIGHBOR_MODE", "Neighbors scored against", list(NEIGHBOR_MODES), False, 0),
+            neighbor_mode,
             num("SEED", "Base seed", num.Integer, 1234),
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
@@ -196,8 +211,17 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         if not any(given):
             return None
         if not all(given):
-            raise QgsProcessingException("X0/Y0/W/H: a tile range needs all four. Give X0, Y0, W and H")
+            raise QgsProcessingException(labelled(self, "X0/Y0/W/H: a tile range needs all four. Give X0, Y0, W and H"))
         return tuple(self.parameterAsInt(parameters, k, context) for k in keys)  # type: ignore[return-value]
+
+    def checkParameterValues(self, parameters, context):
+        """One of the three ways to say which tiles is needed (each is optional on its own)."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok and all(parameters.get(k) in (None, "") for k in ("REGION", "EXTENT", "X0", "Y0", "W", "H")):
+            why = "REGION: no tiles chosen. "
+            why += "Choose a polygon layer as REGION, or give EXTENT, or a tile range X0, Y0, W, H"
+            return False, labelled(self, why)
+        return ok, message
 
     def prepareAlgorithm(self, parameters, context, feedback):
         # on the main thread: the settings and the authentication database
@@ -206,7 +230,10 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             key.lower(): self.parameterAsString(parameters, key, context) for key in ("AUTHCFG", "PROJECT", "LOCATION")
         }
         dry_run = self.parameterAsBool(parameters, "DRY_RUN", context)  # prices only: no key, no master password
-        self._backend_options = backend_options(backend, overrides, with_secret=not dry_run)
+        try:
+            self._backend_options = backend_options(backend, overrides, with_secret=not dry_run)
+        except QgsProcessingException as exc:  # the key's configuration: named as the dialog names it
+            raise QgsProcessingException(labelled(self, str(exc))) from exc
         self._defaults = read_settings()
         return True
 
@@ -216,12 +243,12 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         zoom, height = zoom_and_height(self, parameters, context)
         out_dir = self.parameterAsString(parameters, "OUTPUT_DIR", context)
-        with engine_errors():
+        with engine_errors(self):
             kw = region_kwargs(self, parameters, context)
             tile_range = self._tile_range(parameters, context)
             if tile_range is not None:
                 if kw:
-                    raise QgsProcessingException("REGION: give a region or a tile range X0/Y0/W/H, not both")
+                    raise QgsProcessingException("REGION: give a region or a tile range, not both")
                 kw = {"tile_range": tile_range}
             res = on_python_thread(resolve, tilejson, z=zoom, max_height_m=height, **kw)
             anchors = anchor_files(
@@ -229,6 +256,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 [p for p in self.parameterAsFileList(parameters, "ANCHORS", context) if p],
             )
             backend = BACKENDS[self.parameterAsEnum(parameters, "BACKEND", context)]
+            overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
+            requested = NEIGHBOR_CHOICES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)]
+            neighbor_mode, why = resolve_neighbor_mode(requested, out_dir, res.tiles, overwrite)
+            if why:
+                feedback.pushInfo(why)
             cfg = RunConfig(
                 tilejson=tilejson,
                 out_dir=out_dir,
@@ -251,12 +283,12 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 if parameters.get("GOOD_ENOUGH") in (None, "")
                 else self.parameterAsDouble(parameters, "GOOD_ENOUGH", context),
                 overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
-                neighbor_mode=NEIGHBOR_MODES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)],
+                neighbor_mode=neighbor_mode,
                 seed=self.parameterAsInt(parameters, "SEED", context),
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
-                overwrite=self.parameterAsBool(parameters, "OVERWRITE", context),
+                overwrite=overwrite,
                 max_height_m=height,
                 **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},
                 region={"source": "qgis", **{k: str(v) for k, v in kw.items() if k != "region"}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from pathlib import Path
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -28,7 +29,7 @@ from qgis.PyQt.QtCore import QSize
 
 from ..iso_qgis.grid import load_tilejson
 from ..iso_qgis.pythread import on_python_thread
-from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 
 #: Longest side of the image a non-file raster layer is rendered to.
 MAX_RENDER_PX = 8192
@@ -83,7 +84,9 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         "Warps a raster (satellite imagery, a rendered map; any QGIS raster layer) onto the ground plane of a tile "
         "grid, writing <layer>/{z}/{x}/{y}.png beside the whitebox (or in another folder, with its own tilejson). "
         "Tile (x, y) of the reference covers the same ground as tile (x, y) of the whitebox. Layers that are not "
-        "files (XYZ, WMS) are first rendered on the main thread over the tile set's extent."
+        "files (XYZ, WMS) are first rendered on the main thread over the tile set's extent.\n\n"
+        "Without a raster nothing is rendered: the tile set passes on as it is (its tilejson as the TILEJSON "
+        "output), so a model can link generatetiles to this step and leave the reference optional."
     )
 
     def name(self) -> str:
@@ -93,7 +96,9 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         return "Render color reference tiles"
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Reference raster"))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer("INPUT", "Reference raster (none: the tile set passes on)", optional=True)
+        )
         self.addParameter(
             QgsProcessingParameterFile("TILEJSON", "Tile set to follow (tilejson.json)", fileFilter="TileJSON (*.json)")
         )
@@ -115,26 +120,34 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Number of tiles"))
 
     def prepareAlgorithm(self, parameters, context, feedback):
+        self._tmp, self._raster = None, None
+        if parameters.get("INPUT") in (None, ""):  # nothing to render: processAlgorithm passes the tile set on
+            return True
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None or not layer.isValid():
-            raise QgsProcessingException("INPUT: the raster could not be read. Choose a raster layer or file")
+            raise QgsProcessingException(
+                labelled(self, "INPUT: the raster could not be read. Choose a raster layer or file")
+            )
         self._tmp = None
         if layer.providerType() == "gdal":
             self._raster = layer.source().split("|")[0]
             return True
         # Not a file: render it here, on the main thread, through its own renderer.
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
-        with engine_errors():
+        with engine_errors(self):
             grid = load_tilejson(tilejson)
         if not grid.bounds_wgs84:
-            raise QgsProcessingException("TILEJSON: the tile set states no bounds; use a raster file as INPUT")
+            raise QgsProcessingException(
+                labelled(self, "TILEJSON: the tile set states no bounds; use a raster file as INPUT")
+            )
         self._tmp = tempfile.TemporaryDirectory(prefix="isotiles-ref-")
         feedback.pushInfo(f"Rendering {layer.name()} over the tile set extent")
         lv = grid.level()
         metres = abs(lv.affine.a * lv.affine.e - lv.affine.b * lv.affine.d) ** 0.5
-        self._raster = render_layer_to_geotiff(
-            layer, grid.bounds_wgs84, os.path.join(self._tmp.name, "reference.tif"), metres
-        )
+        with engine_errors(self):  # its errors, named as the dialog names the input
+            self._raster = render_layer_to_geotiff(
+                layer, grid.bounds_wgs84, os.path.join(self._tmp.name, "reference.tif"), metres
+            )
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
@@ -143,8 +156,13 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         out_dir = self.parameterAsString(parameters, "OUT_DIR", context) or None
         zoom = self.parameterAsInt(parameters, "ZOOM", context)
+        if self._raster is None:
+            with engine_errors(self):  # the tile set must still be one
+                on_python_thread(load_tilejson, tilejson)
+            feedback.pushInfo("No reference raster given: nothing to render; the tile set passes on without one")
+            return {"OUTPUT_DIR": str(Path(tilejson).parent), "TILEJSON": tilejson, "TILE_COUNT": 0}
         try:
-            with engine_errors():
+            with engine_errors(self):
                 res = on_python_thread(
                     render_reference,
                     self._raster,

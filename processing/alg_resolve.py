@@ -48,10 +48,12 @@ def add_tilejson_params(alg: IsoAlgorithm, layer_default: str = "raw_whitebox") 
     )
 
 
-def add_region_params(alg: IsoAlgorithm) -> None:
+def add_region_params(alg: IsoAlgorithm, region_label: str = "Region: polygons (or the extent below)") -> None:
+    """REGION and EXTENT (and the advanced ZOOM, MAX_HEIGHT_M). Both are optional parameters, as QGIS marks them;
+    the labels say they are one choice ("Or: ...")."""
     alg.addParameter(
         QgsProcessingParameterFeatureSource(
-            "REGION", "Region (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+            "REGION", region_label, [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
         )
     )
     alg.addParameter(QgsProcessingParameterExtent("EXTENT", "Or: region extent", optional=True))
@@ -199,7 +201,7 @@ class ResolveTilesAlgorithm(IsoAlgorithm):
         layer = self.parameterAsString(parameters, "LAYER", context)
         zoom, height = zoom_and_height(self, parameters, context)
         dest = self.parameterAsOutputLayer(parameters, "VRT", context)
-        with engine_errors():
+        with engine_errors(self):
             kw = region_kwargs(self, parameters, context)
             res, crs_wkt, path = on_python_thread(
                 self._resolve, tilejson, layer, zoom, height, kw, dest and vrt_path(dest), EngineFeedback(feedback)

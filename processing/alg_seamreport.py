@@ -78,7 +78,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         add_tilejson_params(self, layer_default="")
-        add_region_params(self)
+        add_region_params(self, "Region: polygons (or the extent below; neither: every tile)")
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "HEATMAP", "Seam heatmap (GeoTIFF, ΔE across each seam)", optional=True, createByDefault=True
@@ -114,7 +114,7 @@ class SeamReportAlgorithm(IsoAlgorithm):
         heat_dest = self.parameterAsOutputLayer(parameters, "HEATMAP", context)
         heat_path = tif_path(heat_dest) if heat_dest else None
         report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None
-        with engine_errors():
+        with engine_errors(self):
             kw = region_kwargs(self, parameters, context)
             grid, z, crs_wkt, result = on_python_thread(
                 self._report, tilejson, layer, zoom, height, kw, heat_path, report_path, EngineFeedback(feedback)

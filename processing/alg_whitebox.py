@@ -28,7 +28,7 @@ from qgis.core import (
 from ..iso_qgis.outputs import write_tile_vrt
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.sources import TileSource
-from .common import EngineFeedback, IsoAlgorithm, engine_errors
+from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 from .compat import parameter_as_strings
 from .features import unchecked_features
 
@@ -109,12 +109,10 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         source = self.parameterAsSource(parameters, "INPUT", context)
         if source is None:
-            raise QgsProcessingException("INPUT: the layer could not be read. Choose a polygon layer")
+            raise QgsProcessingException(labelled(self, "INPUT: the layer could not be read. Choose a polygon layer"))
         if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.GeometryType.PolygonGeometry:
-            raise QgsProcessingException(
-                f"INPUT: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
-                "Choose a building footprint layer"
-            )
+            why = f"INPUT: the layer holds {QgsWkbTypes.displayString(source.wkbType())}, not polygons. "
+            raise QgsProcessingException(labelled(self, why + "Choose a building footprint layer"))
         out_dir = self.parameterAsString(parameters, "OUTPUT_DIR", context)
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT_DIR", context) or out_dir
         crs = self.parameterAsCrs(parameters, "CRS", context)
@@ -123,7 +121,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
             gpkg = os.path.join(tmp, "buildings.gpkg")
             n = copy_source_to_gpkg(source, gpkg, context)
             feedback.pushInfo(f"{n} buildings read")
-            with engine_errors():
+            with engine_errors(self):
                 res, vrt = on_python_thread(
                     self._render,
                     gpkg,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 
@@ -54,14 +55,58 @@ class EngineFeedback(Feedback):
         return self.fb.isCanceled()
 
 
+#: a parameter ID standing alone in a text (not in a path, not already in parentheses after its label)
+_PARAM_ID = re.compile(r"(?<![\w(/\\.\"-])([A-Z][A-Z0-9_]{3,})(?![\w)/\\\"=-])")
+#: an ID, or IDs joined by "/", that a message starts with: the input it is about
+_LEADING = re.compile(r"^([A-Z][A-Z0-9_]*(?:/[A-Z][A-Z0-9_]*)*): ")
+
+
+def param_label(alg: QgsProcessingAlgorithm | None, name: str) -> str | None:
+    """What the dialog calls parameter ``name``, short: its description without parentheses and "Or: "."""
+    if alg is None:
+        return None
+    if "/" in name:  # X0/Y0/W/H: the tile range
+        return "Tile range" if all(alg.parameterDefinition(n) is not None for n in name.split("/")) else None
+    definition = alg.parameterDefinition(name)
+    if definition is None:
+        return None
+    text = re.sub(r"\s*\([^)]*\)", "", definition.description()).strip()
+    text = text[4:] if text.startswith("Or: ") else text
+    head, colon, _ = text.partition(": ")
+    if colon and len(head.split()) <= 2:  # "Adaptive K: stop asking ..." -> "Adaptive K"
+        text = head
+    return text[:1].upper() + text[1:] if text else None
+
+
+def labelled(alg: QgsProcessingAlgorithm | None, text: str) -> str:
+    """``text`` with the parameter IDs it names shown as the dialog shows them, the ID kept for the command line:
+    "OUTPUT_DIR: ... set OVERWRITE" reads "Output folder (OUTPUT_DIR): ... set "Start again in a used folder"
+    (OVERWRITE)". IDs the algorithm does not have are left as they are."""
+    lead = _LEADING.match(text)
+    head = ""
+    if lead and (label := param_label(alg, lead.group(1))):
+        head, text = f"{label} ({lead.group(1)}): ", text[lead.end() :]
+
+    def sub(m: re.Match) -> str:
+        label = param_label(alg, m.group(1))
+        return f'"{label}" ({m.group(1)})' if label else m.group(0)
+
+    return head + _PARAM_ID.sub(sub, text)
+
+
 @contextlib.contextmanager
-def engine_errors() -> Iterator[None]:
-    """Engine errors become QgsProcessingException with the same clear text."""
+def engine_errors(alg: QgsProcessingAlgorithm | None = None) -> Iterator[None]:
+    """Engine errors become QgsProcessingException with the same clear text, parameters named as the dialog
+    names them (``labelled``) when ``alg`` is given."""
     try:
         require()
         yield
     except IsoInputError as exc:
-        raise QgsProcessingException(str(exc)) from exc
+        raise QgsProcessingException(labelled(alg, str(exc))) from exc
+    except QgsProcessingException as exc:
+        if alg is None:
+            raise
+        raise QgsProcessingException(labelled(alg, str(exc))) from exc
     except Canceled as exc:
         raise QgsProcessingException("Canceled: the work done so far is kept; run again to continue") from exc
 
@@ -88,7 +133,8 @@ class IsoAlgorithm(QgsProcessingAlgorithm):
         return plugin_icon()
 
     def shortHelpString(self) -> str:
-        return self.HELP
+        """The help beside the dialog (and in ``qgis_process help``): parameters by label and ID."""
+        return labelled(self, self.HELP)
 
     def createInstance(self):
         return type(self)()

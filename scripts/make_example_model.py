@@ -4,22 +4,18 @@
 
 The model chains the four ``isotiles`` algorithms through their declared outputs:
 
-    BUILDINGS -> renderwhitebox --TILEJSON--> renderreference (only when REFERENCE is set)
-                               --TILEJSON--> resolvetiles(REGION) --X0/Y0/W/H--> generatetiles(K, offline)
+    BUILDINGS -> renderwhitebox --TILEJSON--> renderreference(REFERENCE) --TILEJSON--> generatetiles(K, offline)
+                               --TILEJSON--> resolvetiles(REGION) --X0/Y0/W/H--> generatetiles
 
-generatetiles also depends on renderreference, so that it reads the color reference
-tiles renderreference adds to the tile set. X0/Y0/W/H is the bounding tile range of the
+generatetiles takes its tile set from renderreference, so it runs after it and reads the
+color reference tiles renderreference adds; without a REFERENCE, renderreference renders
+nothing and passes the tile set on (and says so in the log). X0/Y0/W/H is the bounding tile range of the
 region: generatetiles makes every tile in it, which can be more than resolvetiles'
 exact polygon selection (Helsinki example at 0.75 px/m, 256 px: 7 tiles resolved, 8
 in the range).
 
-Two things QGIS 3.22 models cannot do directly, and what the model does instead:
+What QGIS 3.22 models cannot do directly, and what the model does instead:
 
-* An optional input cannot switch a step off by itself: a *Conditional branch*
-  (``native:condition``) tests ``@REFERENCE IS NOT NULL`` and renderreference depends
-  on its "with reference" branch. generatetiles has a plain dependency (no data link)
-  on renderreference; QGIS prunes a skipped branch along data links and along
-  dependencies on that branch only, so generatetiles still runs without a reference.
 * Only *destination parameters* of a child can become model outputs; MOSAIC and
   REPORT of generatetiles are plain outputs (a path each). The model copies them to
   destinations of its own: the mosaic with ``gdal:translate``, the report with
@@ -27,8 +23,10 @@ Two things QGIS 3.22 models cannot do directly, and what the model does instead:
   a file output is no expression variable in 3.22). The footprints are resolvetiles'
   FOOTPRINTS sink, a destination already.
 
-Model outputs become parameters named ``<child id>:<output name>``, e.g.
-``generatetiles:OUTPUT_DIR``; pass them so on the qgis_process command line.
+The model's outputs are named as the Modeler names the ones a user adds: by what they are
+("Mosaic", "Tile footprints"), which is also the name of the layers they load as. QGIS 3.22
+makes them parameters named ``<child id>:<output name>``, e.g. ``save_mosaic:Mosaic``; pass
+them so on the qgis_process command line.
 
 The script needs the plugin (to check the model against the real algorithms): it puts
 ``.build/plugins`` (a link ``iso_tile_stylizer -> <repo>``) on ``sys.path``, never the
@@ -53,20 +51,28 @@ MODEL_NAME = "Buildings to stylized mosaic"
 MODEL_GROUP = "Iso Tile Stylizer"
 
 #: child ids (also the prefixes of the model's output parameters)
-WHITEBOX, HAS_REFERENCE, REFERENCE, RESOLVE, GENERATE = (
-    "renderwhitebox",
-    "has_reference",
-    "renderreference",
-    "resolvetiles",
-    "generatetiles",
-)
+WHITEBOX, REFERENCE, RESOLVE, GENERATE = ("renderwhitebox", "renderreference", "resolvetiles", "generatetiles")
 MOSAIC_COPY, REPORT_URL, REPORT_COPY = "save_mosaic", "report_url", "save_report"
-WITH_REFERENCE = "with reference"
+#: the model's outputs: (child id, child output) -> name (the Modeler's label, and the loaded layer's name)
+OUTPUT_NAMES = {
+    (WHITEBOX, "OUTPUT_DIR"): "Whitebox tile set",
+    (RESOLVE, "FOOTPRINTS"): "Tile footprints",
+    (GENERATE, "OUTPUT_DIR"): "Stylized tiles folder",
+    (MOSAIC_COPY, "OUTPUT"): "Mosaic",
+    (REPORT_COPY, "OUTPUT"): "Report",
+}
+
+
+def output_param(child_id: str, child_output: str) -> str:
+    """The model parameter of an output, as QGIS 3.22 names it: ``<child id>:<output name>``."""
+    return f"{child_id}:{OUTPUT_NAMES[child_id, child_output]}"
+
 
 HELP = {
     "ALG_DESC": (
         "Building footprints to a stylized, georeferenced isometric mosaic in one run: renders the whitebox tile "
-        "set (renderwhitebox), warps the color reference onto it (renderreference, only when REFERENCE is given), "
+        "set (renderwhitebox), warps the color reference onto it (renderreference; without a REFERENCE it "
+        "renders nothing and passes the tile set on), "
         "resolves the region to tiles (resolvetiles) and generates K candidates per tile with the offline backend "
         "(generatetiles). generatetiles takes the tile range X0/Y0/W/H from resolvetiles, so it generates every "
         "tile of the region's bounding range, which can be a few more than the region's own tiles (the Tile "
@@ -75,17 +81,18 @@ HELP = {
     ),
     "BUILDINGS": "Building footprint polygons, e.g. an .osm.pbf multipolygons layer filtered on building IS NOT NULL.",
     "REGION": "Polygon(s) of the area to stylize; tiles whose core shares area with it are generated.",
-    "REFERENCE": "Optional color reference raster (satellite imagery, a rendered map). Without it the step "
-    "renderreference is skipped and the tiles are generated without a color reference.",
+    "REFERENCE": "Optional color reference raster (satellite imagery, a rendered map). Without it "
+    "renderreference renders nothing and the tiles are generated without a color reference.",
     "PPM": "Pixels per ground meter of the whitebox.",
     "TILE_SIZE": "Tile size in pixels.",
     "K": "Candidates per tile; the one whose seams match best is kept.",
-    f"{WHITEBOX}:TILESET": "Folder of the whitebox tile set (tilejson.json, raw_whitebox/, raw_satellite/).",
-    f"{GENERATE}:OUTPUT_DIR": "Output folder of the generation: tiles/, mosaic.tif, seam_heatmap.tif, "
+    output_param(WHITEBOX, "OUTPUT_DIR"): "Folder of the whitebox tile set (tilejson.json, raw_whitebox/, "
+    "raw_satellite/).",
+    output_param(GENERATE, "OUTPUT_DIR"): "Output folder of the generation: tiles/, mosaic.tif, seam_heatmap.tif, "
     "footprints.gpkg, report_nb_pro.json, run state for resume.",
-    f"{RESOLVE}:FOOTPRINTS": "Footprints of the tiles the region resolves to (x, y, z).",
-    f"{MOSAIC_COPY}:MOSAIC": "A copy of the generated mosaic (generatetiles MOSAIC).",
-    f"{REPORT_COPY}:REPORT": "A copy of the generation report (generatetiles REPORT).",
+    output_param(RESOLVE, "FOOTPRINTS"): "Footprints of the tiles the region resolves to (x, y, z).",
+    output_param(MOSAIC_COPY, "OUTPUT"): "A copy of the generated mosaic (the Mosaic of generatetiles).",
+    output_param(REPORT_COPY, "OUTPUT"): "A copy of the generation report (the Report of generatetiles).",
     "ALG_CREATOR": "Iso Tile Stylizer",
 }
 
@@ -160,8 +167,9 @@ def build_model():
                 if d.name() not in sources and not d.isDestination() and not optional:
                     c.addParameterSources(d.name(), [static(d.defaultValue())])
         model_outputs = {}
-        for child_output, name, output_description, out_pos in outputs:
-            out = QgsProcessingModelOutput(name, output_description)
+        for child_output, out_pos in outputs:
+            name = OUTPUT_NAMES[child_id, child_output]
+            out = QgsProcessingModelOutput(name, name)  # as the Modeler makes them: the name is the label
             out.setChildId(child_id)
             out.setChildOutputName(child_output)
             out.setMandatory(True)
@@ -181,39 +189,32 @@ def build_model():
     child(
         WHITEBOX, "isotiles:renderwhitebox", "Render whitebox tiles", (360, 190),
         {"INPUT": param("BUILDINGS"), "PPM": param("PPM"), "TILE_SIZE": param("TILE_SIZE")},
-        outputs=[("OUTPUT_DIR", "TILESET", "Whitebox tile set", (130, 230))],
-    )  # fmt: skip
-    child(
-        HAS_REFERENCE, "native:condition", "Reference given?", (880, 190), {},
-        configuration={"conditions": [{"name": WITH_REFERENCE, "expression": "@REFERENCE IS NOT NULL"}]},
-        comment=("renderreference runs only when REFERENCE is set; generatetiles runs after it, or without it",
-                 (1140, 190)),
+        outputs=[("OUTPUT_DIR", (130, 230))],
     )  # fmt: skip
     child(
         REFERENCE, "isotiles:renderreference", "Render reference tiles", (880, 340),
         {"INPUT": param("REFERENCE"), "TILEJSON": output(WHITEBOX, "TILEJSON")},
-        depends=[(HAS_REFERENCE, WITH_REFERENCE)],
+        comment=("Without a REFERENCE nothing is rendered: the tile set passes on to generatetiles", (1140, 340)),
     )  # fmt: skip
     child(
         RESOLVE, "isotiles:resolvetiles", "Resolve region to tiles", (420, 340),
         {"TILEJSON": output(WHITEBOX, "TILEJSON"), "REGION": param("REGION")},
-        outputs=[("FOOTPRINTS", "FOOTPRINTS", "Tile footprints", (420, 430))],
+        outputs=[("FOOTPRINTS", (420, 430))],
     )  # fmt: skip
     child(
         GENERATE, "isotiles:generatetiles", "Generate stylized tiles", (650, 520),
         {
-            "TILEJSON": output(WHITEBOX, "TILEJSON"),
+            "TILEJSON": output(REFERENCE, "TILEJSON"),  # after renderreference: with its tiles, if any
             **{key: output(RESOLVE, key) for key in ("X0", "Y0", "W", "H")},
             "K": param("K"),
             "BACKEND": static(0),  # offline: embedded and free; 1 vertex, 2 gemini
         },
-        outputs=[("OUTPUT_DIR", "OUTPUT_DIR", "Stylized tiles folder", (940, 520))],
-        depends=[(REFERENCE,)],
+        outputs=[("OUTPUT_DIR", (940, 520))],
     )  # fmt: skip
     child(
         MOSAIC_COPY, "gdal:translate", "Save the mosaic", (420, 680),
         {"INPUT": output(GENERATE, "MOSAIC"), "OPTIONS": static("COMPRESS=DEFLATE|TILED=YES")},
-        outputs=[("OUTPUT", "MOSAIC", "Mosaic", (420, 780))],
+        outputs=[("OUTPUT", (420, 780))],
     )  # fmt: skip
     # REPORT is a path; "Download file" copies it from the URL file:<path> (a file output is no expression variable)
     child(
@@ -223,7 +224,7 @@ def build_model():
     child(
         REPORT_COPY, "native:filedownloader", "Save the report", (880, 800),
         {"URL": output(REPORT_URL, "CONCATENATION")},
-        outputs=[("OUTPUT", "REPORT", "Report (JSON)", (880, 890))],
+        outputs=[("OUTPUT", (880, 890))],
     )  # fmt: skip
     return model
 
@@ -272,13 +273,7 @@ def check(model) -> list[str]:
             definition = alg.parameterDefinition(out.childOutputName())
             if definition is None or not definition.isDestination():
                 problems.append(f"{child_id}: {out.childOutputName()} is no destination; it cannot be a model output")
-    expected = {
-        f"{WHITEBOX}:TILESET",
-        f"{RESOLVE}:FOOTPRINTS",
-        f"{GENERATE}:OUTPUT_DIR",
-        f"{MOSAIC_COPY}:MOSAIC",
-        f"{REPORT_COPY}:REPORT",
-    }
+    expected = {output_param(*key) for key in OUTPUT_NAMES}
 
     def output_id(d):  # newer QGIS name a model's outputs after their descriptions, with the child in metadata
         meta = d.metadata()

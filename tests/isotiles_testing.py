@@ -44,6 +44,31 @@ def patch(tilejson: Path, w: int, h: int) -> list[tuple[int, int]]:
     return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
 
 
+def seed_tile_set(root: Path) -> tuple[Path, list[tuple[int, int]]]:
+    """A seed-profile tile set (isometric_affine) that does not state its tallest building; two whitebox tiles."""
+    import json
+
+    from PIL import Image
+
+    render = {"projection": "isometric_affine", "ppm_z0": 0.25, "height_scale": 1.2,
+              "bbox_3857_origin_m": [2775000.0, 8436000.0]}  # fmt: skip
+    tj = {"tilejson": "3.0.0", "tileSize": 128, "overlap": 0.0625, "bounds_wgs84": [24.93, 60.16, 24.935, 60.163],
+          "minzoom": 0, "maxzoom": 0, "render": render}  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tilejson.json").write_text(json.dumps(tj))
+    rng = np.random.default_rng(5)
+    tiles = [(0, 0), (1, 0)]
+    for tx, ty in tiles:
+        img = np.full((128, 128, 3), 200, np.uint8)
+        for _ in range(6):
+            r, c = rng.integers(0, 100, 2)
+            img[r : r + 24, c : c + 24] = rng.integers(60, 255, 3)
+        p = root / "raw_whitebox" / "0" / str(tx) / f"{ty}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(p)
+    return root / "tilejson.json", tiles
+
+
 class Counting:
     """Wraps a backend; counts calls (thread-safe)."""
 

@@ -27,6 +27,7 @@ from qgis.PyQt.QtGui import QColor, QPixmap
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
+    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QGridLayout,
@@ -70,9 +71,11 @@ def describe(cand: dict[str, Any]) -> str:
     score = cand.get("score") or {}
     lines.append("score " + ", ".join(f"{k} {v:.3f}" for k, v in score.items()))
     for s in cand.get("seams", []):
+        again = s.get("rescored")
         lines.append(
             f"seam {s['side']}: {s['score']:.2f} (cut ΔE {s['cut_rms']:.2f}, offset {s['offset']:.2f}, "
             f"gradient {s['gradient']:.2f})"
+            + (f"; scored again after {again['because']} (was {again['was']:.2f})" if again else "")
         )
     if not cand.get("available"):
         lines.append("no image on disk")
@@ -106,8 +109,11 @@ class CandidateCard(QFrame):
         total = (cand.get("score") or {}).get("total")
         sides = len(cand.get("seams") or [])
         # scores against other numbers of neighbors (a regenerated tile's new candidates see all four) differ
+        again = any(seam.get("rescored") for seam in cand.get("seams") or [])  # a neighbor changed since
         text = f"v{self.index:02d}" + (
-            f"  score {total:.2f}\nscored on {sides} sides" if total is not None else "  failed"
+            f"  score {total:.2f}\nscored on {sides} sides{', rescored' if again else ''}"
+            if total is not None
+            else "  failed"
         )
         self.label = QLabel(("✔ " if self.chosen else "") + text)
         self.use_button = QPushButton("In use" if self.chosen else "Use this one")
@@ -254,6 +260,12 @@ class ReviewDock(QDockWidget):
         self.regenerate_button = QPushButton("Regenerate this tile", clicked=self.regenerate)
         self.regenerate_button.setToolTip("K new candidates, scored against the accepted neighbors on all sides")
         row(self.backend_combo, self.k_spin, self.regenerate_button)
+        # seed tile sets that do not state their tallest building, in folders whose runs did not record it
+        self.height_label = QLabel("Tallest building (m):", visible=False)
+        self.height_spin = QDoubleSpinBox(minimum=0.0, maximum=10000.0, decimals=1, suffix=" m", visible=False)
+        self.height_spin.setSpecialValueText("not given")
+        self.height_spin.setToolTip("MAX_HEIGHT_M of the run: the tallest building of the seed tile set, in meters")
+        row(self.height_label, self.height_spin)
         self.progress = QProgressBar(visible=False)
         self.status = QLabel("Choose an output folder, then pick a tile on the map", wordWrap=True)
         layout.addWidget(self.progress)
@@ -320,6 +332,9 @@ class ReviewDock(QDockWidget):
         except IsoInputError as exc:
             self.say(f"{exc} (the folder needs run_state.json and tiles/tilejson.json)")
             return False
+        if folder != self.folder:
+            self.ask_max_height(False)
+            self.height_spin.setValue(0.0)
         self.folder, self.grid, self.z = folder, grid, state.z
         self.k_spin.setValue(int(state.settings.get("k", 4)))
         self.update_folders()
@@ -389,12 +404,21 @@ class ReviewDock(QDockWidget):
         return self.tile is not None
 
     # -------------------------------------------------------------- actions
+    def max_height_m(self) -> float | None:
+        """MAX_HEIGHT_M for the folder's seed tile set, once the dock has asked for it."""
+        return self.height_spin.value() if not self.height_spin.isHidden() and self.height_spin.value() > 0 else None
+
+    def ask_max_height(self, asked: bool) -> None:
+        self.height_label.setVisible(asked)
+        self.height_spin.setVisible(asked)
+
     def use_candidate(self, index: int) -> None:
         if self.tile is None or self.folder is None:
             return
-        folder, (x, y) = self.folder, self.tile
+        folder, (x, y), height = self.folder, self.tile, self.max_height_m()
         self._start(f"Iso tiles: use v{index:02d} for tile {x},{y}",
-                    lambda fb: review.choose_candidate(folder, x, y, index, feedback=fb))  # fmt: skip
+                    lambda fb: review.choose_candidate(folder, x, y, index, feedback=fb,
+                                                       max_height_m=height))  # fmt: skip
 
     def regenerate(self) -> None:
         if self.tile is None or self.folder is None:
@@ -409,10 +433,10 @@ class ReviewDock(QDockWidget):
             except Exception as exc:  # noqa: BLE001 (QgsProcessingException and friends: shown, not raised)
                 self.say(f"Backend settings: {exc}")
                 return
-        folder, (x, y) = self.folder, self.tile
+        folder, (x, y), height = self.folder, self.tile, self.max_height_m()
         self._start(f"Iso tiles: regenerate tile {x},{y}",
                     lambda fb: review.regenerate_tile(folder, x, y, k=k, feedback=fb, backend=name,
-                                                      backend_options=options))  # fmt: skip
+                                                      backend_options=options, max_height_m=height))  # fmt: skip
 
     def _start(self, description: str, work: Callable[[Feedback], Any]) -> None:
         if self.busy:
@@ -432,7 +456,11 @@ class ReviewDock(QDockWidget):
         self.progress.setVisible(False)
         if error is not None:
             self.last_error = str(error)
-            self.say(f"Failed: {error}")
+            if isinstance(error, IsoInputError) and error.input_name == "MAX_HEIGHT_M":
+                self.ask_max_height(True)  # the folder's seed tile set needs it: asked here, then try again
+                self.say(f"{error.problem}. Give the tallest building below (the run's MAX_HEIGHT_M) and try again")
+            else:
+                self.say(f"Failed: {error}")
             self._update_buttons()
             return
         self.refresh_layers()

@@ -114,7 +114,7 @@ def test_seamreport_with_an_extent_and_temporary_outputs(run_alg, seamreport, ti
         ({"TILEJSON": "/nonexistent/tilejson.json"}, "TILEJSON"),
         ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "REGION"),
         ({"ZOOM": 4}, "ZOOM"),
-        ("no tiles", "LAYER: none of the 6 selected tiles exist"),
+        ("no tiles", "Tile layer (LAYER): none of the 6 selected tiles exist"),
     ],
 )
 def test_seamreport_bad_input_names_it(run_alg, seamreport, tileset, tmp_path, change, message):

@@ -239,6 +239,25 @@ def test_renderreference_from_a_raster_layer(run_alg, helsinki_tiles, tmp_path):
     assert res["TILE_COUNT"] == len(pngs) > 0
 
 
+def test_renderreference_without_a_raster_passes_the_tile_set_on(run_alg, helsinki_tiles, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    lines = []
+
+    class Log(QgsProcessingFeedback):
+        def pushInfo(self, info):
+            lines.append(info)
+
+    tilejson = str(helsinki_tiles / "tilejson.json")
+    before = sorted(p.name for p in helsinki_tiles.iterdir())
+    res = run_alg("isotiles:renderreference", {"TILEJSON": tilejson, "LAYER": "nothing_here"}, feedback=Log())
+    assert res["TILEJSON"] == tilejson and res["TILE_COUNT"] == 0 and res["OUTPUT_DIR"] == str(helsinki_tiles)
+    assert any(line.startswith("No reference raster given") for line in lines)
+    assert sorted(p.name for p in helsinki_tiles.iterdir()) == before  # nothing written
+    with pytest.raises(QgsProcessingException, match=r"TILEJSON"):
+        run_alg("isotiles:renderreference", {"TILEJSON": str(tmp_path / "none.json")})
+
+
 def test_generatetiles_small_patch_outputs_are_georeferenced(run_alg, helsinki_tiles, tmp_path):
     from iso_tile_stylizer.iso_qgis.grid import load_tilejson
 
@@ -349,7 +368,9 @@ def test_region_without_a_crs_or_with_curves(run_alg, helsinki_tiles):
         layer.dataProvider().addFeatures([f])
         params = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "REGION": layer, "FOOTPRINTS": "TEMPORARY_OUTPUT"}
         if "crs=" not in uri:
-            with pytest.raises(QgsProcessingException, match=r"REGION: the (layer has no CRS|region's coordinates)"):
+            with pytest.raises(
+                QgsProcessingException, match=r"Region \(REGION\): the (layer has no CRS|region.s coordinates)"
+            ):
                 run_alg("isotiles:resolvetiles", params)
         else:
             assert run_alg("isotiles:resolvetiles", params)["TILE_COUNT"] >= 1

@@ -215,3 +215,53 @@ def test_the_folders_of_loaded_runs_are_offered_and_the_chosen_card_scrolled_to(
     chosen = next(c for c in d.cards if c.chosen)
     assert d.cards_area.viewport().rect().contains(chosen.mapTo(d.cards_area.viewport(), chosen.rect().center()))
     assert all("scored on 2 sides" in c.label.text() or "failed" in c.label.text() for c in d.cards)  # left, top
+
+
+def test_after_use_this_one_the_neighbors_cards_show_their_rescored_seams(dock):
+    d, out, picked, _point = dock
+    d.set_folder(out)
+    right = (picked[0] + 1, picked[1])  # made after the picked tile: scored its left seam against it
+    assert d.show_tile(right) and not any("rescored" in c.label.text() for c in d.cards)
+    assert d.show_tile(picked)
+    next(c for c in d.cards if not c.chosen and c.use_button.isEnabled()).use_button.click()
+    wait(d)
+    assert d.last_error is None, d.last_error
+    assert d.show_tile(right)
+    scored = [c for c in d.cards if c.candidate.get("score")]
+    assert scored and all("rescored" in c.label.text() for c in scored)
+    assert all(f"scored again after tile {picked[0]},{picked[1]} changed (was " in c.toolTip() for c in scored)
+    assert d.show_tile((picked[0] - 1, picked[1]))  # made before it: nothing of it was scored against the tile
+    assert not any("rescored" in c.label.text() for c in d.cards)
+
+
+def test_a_seed_folder_that_did_not_record_its_tallest_building_asks_for_it(qgis_canvas, tmp_path):
+    from isotiles_testing import seed_tile_set
+
+    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.ui.review_dock import ReviewDock
+
+    tilejson, tiles = seed_tile_set(tmp_path / "seed")
+    out = tmp_path / "out"
+    run_generation(RunConfig(tilejson=str(tilejson), out_dir=str(out), tiles=tiles, k=2, overlap_px=16,
+                             max_height_m=40.0))  # fmt: skip
+    head = json.loads((out / "run_state.json").read_text())
+    for r in head["runs"]:  # a folder made before runs recorded it
+        del r["max_height_m"]
+    (out / "run_state.json").write_text(json.dumps(head))
+    d = ReviewDock(qgis_canvas)
+    try:
+        assert d.set_folder(out) and d.height_spin.isHidden()
+        assert d.show_tile(tiles[1])
+        other = next(c for c in d.cards if not c.chosen)
+        other.use_button.click()
+        wait(d)
+        assert "MAX_HEIGHT_M" in d.last_error and not d.height_spin.isHidden()
+        assert "Give the tallest building below" in d.status.text()
+        assert next(c for c in d.cards if c.chosen).index != other.index  # nothing changed
+        d.height_spin.setValue(40.0)
+        next(c for c in d.cards if not c.chosen).use_button.click()
+        wait(d)
+        assert d.last_error is None, d.last_error
+        assert next(c for c in d.cards if c.chosen).index == other.index
+    finally:
+        d.close()

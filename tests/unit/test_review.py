@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from isotiles_testing import Counting
+from isotiles_testing import Counting, seed_tile_set
 from isotiles_testing import patch as shared_patch
 from PIL import Image
 
@@ -247,3 +247,73 @@ def test_a_chosen_candidate_is_kept_as_the_run_keeps_tiles_its_colors_matched(ci
     assert kept.shape == raw.shape and not np.array_equal(kept, raw)
     rec = json.loads((out / "state" / f"{x}_{y}.json").read_text())
     assert {m["side"] for m in rec["color_match"]} == {"left", "top", "right", "bottom"}
+
+
+def seam_against(tile_canvas, tile_origin, image, origin, side, tile):
+    """A seam scored from scratch: the neighbor's image against a tile's canvas, on the ground both cover."""
+    from iso_tile_stylizer.iso_qgis.seams import SeamWeights, crop, intersect, score_seam
+
+    a = (*tile_origin, tile_origin[0] + tile_canvas.shape[1], tile_origin[1] + tile_canvas.shape[0])
+    b = (*origin, origin[0] + image.shape[1], origin[1] + image.shape[0])
+    band = intersect(a, b)
+    return score_seam(crop(tile_canvas, tile_origin, band), crop(image, origin, band), side, tile, SeamWeights())[0]
+
+
+def test_use_this_one_rescores_the_neighbors_seams_with_the_tile_against_its_new_canvas(city, out):
+    x, y = patch(city)[4]
+    state = lambda t: json.loads((out / "state" / f"{t[0]}_{t[1]}.json").read_text())  # noqa: E731
+    right, below = (x + 1, y), (x, y + 1)  # left+top: they scored their seams with (x, y) when they were made
+    before = {t: state(t) for t in (right, below)}
+    first = state((x, y))["chosen"]
+    other = next(c for c in list_candidates(out, x, y) if not c["chosen"])
+    choose_candidate(out, x, y, other["index"])
+    canvas, origin = rgb(out / "accepted" / "0" / f"{x}_{y}.png"), state((x, y))["origin_px"]
+    for t, side in ((right, "left"), (below, "top")):
+        rec = state(t)
+        assert rec["chosen"] == before[t]["chosen"]  # the neighbor keeps its choice; only its scores change
+        for cand, old in zip(rec["candidates"], before[t]["candidates"]):
+            (seam,) = [s for s in cand["seams"] if s["neighbor"] == [x, y]]
+            fresh = seam_against(canvas, origin, rgb(out / cand["file"]), rec["origin_px"], side, (x, y))
+            assert seam["side"] == side and seam["score"] == pytest.approx(fresh.score, abs=1e-3)
+            (was,) = [s["score"] for s in old["seams"] if s["neighbor"] == [x, y]]
+            assert seam["rescored"]["was"] == was and seam["rescored"]["because"] == f"tile {x},{y} changed"
+            assert seam["score"] != was  # another canvas, another seam
+            others = [s for s in cand["seams"] if s["neighbor"] != [x, y]]
+            assert others == [s for s in old["seams"] if s["neighbor"] != [x, y]]  # seams with other tiles stay
+            moved = cand["score"]["total"] - old["score"]["total"]
+            assert moved == pytest.approx(cand["score"]["seams"] - old["score"]["seams"], abs=2e-4)
+        chosen = next(c for c in rec["candidates"] if c["index"] == rec["chosen"])
+        assert rec["score"] == chosen["score"]["total"]
+    rep = report(out)  # the report tells the same
+    assert rep["tiles"][f"{right[0]}_{right[1]}"] == state(right)
+    assert all("rescored" not in s for c in state((x - 1, y))["candidates"] for s in c["seams"])  # not its neighbor
+    choose_candidate(out, x, y, first)  # the first canvas again: the seams score as the run scored them
+    for t in (right, below):
+        for cand, old in zip(state(t)["candidates"], before[t]["candidates"]):
+            assert [s["score"] for s in cand["seams"]] == pytest.approx([s["score"] for s in old["seams"]], abs=1e-3)
+            assert cand["score"]["total"] == pytest.approx(old["score"]["total"], abs=5e-4)
+
+
+def test_review_of_a_seed_tile_set_takes_the_tallest_building_when_the_folder_did_not_record_it(tmp_path):
+    tilejson, tiles = seed_tile_set(tmp_path / "seed")
+    out = tmp_path / "out"
+    cfg = RunConfig(tilejson=str(tilejson), out_dir=str(out), tiles=tiles, k=2, overlap_px=16, max_height_m=40.0)
+    run_generation(cfg)
+    head = json.loads((out / "run_state.json").read_text())
+    assert [r["max_height_m"] for r in head["runs"]] == [40.0]  # runs record it: review finds it there
+    x, y = tiles[1]
+    other = next(c for c in list_candidates(out, x, y) if not c["chosen"])
+    assert choose_candidate(out, x, y, other["index"])["changed"]
+    for r in head["runs"]:  # a folder made before runs recorded it
+        del r["max_height_m"]
+    (out / "run_state.json").write_text(json.dumps(head))
+    with pytest.raises(IsoInputError, match="MAX_HEIGHT_M"):
+        choose_candidate(out, x, y, 1 - other["index"])
+    with pytest.raises(IsoInputError, match="MAX_HEIGHT_M"):
+        regenerate_tile(out, x, y, k=1, backend=OfflineBackend())
+    assert choose_candidate(out, x, y, 1 - other["index"], max_height_m=40.0)["chosen"] == 1 - other["index"]
+    res = regenerate_tile(out, x, y, k=1, backend=OfflineBackend(), max_height_m=40.0)
+    assert res["new"] == [2]
+    # the same grid as the run's: another height is another grid, refused by name
+    with pytest.raises(IsoInputError, match=r"TILEJSON: .*another grid"):
+        choose_candidate(out, x, y, 0, max_height_m=80.0)

@@ -1,0 +1,67 @@
+"""NEIGHBOR_MODE ``auto``: the neighbor mode a run into an output folder takes, and why.
+
+Patches written into one folder make one seamless tile set only when each patch's border
+tiles are scored and composited against the tiles the other patches accepted: mode
+``all``. For a single patch into a new folder ``all`` picks the same neighbors as
+``left+top`` (the right and bottom tiles of a run are made after the tile), so ``auto``
+takes ``all`` there, and any patch written into the folder later is seamless with it.
+
+The mode is one of the folder's settings (a rerun with the same settings resumes, others
+are refused), so in a folder that holds a run ``auto`` takes that run's mode: a rerun
+resumes, and a batch of patches into one folder agrees with its first row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .schedule import NEIGHBOR_MODES
+from .state import STATE_FILE, tile_key
+
+AUTO = "auto"
+#: what the dialog and the command line offer: the modes, then auto (appended, so the modes keep their numbers)
+NEIGHBOR_CHOICES = (*NEIGHBOR_MODES, AUTO)
+
+
+def folder_patches(out_dir: str | Path, tiles: list[tuple[int, int]]) -> tuple[str | None, int]:
+    """The neighbor mode of the run in ``out_dir`` (None: no readable run) and how many of its tiles are not
+    among ``tiles`` (tiles of other patches)."""
+    out = Path(out_dir)
+    try:
+        head: Any = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
+        mode = head["settings"]["neighbor_mode"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, 0
+    mine = {tile_key(x, y) for x, y in tiles}
+    folder = out / "state"
+    others = sum(1 for p in folder.glob("[!.]*.json") if p.stem not in mine) if folder.is_dir() else 0
+    return (mode if mode in NEIGHBOR_MODES else None), others
+
+
+def resolve_neighbor_mode(
+    requested: str, out_dir: str | Path, tiles: list[tuple[int, int]], overwrite: bool = False
+) -> tuple[str, str]:
+    """The mode a run takes for ``requested`` (a mode, or ``auto``) and a line for the log ('' when the
+    mode was given explicitly)."""
+    if requested != AUTO:
+        return requested, ""
+    mode, others = (None, 0) if overwrite else folder_patches(out_dir, tiles)
+    if mode is None:
+        return "all", (
+            "Neighbors: all (auto: a new folder; for this patch the same as left+top, and patches written into "
+            "this folder later are scored and composited against its tiles)"
+        )
+    if others and mode == "all":
+        return mode, (
+            f"Neighbors: all (auto: the folder holds {others} tiles of other patches; this patch's border tiles "
+            "are scored and composited against them, so the union is seamless)"
+        )
+    if others:
+        return mode, (
+            f"Neighbors: {mode} (auto: the folder's run was made with {mode}, so a rerun resumes). The folder's "
+            f"{others} tiles of other patches are scored against only on the sides {mode} names; for a seamless "
+            "union write the patches into a new folder (auto takes all there)"
+        )
+    return mode, f"Neighbors: {mode} (auto: the folder's run was made with it, so a rerun resumes)"
