@@ -223,6 +223,7 @@ def export_pyramid(
     z: int | None = None,
     max_height_m: float | None = None,
     feedback: Feedback | None = None,
+    paint: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
 ) -> ExportResult:
     """Export the mosaic of a tile set's cores at zoom ``z`` (default: highest) as a pixel pyramid.
 
@@ -258,7 +259,7 @@ def export_pyramid(
     block.update(native_zoom=top, min_zoom=low, source_zoom=lv.z, format=fmt, layer=layer or "")
     block.update(source=str(tilejson), scheme="tms" if fmt == "mbtiles" else "xyz", complete=False)
     bounds = _bounds_wgs84(grid, block["affine"], w, h)
-    pyr = _Pyramid(mosaic, tile_size, low, top, "png" if fmt in FILE_FORMATS else fmt, feedback or Feedback())
+    pyr = _Pyramid(mosaic, tile_size, low, top, "png" if fmt in FILE_FORMATS else fmt, feedback or Feedback(), paint)
     pyr.fb.info(f"exporting a {w} x {h} px mosaic of {len(tiles)} tiles: zooms {low}..{top}, {tile_size} px {fmt}")
     name = grid.name or "iso pyramid"
     if fmt == "mbtiles":
@@ -286,8 +287,9 @@ def export_pyramid(
 class _Pyramid:
     """Depth-first: a tile is made from its 4 children, so only the current path's tiles are alive."""
 
-    def __init__(self, mosaic: _Mosaic, t: int, low: int, top: int, fmt: str, fb: Feedback) -> None:
+    def __init__(self, mosaic: _Mosaic, t: int, low: int, top: int, fmt: str, fb: Feedback, paint: Any = None) -> None:
         self.mosaic, self.t, self.low, self.top, self.fmt, self.fb = mosaic, t, low, top, fmt, fb
+        self.paint = paint
         self.tiles = self.bytes = self.done = 0
         self.total = math.ceil(mosaic.width / t) * math.ceil(mosaic.height / t)  # native tiles, for progress
 
@@ -305,6 +307,8 @@ class _Pyramid:
         self.fb.check_canceled()
         if zl == self.top:
             tile = m.native(u0, v0, t)
+            if self.paint is not None:
+                tile = self.paint(tile, u0, v0)
             self.done += 1
             self.fb.progress(100.0 * self.done / self.total)
         else:
