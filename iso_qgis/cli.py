@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="a run's output folder (or a tile set) as a viewer folder for any web host")
     p.add_argument("out_dir", help="the folder generatetiles wrote (or a tile set folder / tilejson.json)")
     p.add_argument("--dest", help="the viewer folder to write (default: OUT_DIR/viewer)")
-    p.add_argument("--format", choices=("pmtiles", "xyz"), default="pmtiles",
-                   help="one .pmtiles file per layer (needs an HTTP server), or {z}/{x}/{y}.png folders (also file://)")  # fmt: skip
+    formats = "a .pmtiles file per layer (needs an HTTP server), or {z}/{x}/{y}.png folders (file:// too)"
+    p.add_argument("--format", choices=("pmtiles", "xyz"), default="pmtiles", help=formats)
     p.add_argument("--tile_size", type=int, choices=(256, 512), default=256)
     p.add_argument("--layer", help="layer folder of a tile set (default: its tiles)")
     p.add_argument("--zoom", type=int, help="zoom of the tile set (default: its highest)")

@@ -23,7 +23,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -51,9 +51,11 @@ def find_chromium() -> str | None:
 class RangeHandler(SimpleHTTPRequestHandler):
     """Serves files with ``Range: bytes=a-b`` answered by 206 Partial Content, as static hosts do."""
 
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".pmtiles": "application/octet-stream",
-                      ".js": "text/javascript"}  # fmt: skip
-    log: list[tuple[str, int, str | None]]  # (path, status, range), set per server
+    extensions_map: ClassVar[dict[str, str]] = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".pmtiles": "application/octet-stream",
+        ".js": "text/javascript",
+    }
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
