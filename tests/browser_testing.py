@@ -1,8 +1,9 @@
 """Test helpers for the viewer: a static server with HTTP range requests, and headless Chromium over CDP.
 
-The standard library's SimpleHTTPRequestHandler ignores ``Range``; PMTiles readers need it,
-as every static host (Cloud Storage, S3, nginx) serves it. Chromium is Debian's ``chromium``,
-driven through its DevTools protocol with the ``websockets`` client (requirements-dev.txt).
+The standard library's SimpleHTTPRequestHandler ignores ``Range``; PMTiles readers need it, as every
+static host (Cloud Storage, S3, nginx) serves it: the plugin's own local server does, and logs here.
+Chromium is Debian's ``chromium``, driven through its DevTools protocol with the ``websockets`` client
+(requirements-dev.txt).
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from functools import partial
-from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from iso_tile_stylizer.iso_qgis.localserver import LocalServer, RangeRequestHandler
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -48,77 +45,23 @@ def find_chromium() -> str | None:
     return None
 
 
-class RangeHandler(SimpleHTTPRequestHandler):
-    """Serves files with ``Range: bytes=a-b`` answered by 206 Partial Content, as static hosts do."""
+class LoggingRangeHandler(RangeRequestHandler):
+    """The plugin's range-serving handler (``iso_qgis.localserver``), keeping (path, status, range) per request."""
 
-    extensions_map: ClassVar[dict[str, str]] = {
-        **SimpleHTTPRequestHandler.extensions_map,
-        ".pmtiles": "application/octet-stream",
-        ".js": "text/javascript",
-    }
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def send_head(self):
-        rng = self.headers.get("Range")
-        path = self.translate_path(self.path)
-        if rng is None or not os.path.isfile(path):
-            f = super().send_head()
-            self.server.log.append((self.path, 200 if f else 404, None))  # type: ignore[attr-defined]
-            return f
-        size = os.path.getsize(path)
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-        if not m or (m[1] == "" and m[2] == ""):
-            self.send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-            return None
-        if m[1] == "":  # the last N bytes
-            start, end = max(0, size - int(m[2])), size - 1
-        else:
-            start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
-        if start >= size or end < start:
-            self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-            self.send_header("Content-Range", f"bytes */{size}")
-            self.end_headers()
-            return None
-        f = open(path, "rb")  # noqa: SIM115 (closed by copyfile's caller)
-        f.seek(start)
-        self.send_response(HTTPStatus.PARTIAL_CONTENT)
-        self.send_header("Content-Type", self.guess_type(path))
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self.server.log.append((self.path, 206, rng))  # type: ignore[attr-defined]
-        self._left = end - start + 1
-        return f
-
-    def copyfile(self, source, outputfile) -> None:
-        left = getattr(self, "_left", None)
-        if left is None:
-            return super().copyfile(source, outputfile)
-        while left > 0:
-            chunk = source.read(min(64 * 1024, left))
-            if not chunk:
-                break
-            outputfile.write(chunk)
-            left -= len(chunk)
-        self._left = None
-        return None
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.server.log.append((self.path, int(code), self.headers.get("Range")))  # type: ignore[attr-defined]
+        super().send_response(code, message)
 
 
 @contextlib.contextmanager
 def serve(folder: Path) -> Iterator[tuple[str, list]]:
-    """A static server on 127.0.0.1 (a free port) for ``folder``: (base URL, request log)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(folder)))
-    server.log = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """A static server with range requests on 127.0.0.1 (a free port) for ``folder``: (base URL, request log)."""
+    server = LocalServer(folder, handler=LoggingRangeHandler)
+    server.httpd.log = []  # type: ignore[attr-defined]
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", server.log  # type: ignore[attr-defined]
+        yield server.url, server.httpd.log  # type: ignore[attr-defined]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 class Chromium:
