@@ -151,10 +151,37 @@ def _publish(a: argparse.Namespace) -> int:
     print(json.dumps({"viewer": res.out_dir, "index_html": res.index_html, "format": res.fmt,
                       "layers": list(res.layers), "tile_count": res.tile_count, "bytes": res.bytes}))  # fmt: skip
     if a.open:
-        import webbrowser
-
-        webbrowser.open(Path(res.index_html).resolve().as_uri())
+        return _open_viewer(Path(res.out_dir), res.fmt)
     return 0
+
+
+def _open_viewer(folder: Path, fmt: str) -> int:
+    """Tile folders open from file://; PMTiles need HTTP: served on 127.0.0.1 until Ctrl-C."""
+    import webbrowser
+
+    if fmt == "xyz":
+        webbrowser.open((folder / "index.html").resolve().as_uri())
+        return 0
+    from .localserver import LocalServer
+
+    server = LocalServer(folder)
+    print(f"serving {folder} at {server.url}index.html (Ctrl-C stops)", file=sys.stderr)
+    webbrowser.open(server.url + "index.html")
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        pass  # the way to stop it
+    finally:
+        server.stop()
+    return 0
+
+
+@command("serve")
+def _serve(a: argparse.Namespace) -> int:
+    folder = Path(a.folder)
+    if not (folder / "index.html").is_file():
+        raise IsoInputError("FOLDER", f"{folder} has no index.html", "Give a folder that publish wrote")
+    return _open_viewer(folder, "pmtiles")
 
 
 # ------------------------------------------------------------------ parser
@@ -199,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoom", type=int, help="zoom of the tile set (default: its highest)")
     p.add_argument("--max_height_m", type=float, help="tallest building, for seed tile sets that do not state it")
     p.add_argument("--buildings_attribution", help="HTML credit for the buildings (default: OpenStreetMap)")
-    p.add_argument("--open", action="store_true", help="open the page in the web browser (file://)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser (served on 127.0.0.1)")
+    p = sub.add_parser("serve", help="serve a viewer folder on 127.0.0.1 (range requests) and open it in the browser")
+    p.add_argument("folder", help="the folder publish wrote")
     from .cli_generate import add_generate_parser
 
     add_generate_parser(sub, add_region_args)
