@@ -86,7 +86,10 @@ class Chromium:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
             page = next(t for t in json.load(resp) if t["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=10)
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(
+            connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=10)
+        )
         self.next_id = 0
         self.console: list[str] = []  # console errors and warnings, exceptions, failed loads
         self.width, self.height = width, height
@@ -152,7 +155,7 @@ class Chromium:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ws.close()
+            self.stack.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -161,3 +164,21 @@ class Chromium:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+if __name__ == "__main__":  # a screenshot: python tests/browser_testing.py FOLDER OUT.png [#hash] [script]
+    import sys
+
+    folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+    with serve(folder) as (url, _):
+        browser = Chromium(find_chromium() or "chromium", 1200, 760)
+        try:
+            browser.goto(url + "index.html" + (sys.argv[3] if len(sys.argv) > 3 else ""))
+            browser.wait_for("window.isoViewer && !isoViewer.loading()")
+            if len(sys.argv) > 4:
+                browser.eval(sys.argv[4])
+            browser.pump(1.0)
+            out.write_bytes(browser.screenshot())
+        finally:
+            browser.close()
+    print(out)

@@ -230,6 +230,12 @@ def test_the_page_in_headless_chromium(run_dir, viewers, chromium_binary, fmt, t
             assert "accepted" in browser.eval("document.getElementById('entry-body').textContent")
             browser.pump(0.2)
             assert browser.console == []
+            if fmt == "xyz":  # tile folders open from file:// too (PMTiles cannot: they need range requests)
+                browser.goto((folder / "index.html").as_uri() + f"#layer=mosaic&zoom={n}&u=256&v=192")
+                _settle(browser)
+                shown = "[...document.querySelectorAll('.leaflet-tile-container img')].filter(i => i.naturalWidth > 0)"
+                assert browser.eval(f"{shown}.length") == 4
+                assert browser.eval("location.protocol") == "file:" and browser.console == []
         finally:
             browser.close()
     statuses = {status for _, status, _ in log}
