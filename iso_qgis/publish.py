@@ -242,7 +242,7 @@ def publish(
         "attribution": attribution_of(report, buildings_attribution),
         "grid": {"originPx": block["origin_px"], "z": block["source_zoom"], **lv_grid},
         "heatmap": {"vmax": HEAT_VMAX, "unit": "CIELAB deltaE"},
-        "iso_pyramid": block,
+        "iso_pyramid": {k: v for k, v in block.items() if k not in ("source", "name")},  # no local paths
         "report": REPORT_NAME if report is not None else None,
         "metrics": (report or {}).get("metrics"),
     }
