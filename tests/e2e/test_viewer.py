@@ -101,6 +101,23 @@ def test_publish_writes_a_self_contained_viewer_folder(run_dir, viewers):
         pub.publish(run_dir, other)
 
 
+def test_publish_on_the_command_line(run_dir, repo_root, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        cmd = [sys.executable, "-m", "iso_qgis", "publish", *map(str, args)]
+        return subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
+
+    proc = cli(run_dir, "--dest", tmp_path / "v", "--format", "xyz", "--tile_size", "512")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["index_html"] == str(tmp_path / "v" / "index.html") and out["layers"] == ["mosaic", "heatmap"]
+    assert config_of(tmp_path / "v")["tileSize"] == 512 and (tmp_path / "v" / "mosaic" / "0" / "0" / "0.png").is_file()
+    bad = cli(tmp_path / "nothing here")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: INPUT:"), bad.stderr
+
+
 def test_the_library_files_come_from_the_pinned_npm_packages():
     lock = json.loads((pub.VIEWER_DIR / "package-lock.json").read_text())["packages"]
     pinned = json.loads((pub.VIEWER_DIR / "package.json").read_text())["dependencies"]
