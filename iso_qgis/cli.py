@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import IsoInputError
 from .feedback import Canceled, StderrFeedback
@@ -131,6 +132,58 @@ def _resolve(a: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ publish
+@command("publish")
+def _publish(a: argparse.Namespace) -> int:
+    from .publish import publish
+
+    res = publish(
+        a.out_dir,
+        a.dest,
+        fmt=a.format,
+        tile_size=a.tile_size,
+        layer=a.layer,
+        z=a.zoom,
+        max_height_m=a.max_height_m,
+        buildings_attribution=a.buildings_attribution,
+        feedback=StderrFeedback(),
+    )
+    print(json.dumps({"viewer": res.out_dir, "index_html": res.index_html, "format": res.fmt,
+                      "layers": list(res.layers), "tile_count": res.tile_count, "bytes": res.bytes}))  # fmt: skip
+    if a.open:
+        return _open_viewer(Path(res.out_dir), res.fmt)
+    return 0
+
+
+def _open_viewer(folder: Path, fmt: str) -> int:
+    """Tile folders open from file://; PMTiles need HTTP: served on 127.0.0.1 until Ctrl-C."""
+    import webbrowser
+
+    if fmt == "xyz":
+        webbrowser.open((folder / "index.html").resolve().as_uri())
+        return 0
+    from .localserver import LocalServer
+
+    server = LocalServer(folder)
+    print(f"serving {folder} at {server.url}index.html (Ctrl-C stops)", file=sys.stderr)
+    webbrowser.open(server.url + "index.html")
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        pass  # the way to stop it
+    finally:
+        server.stop()
+    return 0
+
+
+@command("serve")
+def _serve(a: argparse.Namespace) -> int:
+    folder = Path(a.folder)
+    if not (folder / "index.html").is_file():
+        raise IsoInputError("FOLDER", f"{folder} has no index.html", "Give a folder that publish wrote")
+    return _open_viewer(folder, "pmtiles")
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m iso_qgis", description="Iso Tile Stylizer engine")
@@ -163,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_args(p)
     p.add_argument("--footprints", help="write tile footprints here (.gpkg or .geojson)")
     p.add_argument("--vrt", help="write a georeferenced VRT of the layer's tiles here")
+    p = sub.add_parser("publish", help="a run's output folder (or a tile set) as a viewer folder for any web host")
+    p.add_argument("out_dir", help="the folder generatetiles wrote (or a tile set folder / tilejson.json)")
+    p.add_argument("--dest", help="the viewer folder to write (default: OUT_DIR/viewer)")
+    formats = "a .pmtiles file per layer (needs an HTTP server), or {z}/{x}/{y}.png folders (file:// too)"
+    p.add_argument("--format", choices=("pmtiles", "xyz"), default="pmtiles", help=formats)
+    p.add_argument("--tile_size", type=int, choices=(256, 512), default=256)
+    p.add_argument("--layer", help="layer folder of a tile set (default: its tiles)")
+    p.add_argument("--zoom", type=int, help="zoom of the tile set (default: its highest)")
+    p.add_argument("--max_height_m", type=float, help="tallest building, for seed tile sets that do not state it")
+    p.add_argument("--buildings_attribution", help="HTML credit for the buildings (default: OpenStreetMap)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser (served on 127.0.0.1)")
+    p = sub.add_parser("serve", help="serve a viewer folder on 127.0.0.1 (range requests) and open it in the browser")
+    p.add_argument("folder", help="the folder publish wrote")
     from .cli_generate import add_generate_parser
 
     add_generate_parser(sub, add_region_args)

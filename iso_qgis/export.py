@@ -1,4 +1,4 @@
-"""A tile set as a web-ready pixel pyramid: ``{z}/{x}/{y}.png|webp`` + tilejson.json, or MBTiles.
+"""A tile set as a web-ready pixel pyramid: ``{z}/{x}/{y}.png|webp`` + tilejson.json, MBTiles or PMTiles.
 
 The pyramid lives in the grid's own pixel space (an isometric map is not web
 mercator). The mosaic is the cores of the present tiles (core ``k`` spans pixels
@@ -33,9 +33,11 @@ from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import atomic_write, atomic_write_json
 from .grid import load_tilejson
+from .pmtiles import PMTilesWriter, read_metadata
 from .sources import TileSource
 
-FORMATS = ("png", "webp", "mbtiles")
+FORMATS = ("png", "webp", "mbtiles", "pmtiles")
+FILE_FORMATS = ("mbtiles", "pmtiles")  # one file; the others are folders
 TILE_SIZES = (256, 512)
 MAX_REMOTE_TILES = 10_000  # a remote tile set is read over its tile_range
 MBTILES_APPLICATION_ID = 0x4D504258  # "MPBX", MBTiles 1.3
@@ -175,6 +177,9 @@ def _write_file(path: Path, data: bytes) -> None:
 def _pyramid_block(path: str) -> dict | None:
     """The iso_pyramid block of an earlier export at ``path`` (folder or MBTiles), else None."""
     p = Path(path)
+    if p.is_file() and read_metadata(p) is not None:
+        block = (read_metadata(p) or {}).get("iso_pyramid")
+        return block if isinstance(block, dict) else None
     try:
         if p.is_dir():
             block = json.loads((p / "tilejson.json").read_text(encoding="utf-8")).get("iso_pyramid")
@@ -188,16 +193,18 @@ def _pyramid_block(path: str) -> dict | None:
 
 
 def _check_output(out: Path, fmt: str, tile_size: int) -> None:
-    if fmt == "mbtiles" and out.is_dir():
-        raise IsoInputError("OUTPUT", f"{out} is a folder", "Give the path of a .mbtiles file")
-    if fmt != "mbtiles" and out.exists() and not out.is_dir():
+    if fmt in FILE_FORMATS and out.is_dir():
+        raise IsoInputError("OUTPUT", f"{out} is a folder", f"Give the path of a .{fmt} file")
+    if fmt not in FILE_FORMATS and out.exists() and not out.is_dir():
         raise IsoInputError("OUTPUT", f"{out} is a file", "Give a folder for a png or webp pyramid")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     block = _pyramid_block(str(out))
     if block is None:
         raise IsoInputError("OUTPUT", f"{out} exists and is not an exportmosaic pyramid", "Choose a new or empty one")
-    if fmt != "mbtiles" and (block.get("format"), block.get("tile_size")) != (fmt, tile_size):
+    if fmt == "pmtiles" and block.get("format") != "pmtiles":
+        raise IsoInputError("OUTPUT", f"{out} is not a PMTiles export", "Choose a new file")
+    if fmt not in FILE_FORMATS and (block.get("format"), block.get("tile_size")) != (fmt, tile_size):
         raise IsoInputError(
             "OUTPUT",
             f"{out} holds a pyramid of {block.get('tile_size')} px {block.get('format')} tiles",
@@ -216,11 +223,13 @@ def export_pyramid(
     z: int | None = None,
     max_height_m: float | None = None,
     feedback: Feedback | None = None,
+    paint: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
 ) -> ExportResult:
     """Export the mosaic of a tile set's cores at zoom ``z`` (default: highest) as a pixel pyramid.
 
     ``out_path`` is a folder for png/webp (``{z}/{x}/{y}.<fmt>`` + ``tilejson.json``) and a
-    file for mbtiles. Zooms run from ``min_zoom`` (default 0: one tile) to the native zoom.
+    file for mbtiles and pmtiles (PNG tiles inside; PMTiles written through a scratch file, in
+    bounded memory). Zooms run from ``min_zoom`` (default 0: one tile) to the native zoom.
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -250,7 +259,7 @@ def export_pyramid(
     block.update(native_zoom=top, min_zoom=low, source_zoom=lv.z, format=fmt, layer=layer or "")
     block.update(source=str(tilejson), scheme="tms" if fmt == "mbtiles" else "xyz", complete=False)
     bounds = _bounds_wgs84(grid, block["affine"], w, h)
-    pyr = _Pyramid(mosaic, tile_size, low, top, "png" if fmt == "mbtiles" else fmt, feedback or Feedback())
+    pyr = _Pyramid(mosaic, tile_size, low, top, "png" if fmt in FILE_FORMATS else fmt, feedback or Feedback(), paint)
     pyr.fb.info(f"exporting a {w} x {h} px mosaic of {len(tiles)} tiles: zooms {low}..{top}, {tile_size} px {fmt}")
     name = grid.name or "iso pyramid"
     if fmt == "mbtiles":
@@ -259,6 +268,8 @@ def export_pyramid(
         if bounds:
             meta["bounds"] = ",".join(repr(v) for v in bounds)
         atomic_write(out, lambda tmp: _write_mbtiles(tmp, pyr, meta, block), suffix=".mbtiles")
+    elif fmt == "pmtiles":
+        _write_pmtiles(out, pyr, name, block, bounds)
     else:
         tj = {"tilejson": "3.0.0", "name": name, "tiles": [f"{{z}}/{{x}}/{{y}}.{fmt}"], "scheme": "xyz"}
         tj.update({"minzoom": low, "maxzoom": top, "tileSize": tile_size, "format": fmt})
@@ -276,8 +287,9 @@ def export_pyramid(
 class _Pyramid:
     """Depth-first: a tile is made from its 4 children, so only the current path's tiles are alive."""
 
-    def __init__(self, mosaic: _Mosaic, t: int, low: int, top: int, fmt: str, fb: Feedback) -> None:
+    def __init__(self, mosaic: _Mosaic, t: int, low: int, top: int, fmt: str, fb: Feedback, paint: Any = None) -> None:
         self.mosaic, self.t, self.low, self.top, self.fmt, self.fb = mosaic, t, low, top, fmt, fb
+        self.paint = paint
         self.tiles = self.bytes = self.done = 0
         self.total = math.ceil(mosaic.width / t) * math.ceil(mosaic.height / t)  # native tiles, for progress
 
@@ -295,6 +307,8 @@ class _Pyramid:
         self.fb.check_canceled()
         if zl == self.top:
             tile = m.native(u0, v0, t)
+            if self.paint is not None:
+                tile = self.paint(tile, u0, v0)
             self.done += 1
             self.fb.progress(100.0 * self.done / self.total)
         else:
@@ -329,6 +343,20 @@ def _bounds_wgs84(grid: Any, affine: list[float], w: int, h: int) -> list[float]
     if np.isfinite(lon).all() and np.isfinite(lat).all():
         return [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())]
     return list(grid.bounds_wgs84) if grid.bounds_wgs84 else None
+
+
+def _write_pmtiles(out: Path, pyr: _Pyramid, name: str, block: dict[str, Any], bounds: list[float] | None) -> None:
+    """Tiles to the writer's scratch file as the walk makes them; the archive is moved into place at the end."""
+    writer = PMTilesWriter(out, "png")
+    try:
+        pyr.walk(writer.add)
+    except BaseException:
+        writer.abort()
+        raise
+    meta = {"name": name, "format": "png", "type": "baselayer", "minzoom": pyr.low, "maxzoom": pyr.top}
+    meta["description"] = "isometric pixel pyramid (not web mercator): see iso_pyramid"
+    meta["iso_pyramid"] = {**block, "complete": True, "tile_count": pyr.tiles}
+    writer.finish(meta, bounds, center_zoom=pyr.low)
 
 
 def _write_mbtiles(tmp: str, pyr: _Pyramid, meta: dict[str, str], block: dict[str, Any]) -> None:

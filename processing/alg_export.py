@@ -1,4 +1,5 @@
-"""isotiles:exportmosaic: a tile set as a web-ready pixel pyramid (tile folder + tilejson, or MBTiles)."""
+"""isotiles:exportmosaic: a tile set as a web-ready pixel pyramid (tile folder + tilejson, MBTiles or PMTiles),
+or as a viewer folder (index.html + the mosaic and the seam heatmap) for any static web host."""
 
 from __future__ import annotations
 
@@ -7,20 +8,26 @@ import os
 from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
 )
 
+from ..iso_qgis.errors import IsoInputError
 from ..iso_qgis.pythread import on_python_thread
 from .alg_resolve import add_tilejson_params, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 
-FORMATS = ("png", "webp", "mbtiles")
+FORMATS = ("png", "webp", "mbtiles", "pmtiles")
 TILE_SIZES = (256, 512)
-#: The MBTiles file's name inside OUTPUT (the folder formats write OUTPUT/tilejson.json).
+#: The MBTiles and PMTiles files' names inside OUTPUT (the folder formats write OUTPUT/tilejson.json).
 MBTILES_NAME = "tiles.mbtiles"
+PMTILES_NAME = "tiles.pmtiles"
+FILE_NAMES = {"mbtiles": MBTILES_NAME, "pmtiles": PMTILES_NAME}
+#: FORMAT -> the viewer's tiles: PMTiles files, or PNG tile folders
+VIEWER_FORMATS = {"pmtiles": "pmtiles", "png": "xyz"}
 
 
 class ExportMosaicAlgorithm(IsoAlgorithm):
@@ -30,7 +37,8 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         "(padding cropped), in the grid's own pixels. The highest zoom N is native (1 pixel = 1 pixel of the "
         "tile set); each lower zoom halves it (2x2 mean) down to zoom 0, where the whole mosaic fits one tile.<br>"
         "PNG or WebP: OUTPUT/{z}/{x}/{y}.png (or .webp) and OUTPUT/tilejson.json. MBTiles: OUTPUT/tiles.mbtiles, "
-        "rows flipped the MBTiles way (tile_row = 2^z - 1 - y). Areas without tiles are transparent; empty "
+        "rows flipped the MBTiles way (tile_row = 2^z - 1 - y). PMTiles: OUTPUT/tiles.pmtiles, one file for any "
+        "static host (Cloud Storage, S3: read with HTTP range requests). Areas without tiles are transparent; empty "
         "tiles are not written. Nothing in OUTPUT is deleted: it must be new, empty, or an earlier export with "
         "the same format and tile size.<br>"
         "An isometric map is not web mercator: show it with a flat pixel CRS. Leaflet: "
@@ -39,7 +47,13 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         "</code>. OpenLayers: an XYZ source with a tile grid of origin [0, 0], resolutions [2^N, ..., 2, 1] "
         "and the tile size, in a projection with units 'pixels' and extent [0, -height, width, 0].<br>"
         "The georeference stays in the tilejson (or the MBTiles 'json' metadata): iso_pyramid.affine maps a "
-        "native pixel to the ground plane in iso_pyramid.crs; width, height, origin_px and native_zoom too."
+        "native pixel to the ground plane in iso_pyramid.crs; width, height, origin_px and native_zoom too.<br>"
+        "VIEWER: OUTPUT becomes a viewer folder instead: index.html with its JavaScript, CSS and library files "
+        "(no CDN), the mosaic and, for a generatetiles output folder's tiles, the seam heatmap as layers to switch, "
+        "the run's attribution, and the tile under the cursor with its report entry. FORMAT PMTiles writes one "
+        "file per layer (serve the folder over HTTP: any static host; file:// cannot read it), PNG writes tile "
+        "folders (these also open from file://). Copy the folder to any web host as it is; the plugin's menu "
+        "entry Publish a viewer offers to open it in the browser."
     )
 
     def name(self) -> str:
@@ -54,7 +68,12 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
             QgsProcessingParameterEnum(
                 "FORMAT",
                 "Format",
-                ["PNG tiles + tilejson.json", "WebP tiles + tilejson.json", f"MBTiles ({MBTILES_NAME})"],
+                [
+                    "PNG tiles + tilejson.json",
+                    "WebP tiles + tilejson.json",
+                    f"MBTiles ({MBTILES_NAME})",
+                    f"PMTiles ({PMTILES_NAME})",
+                ],
                 defaultValue=0,
             )
         )
@@ -77,15 +96,22 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(
-            QgsProcessingParameterFolderDestination("OUTPUT", "Output folder (the tiles, or the MBTiles file)")
+            QgsProcessingParameterBoolean(
+                "VIEWER", "Write a viewer folder (index.html; FORMAT PMTiles or PNG) for any web host", False
+            )
         )
-        self.addOutput(QgsProcessingOutputFile("FILE", "Pyramid (tilejson.json or tiles.mbtiles)"))
+        self.addParameter(
+            QgsProcessingParameterFolderDestination("OUTPUT", "Output folder (the tiles, the file, or the viewer)")
+        )
+        self.addOutput(QgsProcessingOutputFile("FILE", "Pyramid (tilejson.json, tiles.mbtiles or tiles.pmtiles)"))
+        self.addOutput(QgsProcessingOutputFile("INDEX_HTML", "The viewer page (with VIEWER)"))
         self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Number of tiles written"))
         self.addOutput(QgsProcessingOutputNumber("LEVELS", "Number of zoom levels"))
         self.addOutput(QgsProcessingOutputNumber("NATIVE_ZOOM", "Native (highest) zoom"))
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..iso_qgis.export import export_pyramid
+        from ..iso_qgis.publish import publish
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         layer = self.parameterAsString(parameters, "LAYER", context)
@@ -96,7 +122,32 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         zoom, height = zoom_and_height(self, parameters, context)
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         out_dir = out_dir or self.parameterAsString(parameters, "OUTPUT", context)
-        target = os.path.join(out_dir, MBTILES_NAME) if fmt == "mbtiles" else out_dir
+        if self.parameterAsBool(parameters, "VIEWER", context):
+            with engine_errors(self):
+                if fmt not in VIEWER_FORMATS:
+                    raise IsoInputError("FORMAT", f"a viewer's tiles are PMTiles or PNG, not {fmt}", "Choose one")
+                pub = on_python_thread(
+                    publish,
+                    tilejson,
+                    out_dir,
+                    fmt=VIEWER_FORMATS[fmt],
+                    tile_size=size,
+                    layer=layer or None,
+                    z=zoom,
+                    max_height_m=height,
+                    feedback=EngineFeedback(feedback),
+                )
+            feedback.pushInfo(f"Viewer: {pub.index_html}. " + _how_to_open(pub.fmt))
+            first = "mosaic.pmtiles" if pub.fmt == "pmtiles" else os.path.join("mosaic", "tilejson.json")
+            return {
+                "OUTPUT": pub.out_dir,
+                "FILE": os.path.join(pub.out_dir, first),
+                "INDEX_HTML": pub.index_html,
+                "TILE_COUNT": pub.tile_count,
+                "LEVELS": pub.native_zoom + 1,
+                "NATIVE_ZOOM": pub.native_zoom,
+            }
+        target = os.path.join(out_dir, FILE_NAMES[fmt]) if fmt in FILE_NAMES else out_dir
         with engine_errors(self):
             res = on_python_thread(
                 export_pyramid,
@@ -112,8 +163,18 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
             )
         return {
             "OUTPUT": out_dir,
-            "FILE": target if fmt == "mbtiles" else os.path.join(out_dir, "tilejson.json"),
+            "FILE": target if fmt in FILE_NAMES else os.path.join(out_dir, "tilejson.json"),
+            "INDEX_HTML": "",
             "TILE_COUNT": res.tile_count,
             "LEVELS": res.levels,
             "NATIVE_ZOOM": res.max_zoom,
         }
+
+
+def _how_to_open(fmt: str) -> str:
+    if fmt == "pmtiles":
+        return (
+            "Serve the folder over HTTP to open it (PMTiles are read with range requests; file:// cannot): "
+            "the plugin's Publish a viewer entry does, or python -m iso_qgis serve FOLDER, or any static host."
+        )
+    return "Open index.html in a browser (file:// works), or copy the folder to any static host."

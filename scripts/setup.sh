@@ -4,12 +4,16 @@
 # --system-site-packages from /usr/bin/python3. Safe to rerun.
 #   ISOTILES_VENV        the venv's path (default .venv, relative to the repository root)
 #   ISOTILES_APT_RELEASE a target release for apt-get install -t (e.g. trixie-backports)
+#   ISOTILES_BROWSER_TESTS=1  also install Debian's chromium, for the viewer's browser test (scripts/test.sh sets it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${ISOTILES_VENV:-.venv}"
 
 DEB_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-numpy python3-shapely python3-pyproj python3-rasterio
               python3-pil python3-pip python3-venv proj-bin gdal-bin make xvfb x11-apps imagemagick unzip)
+# node and npm install the viewer's pinned library files (viewer/package-lock.json); any node that has npm will do
+command -v npm >/dev/null || DEB_PACKAGES+=(nodejs npm)
+[ "${ISOTILES_BROWSER_TESTS:-}" != "1" ] || DEB_PACKAGES+=(chromium)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -51,6 +55,16 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/python" -m pip install -q -c "$VENV/.system-constraints.txt" -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+# The viewer's library files (Leaflet, the PMTiles reader) from the npm packages pinned in viewer/: a published
+# viewer folder copies them in (no CDN), and scripts/build_zip.py puts them in the plugin ZIP.
+lock_stamp=viewer/node_modules/.package-lock.sha
+want_lock=$(sha256sum viewer/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$lock_stamp" 2>/dev/null)" != "$want_lock" ]; then
+  echo "setup: npm ci in viewer/"
+  (cd viewer && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want_lock" > "$lock_stamp"
+fi
+
 "$VENV/bin/python" - <<'PY'
 import numpy, shapely, pyproj, rasterio, PIL, osgeo, qgis.core
 print(f"setup: ok (QGIS {qgis.core.Qgis.QGIS_VERSION}, GDAL {osgeo.__version__}, numpy {numpy.__version__}, "

@@ -21,7 +21,7 @@ ACTIONS = [
     ("isotiles:renderwhitebox", "Render whitebox tiles from buildings…", "", False),
     ("isotiles:renderreference", "Render color reference tiles…", "", False),
     ("isotiles:seamreport", "Seam report (QA)…", "", False),
-    ("isotiles:exportmosaic", "Export web pyramid (XYZ, MBTiles)…", "", False),
+    ("isotiles:exportmosaic", "Export web pyramid (XYZ, MBTiles, PMTiles)…", "", False),
 ]
 DRAW_HINT = "Drag a rectangle, or click the corners of a polygon (right-click or Enter to finish, Esc to start over)"
 
@@ -61,6 +61,7 @@ class IsoTileStylizerPlugin:
         self.draw_action = None
         self.review_dock = None
         self.draw_hint = None
+        self.publisher = None
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
@@ -104,6 +105,11 @@ class IsoTileStylizerPlugin:
         self.iface.addPluginToMenu(MENU, review)
         self.toolbar.addAction(review)
         self.actions.append(review)
+        publish = QAction(icon("/mActionShowAllLayers.svg"), "Publish a viewer (web page)…", self.iface.mainWindow())
+        publish.setObjectName("isotiles_publish_viewer")
+        publish.triggered.connect(self.publish_viewer)
+        self.iface.addPluginToMenu(MENU, publish)
+        self.actions.append(publish)
         settings = QAction(icon("/mActionOptions.svg"), "Settings…", self.iface.mainWindow())
         settings.setObjectName("isotiles_settings")
         settings.triggered.connect(self.open_settings)
@@ -252,7 +258,18 @@ class IsoTileStylizerPlugin:
 
         processing.execAlgorithmDialog(alg_id, {})
 
+    def publish_viewer(self) -> None:
+        """exportmosaic writing a viewer folder, then an offer to open it in the browser."""
+        from .publish_action import ViewerPublisher
+
+        if self.publisher is None:
+            self.publisher = ViewerPublisher(self.iface)
+        self.publisher.run()
+
     def unload(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()  # the local servers of opened viewers
+            self.publisher = None
         self.drop_draw_hint()
         self.add_models_folder(False)
         if self.review_dock is not None:
