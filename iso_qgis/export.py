@@ -224,12 +224,15 @@ def export_pyramid(
     max_height_m: float | None = None,
     feedback: Feedback | None = None,
     paint: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
+    local_paths: bool = True,
 ) -> ExportResult:
     """Export the mosaic of a tile set's cores at zoom ``z`` (default: highest) as a pixel pyramid.
 
     ``out_path`` is a folder for png/webp (``{z}/{x}/{y}.<fmt>`` + ``tilejson.json``) and a
     file for mbtiles and pmtiles (PNG tiles inside; PMTiles written through a scratch file, in
     bounded memory). Zooms run from ``min_zoom`` (default 0: one tile) to the native zoom.
+    With ``local_paths`` off (a pyramid to publish), the metadata names the tile set by its file
+    name only, not by where it lies on this machine.
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -257,7 +260,8 @@ def export_pyramid(
     block: dict[str, Any] = {"version": 1, "crs": grid.crs, "affine": lv.affine.shifted(c0, r0).as_list()}
     block.update(origin_px=[c0, r0], origin=list(lv.affine.apply(c0, r0)), width=w, height=h, tile_size=tile_size)
     block.update(native_zoom=top, min_zoom=low, source_zoom=lv.z, format=fmt, layer=layer or "")
-    block.update(source=str(tilejson), scheme="tms" if fmt == "mbtiles" else "xyz", complete=False)
+    named = str(tilejson) if local_paths else Path(tilejson).name
+    block.update(source=named, scheme="tms" if fmt == "mbtiles" else "xyz", complete=False)
     bounds = _bounds_wgs84(grid, block["affine"], w, h)
     pyr = _Pyramid(mosaic, tile_size, low, top, "png" if fmt in FILE_FORMATS else fmt, feedback or Feedback(), paint)
     pyr.fb.info(f"exporting a {w} x {h} px mosaic of {len(tiles)} tiles: zooms {low}..{top}, {tile_size} px {fmt}")

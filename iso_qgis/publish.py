@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,20 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_ABSOLUTE = re.compile(r"^(?:file://|/|[A-Za-z]:[\\/]|\\\\)")
+
+
+def _public(value: Any) -> Any:
+    """``value`` (a run's report) fit for a web host: every absolute path reduced to its file name."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    if isinstance(value, str) and _ABSOLUTE.match(value):
+        return re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    return value
+
+
 def _tile_entries(report: dict[str, Any]) -> dict[str, Any]:
     """Each tile's report entry for the page: everything but bulky per-seam lists of the candidates."""
     out = {}
@@ -209,7 +224,7 @@ def publish(
         return dest / (f"{name}.pmtiles" if fmt == "pmtiles" else name)
 
     kw: dict[str, Any] = {"layer": layer, "fmt": "pmtiles" if fmt == "pmtiles" else "png", "tile_size": tile_size}
-    kw.update(z=z, max_height_m=max_height_m)
+    kw.update(z=z, max_height_m=max_height_m, local_paths=False)
     fb.info(f"viewer: the mosaic of {tilejson}")
     res = export_pyramid(tilejson, target("mosaic"), feedback=fb, **kw)
     block = _pyramid_block(target("mosaic"), fmt)
@@ -246,10 +261,10 @@ def publish(
         "report": REPORT_NAME if report is not None else None,
         "metrics": (report or {}).get("metrics"),
     }
+    report = _public(report)
     atomic_write_text(dest / "report.js", "window.ISO_REPORT = " + json.dumps(_tile_entries(report or {})) + ";\n")
     if report is not None:
-        shutil.copyfile(run / REPORT_NAME, dest / (REPORT_NAME + ".part"))
-        os.replace(dest / (REPORT_NAME + ".part"), dest / REPORT_NAME)
+        atomic_write_text(dest / REPORT_NAME, json.dumps(report, indent=1) + "\n")
     for name, src in lib.items():
         _copy(src, dest / "lib" / name)
     for name in PAGE_FILES:

@@ -261,3 +261,19 @@ def test_the_page_in_headless_chromium(run_dir, viewers, chromium_binary, fmt, t
         assert 206 in statuses  # the archive is read with range requests
         assert not [p for p, _, _ in log if p.endswith(".png")]
     print(f"browser test ({fmt}): {time.monotonic() - started:.1f} s")
+
+
+def test_a_published_folder_names_no_local_path(run_dir, viewers):
+    """What goes on a web host says nothing of where the run lay on this machine."""
+    roots = {str(run_dir.parent), str(run_dir.parent.resolve())}
+    for folder in viewers.values():
+        for p in folder.rglob("*"):
+            if p.is_file() and p.suffix in (".js", ".json", ".html", ".pmtiles"):
+                data = p.read_bytes()
+                if p.suffix == ".pmtiles":  # the metadata, gzip-compressed or not
+                    from pmtiles.reader import MmapSource, Reader
+
+                    with open(p, "rb") as fh:
+                        data = json.dumps(Reader(MmapSource(fh)).metadata()).encode()
+                leaks = [r for r in roots if r.encode() in data or json.dumps(r)[1:-1].encode() in data]
+                assert not leaks, f"{p.relative_to(folder)} names {leaks}"
