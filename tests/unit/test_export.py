@@ -42,7 +42,7 @@ def make_tiles(root: Path, cols: int, rows: int, size: int, *, step=None, missin
                 continue
             if painter is None:
                 img = np.zeros((size, size, 3), np.uint8)
-                img[..., 0] = 20 + 35 * (i + cols * j)
+                img[..., 0] = (20 + 35 * (i + cols * j)) % 256  # wraps as uint8 does under numpy 1
                 img[..., 1] = np.arange(size)[None, :] % 256
                 img[..., 2] = np.arange(size)[:, None] % 256
             else:
