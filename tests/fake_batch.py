@@ -121,6 +121,7 @@ class BatchService:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.objects: dict[tuple[str, str], bytes] = {}  # (bucket, name) -> data
         self.vertex_echo_key = False  # whether Vertex output lines carry the input line's "key"
+        self.reverse_output = False  # Vertex output lines in the reverse order of the input (order is not promised)
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ scripting
@@ -266,6 +267,7 @@ class BatchService:
                 else:
                     row["status"] = f"Error {res['error']['code']}: {res['error']['message']}"
                 rows.append(json.dumps(row))
+            rows = rows[::-1] if self.reverse_output else rows
             self.objects[(bucket, f"{directory}/predictions.jsonl")] = ("\n".join(rows) + "\n").encode()
             job.output = f"gs://{bucket}/{directory}"
         elif job.source == "file":
