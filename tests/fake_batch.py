@@ -22,8 +22,11 @@ How a job ends is planned per job created (``fake.batch.plan([...])``, then ``fa
 ``end`` ("succeeded" | "failed" | "expired"), ``polls`` (GETs of the job before it ends; the first ones show it
 pending, then running), ``turnaround_s`` (seconds after creation before it may end) and ``done`` (the share of
 lines answered before an expiry or a cancel). ``fake.batch.hold = True`` keeps every job pending until it is
-set back. ``fake.batch.created`` lists the jobs created (each one is paid), ``fake.batch.lines`` every line
-answered (job, key, status, usage), ``fake.batch.log`` every HTTP request (method, path, status).
+set back (``finish_all()`` ends them at their next GET). ``fake.batch.create_errors`` holds HTTP statuses the
+next job creations answer. ``fake.batch.created`` lists the jobs created (each one is paid), ``fake.batch.lines``
+every line answered (job, key, status, usage), ``fake.batch.log`` every HTTP request (method, path, status).
+``vertex_echo_key`` and ``reverse_output`` vary Vertex AI's output lines (whether they carry the input's
+``key``; their order), which the service does not promise.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class BatchService:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.objects: dict[tuple[str, str], bytes] = {}  # (bucket, name) -> data
         self.vertex_echo_key = False  # whether Vertex output lines carry the input line's "key"
+        self.create_errors: deque = deque()  # HTTP statuses the next job creations answer (e.g. 503, 400)
         self.reverse_output = False  # Vertex output lines in the reverse order of the input (order is not promised)
         self._ids = itertools.count(1)
 
@@ -361,7 +365,18 @@ class BatchService:
                 self._finish(job, "cancelled", float(job.plan.get("done", 0.0)))
 
     # ------------------------------------------------------------------ Gemini API
+    def _create_error(self):
+        with self.lock:
+            code = self.create_errors.popleft() if self.create_errors else None
+        if code is None:
+            return None
+        status = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(code, "INTERNAL")
+        return self._err(code, status, f"batch creation refused ({code})")
+
     def _gemini_create(self, method, m, query, headers, body):
+        refused = self._create_error()
+        if refused is not None:
+            return refused
         batch = self._json(body).get("batch") or {}
         cfg = batch.get("inputConfig") or {}
         model = m["model"]
@@ -467,6 +482,9 @@ class BatchService:
             if method == "GET":
                 jobs = [j for j in self.jobs.values() if j.api == "vertex"]
                 return self._page(jobs, query, "batchPredictionJobs", self._vertex_json)
+            refused = self._create_error()
+            if refused is not None:
+                return refused
             req = self._json(body)
             model = str(req.get("model", "")).split("/")[-1]
             if self.fake.known_models is not None and model not in self.fake.known_models:

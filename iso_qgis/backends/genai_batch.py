@@ -44,7 +44,16 @@ from ..errors import IsoInputError
 from ..feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
 from .gcs import Storage, split_gs_uri
-from .genai_backend import Answer, Failed, GenAIBackend, Prepared, encode_parts, parse_response
+from .genai_backend import (
+    RETRYABLE_CODES,
+    Answer,
+    Failed,
+    GenAIBackend,
+    Prepared,
+    encode_parts,
+    parse_response,
+    retry_delay_s,
+)
 
 #: the Gemini API takes inline batch requests up to 20 MB in all; larger ones go as a file
 INLINE_LIMIT_BYTES = 20_000_000
@@ -190,7 +199,7 @@ class BatchRunner:
         """Submit the requests not in the cache, wait for their jobs, and collect every answer."""
         prepared, outcome = self._prepare(requests)
         todo = [k for k in requests if k not in outcome.results]
-        outcome.jobs = self._submit(todo, prepared)
+        self._submit(todo, prepared, outcome)
         return self._wait(outcome, prepared)
 
     def resume(self, jobs: list[dict[str, Any]], requests: dict[str, ImageRequest]) -> BatchOutcome:
@@ -203,7 +212,8 @@ class BatchRunner:
             raise ValueError(f"resume: the run state's batch jobs hold keys that were not given: {unknown[:5]}")
         kept = {k for r in records for k in r.keys}
         todo = [k for k in requests if k not in outcome.results and k not in kept]
-        outcome.jobs = records + self._submit(todo, prepared)
+        outcome.jobs = records
+        self._submit(todo, prepared, outcome)
         return self._wait(outcome, prepared)
 
     def cancel(self, jobs: list[dict[str, Any]] | list[BatchJobRecord]) -> list[str]:
@@ -244,18 +254,47 @@ class BatchRunner:
             h.update(prepared[k].key.encode())
         return f"{self.s.name_prefix}-{h.hexdigest()[:20]}"
 
-    def _submit(self, keys: list[str], prepared: dict[str, Prepared]) -> list[BatchJobRecord]:
+    def _submit(self, keys: list[str], prepared: dict[str, Prepared], outcome: BatchOutcome) -> None:
+        """One job per model; ``on_jobs`` hears of every job of the phase (those resumed too) as each is made.
+        A job that cannot be created sends its requests online, with a warning that says why."""
         by_model: dict[str, list[str]] = {}
         for k in keys:
             by_model.setdefault(prepared[k].model, []).append(k)
-        records = []
         for model, group in by_model.items():
             name = self._display_name(model, group, prepared)
-            rec = self._find_job(name, model, group) or self._create(model, group, name, prepared)
-            records.append(rec)
+            rec = self._find_job(name, model, group)
+            if rec is None:
+                try:
+                    rec = self._create_with_retries(model, group, name, prepared)
+                except Exception as exc:  # noqa: BLE001 (APIError, storage, transport: all end the same way)
+                    why = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    self.feedback.warning(f"batch: could not create a job for {len(group)} requests ({why}); "
+                                          "they go online, at the online price")  # fmt: skip
+                    failure = Failure(FailureKind.TRANSPORT, f"the batch job could not be created ({why})", True)
+                    for k in group:
+                        outcome.results[k] = ImageResult(None, model, failure)
+                        outcome.online.append(k)
+                    continue
+            outcome.jobs.append(rec)
             if self.on_jobs is not None:
-                self.on_jobs(list(records))
-        return records
+                self.on_jobs(list(outcome.jobs))
+
+    def _create_with_retries(
+        self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]
+    ) -> BatchJobRecord:
+        """``_create``, again after a 429 or a 5xx (the backend's retry settings); other errors raise."""
+        retries = 0
+        while True:
+            try:
+                return self._create(model, keys, display, prepared)
+            except self.backend.errors.APIError as exc:
+                code = int(getattr(exc, "code", 0) or 0)
+                if code not in RETRYABLE_CODES or retries >= self.backend.s.retry_max:
+                    raise
+                delay = retry_delay_s(exc)
+                backoff = self.backend.s.retry_base_ms / 1000 * 2**retries
+                self.sleep(min(delay if delay is not None else backoff, self.backend.s.retry_max_ms / 1000))
+                retries += 1
 
     def _find_job(self, display_name: str, model: str, keys: list[str]) -> BatchJobRecord | None:
         """A live job created earlier for exactly these requests (a submit cut short before its record was
@@ -323,7 +362,8 @@ class BatchRunner:
 
     # ------------------------------------------------------------------ waiting
     def _wait(self, outcome: BatchOutcome, prepared: dict[str, Prepared]) -> BatchOutcome:
-        pending = list(outcome.jobs)
+        settled = {k for k, r in outcome.results.items() if r.ok and r.cached}
+        pending = [r for r in outcome.jobs if not set(r.keys) <= settled]  # all in the cache: nothing to wait for
         total = sum(len(r.keys) for r in pending) or 1
         answered: dict[str, int] = {}
         while pending:
@@ -411,6 +451,8 @@ class BatchRunner:
         detail = f": {getattr(err, 'message', '')}" if err is not None and getattr(err, "message", None) else ""
         missing = 0
         for k in rec.keys:
+            if k in outcome.results and outcome.results[k].cached and outcome.results[k].ok:
+                continue  # answered from the cache already (an earlier run collected it)
             got = rows.get(k)
             if got is None:
                 missing += 1

@@ -256,11 +256,27 @@ def test_resume_submits_what_no_job_holds_and_refuses_unknown_keys(fake, tmp_pat
     first = dict(list(reqs.items())[:2])
     jobs = []
     runner(gemini(fake, tmp_path), jobs=jobs).run(first)
-    out = runner(gemini(fake, tmp_path)).resume(jobs, reqs)
+    kept = []
+    out = runner(gemini(fake, tmp_path), jobs=kept).resume(jobs, reqs)
     assert len(fake.batch.created) == 2 and all(r.ok for r in out.results.values())
     assert [len(j.keys) for j in out.jobs] == [2, 2]
+    assert [j["name"] for j in kept] == fake.batch.created  # the state hears of the old job and the new one
     with pytest.raises(ValueError, match="keys that were not given"):
         runner(gemini(fake, tmp_path)).resume(jobs, dict(list(reqs.items())[2:]))
+
+
+def test_job_creation_is_retried_after_a_503_and_its_requests_go_online_after_a_400(fake, tmp_path):
+    reqs = phase(tiles=1, k=2)
+    fake.batch.create_errors.extend([503, 429])
+    out = runner(gemini(fake, tmp_path)).run(reqs)
+    assert len(fake.batch.created) == 1 and all(r.ok for r in out.results.values())
+    fake.batch.create_errors.append(400)
+    fb, backend = Recorder(), gemini(fake, tmp_path)
+    reqs = phase(tiles=2, k=1)  # 0_c0 is in the cache; 1_c0 is new
+    out = runner(backend, fb).run(reqs)
+    assert len(fake.batch.created) == 1 and out.online == ["1_c0"] and out.jobs == [] and out.results["0_c0"].cached
+    assert any("could not create a job" in w and "online price" in w for w in fb.warnings)
+    assert all(r.ok for r in retry_online(backend, reqs, out).values()) and fake.calls() == 1
 
 
 def test_a_job_the_service_lost_sends_its_requests_online(fake, tmp_path):
