@@ -9,7 +9,8 @@ It speaks the real wire format, so the real ``google-genai`` client can be point
 
 Paths served (POST): ``/{v1,v1beta,v1alpha}/models/{model}:generateContent`` (Gemini API) and
 ``/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/{pub}/models/{model}:generateContent`` (Vertex AI);
-``:streamGenerateContent`` answers the same payload as one SSE event.
+``:streamGenerateContent`` answers the same payload as one SSE event. The Batch API (jobs on both APIs),
+the Files API and a Cloud Storage JSON API are served too, by ``fake.batch`` (see ``fake_batch``).
 
 A scenario is a string or a dict ``{"kind": name, **options}`` (``kind`` defaults to ``"ok"``); every
 scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -308,6 +309,10 @@ def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, ec
         assert np.array_equal(out.results[key].image, expected(reqs[key])), key
     gcs = [r for r in fake.batch.log if "/storage/v1/" in r["path"]]
     assert {r["method"] for r in gcs} == {"POST", "GET"} and all(r["status"] == 200 for r in gcs)
+    # a run that lost its record (another cache, no state) finds the job by its display name and pays nothing
+    again = runner(vertex(fake, tmp_path / "other"), bucket="gs://my-bucket/iso").run(reqs)
+    assert len(fake.batch.created) == 1 and again.jobs[0].input == rec["input"] and again.online == ["1_c0"]
+    assert np.array_equal(again.results["0_c1"].image, expected(reqs["0_c1"]))
 
 
 def test_vertex_batch_without_a_bucket_says_which_setting(fake, tmp_path):
@@ -319,6 +324,17 @@ def test_vertex_batch_without_a_bucket_says_which_setting(fake, tmp_path):
 
 
 # ------------------------------------------------------------------ the fake itself and the prices
+def test_a_simulated_turnaround_keeps_the_job_running_that_long(fake, tmp_path):
+    fake.batch.plan([{"polls": 1, "turnaround_s": 0.4}])
+    fb = Recorder()
+    t0 = time.monotonic()
+    out = runner(gemini(fake, tmp_path), fb, poll_s=0.05).run(phase(tiles=1, k=1))
+    assert time.monotonic() - t0 >= 0.4 and out.results["0_c0"].ok
+    states = [m.rsplit(": ", 1)[1] for m in fb.messages if m.startswith("batch: job")]
+    assert states == ["pending", "running", "succeeded"]
+    assert fake.batch.job(out.jobs[0].name).gets >= 5
+
+
 def test_the_fake_lists_pages_cancels_and_deletes_jobs_through_the_real_client(fake):
     client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=fake.base_url))
     inline = [{"contents": [{"role": "user", "parts": [{"text": f"req {i}"}]}]} for i in range(2)]
