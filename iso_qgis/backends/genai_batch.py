@@ -27,13 +27,15 @@ whose failure should be asked again online. Nothing raises for a model's answer.
   failed, expired or was canceled: all are failures in the outcome, and their keys are in ``outcome.online``
   unless the prompt was blocked (the online path never asks again after a block either).
   :func:`retry_online` asks those again through :meth:`GenAIBackend.generate` (its retries and fallback model).
+
+The wire formats (request lines, output lines matched to keys, job states) are in ``batch_wire``; Cloud
+Storage in ``gcs``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -43,23 +45,27 @@ from ..cost import BATCH_PRICE_FACTOR
 from ..errors import IsoInputError
 from ..feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
+from .batch_wire import (
+    Gone,
+    answered_count,
+    answers_by_key,
+    inline_size,
+    job_state,
+    jsonl,
+)
 from .gcs import Storage, split_gs_uri
 from .genai_backend import (
     RETRYABLE_CODES,
-    Answer,
     Failed,
     GenAIBackend,
     Prepared,
     encode_parts,
-    parse_response,
     retry_delay_s,
 )
 
 #: the Gemini API takes inline batch requests up to 20 MB in all; larger ones go as a file
 INLINE_LIMIT_BYTES = 20_000_000
 ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
-#: google.rpc.Code of a line's error -> how it failed (all are asked again online; the kind is for the report)
-RPC_KIND = {8: FailureKind.QUOTA, 16: FailureKind.AUTH, 7: FailureKind.AUTH, 5: FailureKind.NOT_FOUND}
 
 
 @dataclass
@@ -118,51 +124,6 @@ class BatchOutcome:
             "cost_usd": round(batch_cost, 6),
             "online_equivalent_usd": round(batch_cost / BATCH_PRICE_FACTOR, 6),
         }
-
-
-def rest_request(parts: list[Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The REST body of a generateContent request, as a batch file's line carries it: the same contents and
-    generation config the SDK sends online (the SDK converts inline batch requests itself)."""
-    import base64
-
-    rest_parts = [
-        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(p).decode("ascii")}}
-        if isinstance(p, bytes)
-        else {"text": p}
-        for p in parts
-    ]
-    return {"contents": [{"role": "user", "parts": rest_parts}], "generationConfig": _camel(config)}
-
-
-def _camel(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            head, *rest = str(k).split("_")
-            out[head + "".join(w.title() for w in rest)] = _camel(v)
-        return out
-    if isinstance(value, list):
-        return [_camel(v) for v in value]
-    return value
-
-
-def request_digest(request: dict[str, Any]) -> str:
-    """A request's texts, images and seed, whatever the base64 flavor: how a Vertex AI output line (which
-    echoes its request) is matched to its key."""
-    import base64
-
-    h = hashlib.sha256()
-    for content in request.get("contents") or []:
-        for part in content.get("parts") or []:
-            blob = part.get("inlineData") or part.get("inline_data")
-            if blob:
-                text = str(blob.get("data", "")).replace("-", "+").replace("_", "/")
-                data = base64.b64decode(text + "=" * (-len(text) % 4))
-                h.update(b"I" + hashlib.sha256(data).digest())
-            elif "text" in part:
-                h.update(b"T" + str(part["text"]).encode())
-    h.update(str((request.get("generationConfig") or {}).get("seed")).encode())
-    return h.hexdigest()
 
 
 class BatchRunner:
@@ -306,7 +267,7 @@ class BatchRunner:
             for i, job in enumerate(self.client().batches.list(config=config)):
                 if i >= 500:
                     break
-                state = _state(job)
+                state = job_state(job)
                 if job.display_name == display_name and state not in ("FAILED", "CANCELLED", "EXPIRED"):
                     self.feedback.info(f"batch: job {job.name} for these requests exists ({state}); polling it")
                     return self._record_of(job, model, keys)
@@ -327,14 +288,14 @@ class BatchRunner:
         rec = BatchJobRecord("", self.api, model, "inline", list(keys), display, submitted=time.time())
         client = self.client()
         if self.api == "vertex":
-            lines = self._jsonl(keys, prepared)
+            lines = jsonl(keys, prepared)
             base = f"{self.s.bucket.rstrip('/')}/{display}"
             rec.mode, rec.input, rec.output = "gcs", f"{base}/input.jsonl", f"{base}/output"
             self.storage().upload(rec.input, lines)
             job = client.batches.create(model=model, src=rec.input,
                                         config={"display_name": display, "dest": rec.output})  # fmt: skip
         else:
-            size = sum(_inline_size(prepared[k]) for k in keys)
+            size = sum(inline_size(prepared[k]) for k in keys)
             if size < self.s.inline_limit_bytes:
                 types = self.backend.types
                 inline = []
@@ -345,20 +306,13 @@ class BatchRunner:
                 job = client.batches.create(model=model, src=inline, config={"display_name": display})
             else:
                 rec.mode = "file"
-                data = self._jsonl(keys, prepared)
+                data = jsonl(keys, prepared)
                 up = client.files.upload(file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": display})
                 rec.input = up.name
                 job = client.batches.create(model=model, src=up.name, config={"display_name": display})
         rec.name = job.name
         self.feedback.info(f"batch: submitted {len(keys)} requests to {model} as job {job.name} ({rec.mode})")
         return rec
-
-    def _jsonl(self, keys: list[str], prepared: dict[str, Prepared]) -> bytes:
-        rows = []
-        for k in keys:
-            p = prepared[k]
-            rows.append(json.dumps({"key": k, "request": rest_request(encode_parts(p.layout), p.config)}))
-        return ("\n".join(rows) + "\n").encode()
 
     # ------------------------------------------------------------------ waiting
     def _wait(self, outcome: BatchOutcome, prepared: dict[str, Prepared]) -> BatchOutcome:
@@ -371,11 +325,11 @@ class BatchRunner:
                 job = self._get(rec)
                 if job is None:
                     continue
-                state = _state(job)
+                state = job_state(job)
                 if outcome.states.get(rec.name) != state:
                     self.feedback.info(f"batch: job {rec.name}: {state.lower()}")
                 outcome.states[rec.name] = state
-                answered[rec.name] = _answered(job, len(rec.keys))
+                answered[rec.name] = answered_count(job, len(rec.keys))
                 if state in ENDED:
                     self._collect(rec, job, state, outcome, prepared)
                     answered[rec.name] = len(rec.keys)
@@ -391,7 +345,7 @@ class BatchRunner:
         except self.backend.errors.APIError as exc:
             if int(getattr(exc, "code", 0) or 0) == 404:  # deleted or never there: its requests go online
                 self.feedback.warning(f"batch: job {rec.name} was not found; its requests go online")
-                return _Gone()
+                return Gone()
             self.feedback.warning(f"batch: could not look at job {rec.name} ({exc}); trying again")
         except Exception as exc:  # noqa: BLE001 (the network: keep polling)
             self.feedback.warning(f"batch: could not look at job {rec.name} ({type(exc).__name__}: {exc})")
@@ -421,12 +375,12 @@ class BatchRunner:
             job = None
             for _ in range(3):  # a cancel takes a moment; what was answered before it is billed
                 job = self._get(rec)
-                if job is not None and _state(job) in ENDED:
+                if job is not None and job_state(job) in ENDED:
                     break
                 self.sleep(min(self.s.poll_s, 1.0))
-            if job is not None and _state(job) in ENDED:
+            if job is not None and job_state(job) in ENDED:
                 before = {k for k, r in outcome.results.items() if not r.cached}
-                self._collect(rec, job, _state(job), outcome, prepared)
+                self._collect(rec, job, job_state(job), outcome, prepared)
                 new = [outcome.results[k] for k in rec.keys if k not in before and k in outcome.results]
                 got = [r for r in new if r.ok or r.tokens_in]
                 paid += len(got)
@@ -441,7 +395,7 @@ class BatchRunner:
         self, rec: BatchJobRecord, job: Any, state: str, outcome: BatchOutcome, prepared: dict[str, Prepared]
     ) -> None:
         try:
-            rows = self._rows(rec, job, prepared)
+            rows = answers_by_key(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
         except Exception as exc:  # noqa: BLE001 (an unreadable output: its requests go online)
             self.feedback.warning(f"batch: could not read the answers of job {rec.name} ({exc})")
             rows = {}
@@ -464,99 +418,6 @@ class BatchRunner:
                 outcome.online.append(k)
         if missing and state != "SUCCEEDED":
             outcome.notes.append(f"job {rec.name} {why}: {missing} of {len(rec.keys)} requests go online")
-
-    def _rows(self, rec: BatchJobRecord, job: Any, prepared: dict[str, Prepared]) -> dict[str, Answer | Failed]:
-        """The job's answers by key."""
-        dest = getattr(job, "dest", None)
-        if self.api == "vertex":
-            directory = getattr(getattr(job, "output_info", None), "gcs_output_directory", None)
-            if not directory:
-                return {}
-            by_digest: dict[str, list[str]] = {}
-            for k in rec.keys:
-                p = prepared[k]
-                by_digest.setdefault(request_digest(rest_request(encode_parts(p.layout), p.config)), []).append(k)
-            rows: dict[str, Answer | Failed] = {}
-            for uri in self.storage().list(directory):
-                if not uri.endswith(".jsonl"):
-                    continue
-                for line in self.storage().download(uri).decode("utf-8").splitlines():
-                    if not line.strip():
-                        continue
-                    row = json.loads(line)
-                    key = row.get("key")
-                    if key not in rec.keys:
-                        queue = by_digest.get(request_digest(row.get("request") or {}), [])
-                        key = queue.pop(0) if queue else None
-                    if key is not None:
-                        rows[key] = self._row_outcome(row.get("response"), row.get("status") or None)
-            return rows
-        if dest is not None and getattr(dest, "inlined_responses", None):
-            rows = {}
-            for i, item in enumerate(dest.inlined_responses):
-                key = (item.metadata or {}).get("key") or (rec.keys[i] if i < len(rec.keys) else None)
-                if key is None:
-                    continue
-                if item.error is not None:
-                    rows[key] = _line_failure(item.error.code, item.error.message)
-                elif item.response is not None:
-                    rows[key] = parse_response(item.response)
-            return rows
-        if dest is not None and getattr(dest, "file_name", None):
-            data = self.client().files.download(file=dest.file_name)
-            rows = {}
-            for i, line in enumerate(data.decode("utf-8").splitlines()):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                key = row.get("key") or (rec.keys[i] if i < len(rec.keys) else None)
-                if key is not None:
-                    rows[key] = self._row_outcome(row.get("response"), row.get("error") or row.get("status"))
-            return rows
-        return {}
-
-    def _row_outcome(self, response: Any, error: Any) -> Answer | Failed:
-        if response:
-            resp = self.backend.types.GenerateContentResponse.model_validate_json(json.dumps(response))
-            return parse_response(resp)
-        if isinstance(error, dict):
-            return _line_failure(error.get("code"), error.get("message"))
-        return _line_failure(None, str(error or "no answer"))
-
-
-class _Gone:
-    """A job the service no longer knows: ended, with nothing to collect."""
-
-    state = "FAILED"
-    error = None
-    dest = None
-    output_info = None
-
-
-def _state(job: Any) -> str:
-    state = getattr(job, "state", None)
-    name = str(getattr(state, "name", None) or state or "")
-    return name.replace("JOB_STATE_", "").replace("BATCH_STATE_", "")
-
-
-def _answered(job: Any, n: int) -> int:
-    stats = getattr(job, "completion_stats", None)
-    if stats is None:
-        return 0
-    return min(n, int(stats.successful_count or 0) + int(stats.failed_count or 0))
-
-
-def _line_failure(code: Any, message: Any) -> Failed:
-    kind = RPC_KIND.get(int(code or 0), FailureKind.TRANSPORT)
-    return Failed(Failure(kind, f"failed inside the batch (code {code}): {str(message)[:200]}", retryable=True))
-
-
-def _inline_size(p: Prepared) -> int:
-    """Bytes a request takes inline: its images as base64, its texts, and some room for the JSON."""
-    size = 512
-    for part in encode_parts(p.layout):
-        size += (len(part) + 2) // 3 * 4 if isinstance(part, bytes) else len(str(part).encode()) + 32
-    return size
 
 
 def retry_online(

@@ -14,13 +14,8 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest
-from iso_tile_stylizer.iso_qgis.backends.genai_batch import (
-    BatchJobRecord,
-    BatchRunner,
-    BatchSettings,
-    request_digest,
-    retry_online,
-)
+from iso_tile_stylizer.iso_qgis.backends.batch_wire import request_digest
+from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchJobRecord, BatchRunner, BatchSettings, retry_online
 from iso_tile_stylizer.iso_qgis.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
 from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
@@ -246,8 +241,10 @@ def test_a_submit_cut_short_finds_its_job_again_instead_of_paying_twice(fake, tm
         runner(gemini(fake, tmp_path), Recorder(cancel_after=0), cancel_remote=False).run(reqs)
     fake.batch.finish_all()
     fb = Recorder()
-    out = runner(gemini(fake, tmp_path), fb).run(reqs)
-    assert len(fake.batch.created) == 1 and all(r.ok for r in out.results.values())
+    renamed = {f"tile{k}": r for k, r in reqs.items()}  # the same requests under other keys: matched by position
+    out = runner(gemini(fake, tmp_path), fb).run(renamed)
+    assert len(fake.batch.created) == 1 and set(out.results) == set(renamed)
+    assert all(np.array_equal(out.results[k].image, expected(r)) for k, r in renamed.items())
     assert any("exists" in m for m in fb.messages)
     assert any(r["path"].endswith("/batches") and r["method"] == "GET" for r in fake.batch.log)  # listed
 
