@@ -55,13 +55,16 @@ def request_digest(request: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def jsonl(keys: list[str], prepared: dict[str, Prepared]) -> bytes:
-    """A batch input file: one line per request, ``{"key", "request"}``."""
-    rows = []
-    for k in keys:
-        p = prepared[k]
-        rows.append(json.dumps({"key": k, "request": rest_request(encode_parts(p.layout), p.config)}))
-    return ("\n".join(rows) + "\n").encode()
+def write_jsonl(path: str, keys: list[str], prepared: dict[str, Prepared]) -> int:
+    """Write a batch input file, one line per request (``{"key", "request"}``), a line at a time (a phase of a
+    city is gigabytes); its size in bytes."""
+    size = 0
+    with open(path, "wb") as fh:
+        for k in keys:
+            p = prepared[k]
+            line = json.dumps({"key": k, "request": rest_request(encode_parts(p.layout), p.config)}).encode()
+            size += fh.write(line + b"\n")
+    return size
 
 
 def answers_by_key(

@@ -52,11 +52,14 @@ class Storage:
             raise OSError(f"Cloud Storage {what}: HTTP {resp.status_code} {resp.text[:300]}")
         return resp
 
-    def upload(self, uri: str, data: bytes, content_type: str = "application/jsonl") -> None:
+    def upload(self, uri: str, path: str, content_type: str = "application/jsonl") -> None:
+        """Upload a local file (streamed, not read into memory)."""
         bucket, name = split_gs_uri(uri)
         url = f"{self.endpoint}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
-        resp = self.session.post(url, params={"uploadType": "media", "name": name}, data=data,
-                                 headers={"Content-Type": content_type}, timeout=self.timeout_s)  # fmt: skip
+        headers = {"Content-Type": content_type, "Content-Length": str(os.path.getsize(path))}
+        with open(path, "rb") as fh:
+            resp = self.session.post(url, params={"uploadType": "media", "name": name}, data=fh, headers=headers,
+                                     timeout=self.timeout_s)  # fmt: skip
         self._check(resp, f"upload of {uri}")
 
     def list(self, prefix_uri: str) -> list[str]:

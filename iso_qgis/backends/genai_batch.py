@@ -35,7 +35,8 @@ Storage in ``gcs``.
 from __future__ import annotations
 
 import hashlib
-import io
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -51,7 +52,7 @@ from .batch_wire import (
     answers_by_key,
     inline_size,
     job_state,
-    jsonl,
+    write_jsonl,
 )
 from .gcs import Storage, split_gs_uri
 from .genai_backend import (
@@ -65,6 +66,8 @@ from .genai_backend import (
 
 #: the Gemini API takes inline batch requests up to 20 MB in all; larger ones go as a file
 INLINE_LIMIT_BYTES = 20_000_000
+#: the Files API takes files up to 2 GB; a phase larger than this goes as several jobs
+MAX_JOB_BYTES = 1_900_000_000
 ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
@@ -72,6 +75,7 @@ ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 class BatchSettings:
     bucket: str = ""  # BATCH_BUCKET: gs://bucket[/prefix], Vertex AI only
     inline_limit_bytes: int = INLINE_LIMIT_BYTES
+    max_job_bytes: int = MAX_JOB_BYTES  # more requests than this make several jobs
     poll_s: float = 30.0  # between two looks at the jobs
     cancel_remote: bool = True  # a user's cancel also cancels the jobs on Google's side
     online_concurrency: int = 4  # retry_online's parallel calls
@@ -216,12 +220,19 @@ class BatchRunner:
         return f"{self.s.name_prefix}-{h.hexdigest()[:20]}"
 
     def _submit(self, keys: list[str], prepared: dict[str, Prepared], outcome: BatchOutcome) -> None:
-        """One job per model; ``on_jobs`` hears of every job of the phase (those resumed too) as each is made.
-        A job that cannot be created sends its requests online, with a warning that says why."""
-        by_model: dict[str, list[str]] = {}
-        for k in keys:
-            by_model.setdefault(prepared[k].model, []).append(k)
-        for model, group in by_model.items():
+        """One job per model (and per ``max_job_bytes``); ``on_jobs`` hears of every job of the phase (those
+        resumed too) as each is made. A job that cannot be created sends its requests online, with a warning."""
+        by_model: dict[str, list[list[str]]] = {}
+        sizes: dict[str, int] = {}
+        for k in keys:  # one job per model, and per max_job_bytes of requests
+            model, size = prepared[k].model, inline_size(prepared[k])
+            chunks = by_model.setdefault(model, [[]])
+            if chunks[-1] and sizes[model] + size > self.s.max_job_bytes:
+                chunks.append([])
+                sizes[model] = 0
+            chunks[-1].append(k)
+            sizes[model] = sizes.get(model, 0) + size
+        for model, group in ((m, g) for m, chunks in by_model.items() for g in chunks):
             name = self._display_name(model, group, prepared)
             rec = self._find_job(name, model, group)
             if rec is None:
@@ -287,29 +298,30 @@ class BatchRunner:
     def _create(self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]) -> BatchJobRecord:
         rec = BatchJobRecord("", self.api, model, "inline", list(keys), display, submitted=time.time())
         client = self.client()
-        if self.api == "vertex":
-            lines = jsonl(keys, prepared)
-            base = f"{self.s.bucket.rstrip('/')}/{display}"
-            rec.mode, rec.input, rec.output = "gcs", f"{base}/input.jsonl", f"{base}/output"
-            self.storage().upload(rec.input, lines)
-            job = client.batches.create(model=model, src=rec.input,
-                                        config={"display_name": display, "dest": rec.output})  # fmt: skip
+        size = sum(inline_size(prepared[k]) for k in keys)
+        if self.api == "gemini" and size < self.s.inline_limit_bytes:
+            types = self.backend.types
+            inline = []
+            for k in keys:
+                p = prepared[k]
+                contents, cfg = self.backend.sdk_request(encode_parts(p.layout), p.config)
+                inline.append(types.InlinedRequest(contents=contents, config=cfg, metadata={"key": k}))
+            job = client.batches.create(model=model, src=inline, config={"display_name": display})
         else:
-            size = sum(inline_size(prepared[k]) for k in keys)
-            if size < self.s.inline_limit_bytes:
-                types = self.backend.types
-                inline = []
-                for k in keys:
-                    p = prepared[k]
-                    contents, cfg = self.backend.sdk_request(encode_parts(p.layout), p.config)
-                    inline.append(types.InlinedRequest(contents=contents, config=cfg, metadata={"key": k}))
-                job = client.batches.create(model=model, src=inline, config={"display_name": display})
-            else:
-                rec.mode = "file"
-                data = jsonl(keys, prepared)
-                up = client.files.upload(file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": display})
-                rec.input = up.name
-                job = client.batches.create(model=model, src=up.name, config={"display_name": display})
+            with tempfile.TemporaryDirectory(prefix="isotiles-batch-") as tmp:
+                path = os.path.join(tmp, f"{display}.jsonl")
+                write_jsonl(path, keys, prepared)
+                if self.api == "vertex":
+                    base = f"{self.s.bucket.rstrip('/')}/{display}"
+                    rec.mode, rec.input, rec.output = "gcs", f"{base}/input.jsonl", f"{base}/output"
+                    self.storage().upload(rec.input, path)
+                    config = {"display_name": display, "dest": rec.output}
+                else:
+                    rec.mode = "file"
+                    up = client.files.upload(file=path, config={"mime_type": "jsonl", "display_name": display})
+                    rec.input = up.name
+                    config = {"display_name": display}
+            job = client.batches.create(model=model, src=rec.input, config=config)
         rec.name = job.name
         self.feedback.info(f"batch: submitted {len(keys)} requests to {model} as job {job.name} ({rec.mode})")
         return rec

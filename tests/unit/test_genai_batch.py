@@ -14,7 +14,7 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest
-from iso_tile_stylizer.iso_qgis.backends.batch_wire import request_digest
+from iso_tile_stylizer.iso_qgis.backends.batch_wire import inline_size, request_digest
 from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchJobRecord, BatchRunner, BatchSettings, retry_online
 from iso_tile_stylizer.iso_qgis.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
@@ -138,7 +138,10 @@ def test_inline_batch_answers_every_key_at_half_price_and_fills_the_cache(fake, 
 
 
 @pytest.mark.parametrize("limit", [10**9, 20_000])
-def test_requests_over_the_inline_limit_go_as_a_jsonl_file(fake, tmp_path, limit):
+def test_requests_over_the_inline_limit_go_as_a_jsonl_file(fake, tmp_path, limit, monkeypatch):
+    from google.genai import _api_client
+
+    monkeypatch.setattr(_api_client, "CHUNK_SIZE", 16_384)  # a resumable upload in several chunks
     reqs = phase(tiles=2, k=2)
     jobs = []
     out = runner(gemini(fake, tmp_path), jobs=jobs, inline_limit_bytes=limit).run(reqs)
@@ -148,12 +151,22 @@ def test_requests_over_the_inline_limit_go_as_a_jsonl_file(fake, tmp_path, limit
         assert jobs[0]["mode"] == "inline" and uploads == []
         return
     assert jobs[0]["mode"] == "file" and jobs[0]["input"].startswith("files/")
-    assert len(uploads) == 2  # resumable: start, then upload and finalize
     text = fake.batch.files[jobs[0]["input"].split("/")[1]]["data"].decode()
+    assert len(uploads) == 1 + -(-len(text) // 16_384)  # resumable: start, then a chunk at a time
     lines = [json.loads(line) for line in text.splitlines()]
     assert [line["key"] for line in lines] == list(reqs)
     assert same_request(lines[0]["request"], online_body(fake, tmp_path / "o", reqs["0_c0"]))
     assert any(r["path"].endswith(":download") for r in fake.batch.log)  # the responses file was read
+
+
+def test_a_phase_over_max_job_bytes_goes_as_several_jobs(fake, tmp_path):
+    reqs = phase(tiles=3, k=2)
+    backend = gemini(fake, tmp_path)
+    one = inline_size(backend.prepare(reqs["0_c0"]))  # every request has the same size here
+    jobs = []
+    out = runner(backend, jobs=jobs, max_job_bytes=int(2.5 * one)).run(reqs)
+    assert [len(j["keys"]) for j in jobs] == [2, 2, 2] and len(fake.batch.created) == 3
+    assert [k for j in jobs for k in j["keys"]] == list(reqs) and all(r.ok for r in out.results.values())
 
 
 def test_failed_lines_and_refused_answers_go_online_and_blocks_do_not(fake, tmp_path):
