@@ -381,8 +381,7 @@ class BatchRunner:
                 "finish: run again to collect their answers (the run state keeps the jobs; nothing is paid twice)"
             )
         self.cancel(pending)
-        paid = 0
-        cost = 0.0
+        paid, cost, running = 0, 0.0, []
         for rec in pending:
             job = None
             for _ in range(3):  # a cancel takes a moment; what was answered before it is billed
@@ -390,22 +389,28 @@ class BatchRunner:
                 if job is not None and job_state(job) in ENDED:
                     break
                 self.sleep(min(self.s.poll_s, 1.0))
-            if job is not None and job_state(job) in ENDED:
-                before = {k for k, r in outcome.results.items() if not r.cached}
-                self._collect(rec, job, job_state(job), outcome, prepared)
-                new = [outcome.results[k] for k in rec.keys if k not in before and k in outcome.results]
-                got = [r for r in new if r.ok or r.tokens_in]
-                paid += len(got)
-                cost += sum(r.cost_usd for r in got)
-        raise Canceled(
+            if job is None or job_state(job) not in ENDED:
+                running.append(rec.name)
+                continue
+            got = [r for r in self._collect(rec, job, job_state(job), outcome, prepared) if r.ok or r.tokens_in]
+            paid += len(got)
+            cost += sum(r.cost_usd for r in got)
+        message = (
             f"canceled; batch jobs {names} were canceled on Google's side too. {paid} requests they had answered "
             f"are billed at the batch price (about ${cost:.2f}) and kept in the cache; the rest is not billed"
         )
+        if running:
+            message += (
+                f". {', '.join(running)} had not stopped yet: what it answered before the cancel is billed too; "
+                "run again to collect it"
+            )
+        raise Canceled(message)
 
     # ------------------------------------------------------------------ results
     def _collect(
         self, rec: BatchJobRecord, job: Any, state: str, outcome: BatchOutcome, prepared: dict[str, Prepared]
-    ) -> None:
+    ) -> list[ImageResult]:
+        """The job's answers into ``outcome`` (checked, cached, priced); the results it set."""
         try:
             rows = answers_by_key(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
         except Exception as exc:  # noqa: BLE001 (an unreadable output: its requests go online)
@@ -416,6 +421,7 @@ class BatchRunner:
         err = getattr(job, "error", None)
         detail = f": {getattr(err, 'message', '')}" if err is not None and getattr(err, "message", None) else ""
         missing = 0
+        new = []
         for k in rec.keys:
             if k in outcome.results and outcome.results[k].cached and outcome.results[k].ok:
                 continue  # answered from the cache already (an earlier run collected it)
@@ -426,10 +432,12 @@ class BatchRunner:
             res = self.backend.answer_result(got, prepared[k], batch=True, latency_s=latency)
             res.notes.insert(0, f"batch job {rec.name}")
             outcome.results[k] = res
+            new.append(res)
             if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
                 outcome.online.append(k)
         if missing and state != "SUCCEEDED":
             outcome.notes.append(f"job {rec.name} {why}: {missing} of {len(rec.keys)} requests go online")
+        return new
 
 
 def retry_online(

@@ -220,18 +220,22 @@ def test_an_expired_or_failed_job_sends_its_unfinished_requests_online(fake, tmp
     assert fake.calls() == len(out.online) and all(r.ok for r in final.values())
 
 
-def test_cancel_cancels_the_remote_job_and_says_what_was_paid(fake, tmp_path):
+@pytest.mark.parametrize("api", ["gemini", "vertex"])
+def test_cancel_cancels_the_remote_job_and_says_what_was_paid(fake, tmp_path, monkeypatch, api):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.base_url)
+    make = gemini if api == "gemini" else vertex
+    opts = {"bucket": "gs://b/x"} if api == "vertex" else {}
     reqs = phase(tiles=2, k=2)
     fake.batch.plan([{"polls": 10**6, "done": 0.5}])  # runs until canceled; half was answered by then
     fb, jobs = Recorder(cancel_after=3), []
     with pytest.raises(Canceled) as err:
-        runner(gemini(fake, tmp_path), fb, jobs).run(reqs)
+        runner(make(fake, tmp_path), fb, jobs, **opts).run(reqs)
     assert fake.batch.canceled == [jobs[0]["name"]] and fake.batch.job(jobs[0]["name"]).state == "cancelled"
     message = str(err.value)
     assert "canceled on Google's side" in message and "2 requests they had answered are billed" in message
     # what was paid is kept: a rerun pays only for the other half
     fake.batch.plan([{"polls": 1}])
-    out = runner(gemini(fake, tmp_path)).run(reqs)
+    out = runner(make(fake, tmp_path), **opts).run(reqs)
     assert sum(r.cached for r in out.results.values()) == 2 and len(fake.batch.job(out.jobs[0].name).lines) == 2
 
 
