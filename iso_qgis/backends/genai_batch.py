@@ -82,6 +82,23 @@ class BatchSettings:
     name_prefix: str = "isotiles"
 
 
+#: run options (``backend_options`` keys) that set :class:`BatchSettings` fields; see :func:`split_batch_options`
+BATCH_OPTIONS = {
+    "batch_bucket": "bucket",
+    "batch_poll_s": "poll_s",
+    "batch_cancel_remote": "cancel_remote",
+    "batch_inline_limit_bytes": "inline_limit_bytes",
+}
+
+
+def split_batch_options(options: dict[str, Any]) -> tuple[dict[str, Any], BatchSettings]:
+    """A run's backend options without the ``batch_*`` ones (``make_backend`` refuses those), and the
+    :class:`BatchSettings` they make."""
+    rest = {k: v for k, v in options.items() if k not in BATCH_OPTIONS}
+    picked = {BATCH_OPTIONS[k]: v for k, v in options.items() if k in BATCH_OPTIONS}
+    return rest, BatchSettings(**picked)
+
+
 @dataclass
 class BatchJobRecord:
     """What the run state keeps of one job (``as_dict`` / ``from_dict``: plain JSON)."""
@@ -142,6 +159,12 @@ class BatchRunner:
         on_jobs: Callable[[list[BatchJobRecord]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not isinstance(backend, GenAIBackend):
+            raise IsoInputError(
+                "BATCH",
+                f"the Batch API needs the vertex or gemini backend, not {getattr(backend, 'name', backend)!r}",
+                "Choose BACKEND vertex or gemini, or turn BATCH off",
+            )
         self.backend = backend
         self.s = settings or BatchSettings()
         self.feedback = feedback or Feedback()

@@ -15,7 +15,13 @@ from PIL import Image
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest
 from iso_tile_stylizer.iso_qgis.backends.batch_wire import inline_size, request_digest
-from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchJobRecord, BatchRunner, BatchSettings, retry_online
+from iso_tile_stylizer.iso_qgis.backends.genai_batch import (
+    BatchJobRecord,
+    BatchRunner,
+    BatchSettings,
+    retry_online,
+    split_batch_options,
+)
 from iso_tile_stylizer.iso_qgis.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
 from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
@@ -327,6 +333,16 @@ def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, ec
     again = runner(vertex(fake, tmp_path / "other"), bucket="gs://my-bucket/iso").run(reqs)
     assert len(fake.batch.created) == 1 and again.jobs[0].input == rec["input"] and again.online == ["1_c0"]
     assert np.array_equal(again.results["0_c1"].image, expected(reqs["0_c1"]))
+
+
+def test_batch_options_split_from_the_backend_options_and_the_offline_backend_is_refused(fake, tmp_path):
+    opts = {"api_key": "k", "batch_bucket": "gs://b", "batch_poll_s": 5, "batch_cancel_remote": False}
+    rest, settings = split_batch_options(opts)
+    assert rest == {"api_key": "k"}
+    assert (settings.bucket, settings.poll_s, settings.cancel_remote) == ("gs://b", 5, False)
+    with pytest.raises(IsoInputError) as err:
+        BatchRunner(make_backend("offline"), settings)
+    assert err.value.input_name == "BATCH" and "vertex or gemini" in str(err.value)
 
 
 def test_vertex_batch_without_a_bucket_says_which_setting(fake, tmp_path):
