@@ -44,16 +44,47 @@ def load_prices(path: str | os.PathLike[str] | None = None) -> dict[str, dict[st
     return prices
 
 
-def cost_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage) -> float | None:
-    """Estimated cost of one call, or None when the model has no price."""
+#: Google's Batch API (Gemini API batch mode, Vertex AI batch prediction) bills half the online price
+BATCH_PRICE_FACTOR = 0.5
+
+
+def cost_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage, batch: bool = False) -> float | None:
+    """Estimated cost of one call, or None when the model has no price.
+
+    ``batch``: the call went through the Batch API. A price row may state its own batch prices
+    (``batch_input``, ``batch_output_text``, ``batch_output_image``); otherwise they are
+    :data:`BATCH_PRICE_FACTOR` times the online ones.
+    """
     row = prices.get(model) or prices.get(model.split("/")[-1])
     if row is None:
         return None
+
+    def price(name: str) -> float:
+        online = row.get(name, 0.0)
+        return row.get(f"batch_{name}", online * BATCH_PRICE_FACTOR) if batch else online
+
     return (
-        usage.prompt_tokens * row.get("input", 0.0)
-        + usage.output_tokens * row.get("output_image", 0.0)
-        + usage.thought_tokens * row.get("output_text", 0.0)
+        usage.prompt_tokens * price("input")
+        + usage.output_tokens * price("output_image")
+        + usage.thought_tokens * price("output_text")
     ) / 1e6
+
+
+def online_and_batch_usd(prices: dict[str, dict[str, float]], model: str, usage: Usage, calls: int = 1
+                         ) -> dict[str, float | None]:  # fmt: skip
+    """A dry run's two prices for ``calls`` calls of ``usage`` each: ``{"online_usd", "batch_usd"}`` (None
+    when the model has no price)."""
+    online = cost_usd(prices, model, usage)
+    batch = cost_usd(prices, model, usage, batch=True)
+    return {
+        "online_usd": None if online is None else round(online * calls, 4),
+        "batch_usd": None if batch is None else round(batch * calls, 4),
+    }
+
+
+def both_prices_line(online_usd: float, batch_usd: float) -> str:
+    """How a report or a dry run says both prices, e.g. ``$12.40 online, $6.20 with BATCH``."""
+    return f"${online_usd:.2f} online, ${batch_usd:.2f} with BATCH (the Batch API, half price)"
 
 
 def estimate_note(adaptive: bool) -> str:

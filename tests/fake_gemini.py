@@ -9,7 +9,8 @@ It speaks the real wire format, so the real ``google-genai`` client can be point
 
 Paths served (POST): ``/{v1,v1beta,v1alpha}/models/{model}:generateContent`` (Gemini API) and
 ``/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/{pub}/models/{model}:generateContent`` (Vertex AI);
-``:streamGenerateContent`` answers the same payload as one SSE event.
+``:streamGenerateContent`` answers the same payload as one SSE event. The Batch API (jobs on both APIs),
+the Files API and a Cloud Storage JSON API are served too, by ``fake.batch`` (see ``fake_batch``).
 
 A scenario is a string or a dict ``{"kind": name, **options}`` (``kind`` defaults to ``"ok"``); every
 scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:
@@ -60,6 +61,7 @@ from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from fake_batch import BatchService
 from PIL import Image
 
 GEMINI_PATH = re.compile(r"^/(?P<version>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
@@ -187,6 +189,7 @@ class FakeGemini:
         self._attempts: dict[Any, int] = {}  # seed -> calls so far, for drift draws
         self._server: Optional[ThreadingHTTPServer] = None
         self.base_url = ""
+        self.batch = BatchService(self)  # batch jobs, files and storage: see fake_batch
 
     # ------------------------------------------------------------------ lifecycle / scripting
     @property
@@ -277,7 +280,7 @@ class FakeGemini:
                 return self._unauthenticated(rec, "CREDENTIALS_MISSING")
             if auth[len("Bearer ") :] not in self.accept_tokens:
                 return self._unauthenticated(rec, "ACCESS_TOKEN_EXPIRED")
-        if self.known_models is not None and rec["model"] not in self.known_models:
+        if self.known_models is not None and rec["model"] is not None and rec["model"] not in self.known_models:
             return self._not_found(rec)
         return None
 
@@ -404,10 +407,34 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
+    def do_GET(self) -> None:
+        self._batch("GET", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
+
+    def do_DELETE(self) -> None:
+        self._batch("DELETE", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
+
+    def _batch(self, method: str, raw: bytes) -> bool:
+        """Answer a batch, file or storage request (see fake_batch); False if it is not one."""
+        if method != "POST":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = self.fake.batch.route(method, self.path, headers, raw)
+        if answer is None:
+            return False
+        status, payload, extra = answer
+        if isinstance(payload, bytes):
+            self._send(status, payload, "application/octet-stream", extra)
+        else:
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self._send(status, data, "application/json; charset=UTF-8", extra)
+        return True
+
     def do_POST(self) -> None:
         fake = self.fake
         url = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self._batch("POST", raw):
+            return
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -446,9 +473,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, json.dumps(payload, indent=2).encode(), "application/json; charset=UTF-8")
 
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
+    def _send(self, status: int, data: bytes, content_type: str, extra: Optional[dict[str, str]] = None) -> None:
         try:
             self.send_response(status)
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -90,6 +90,10 @@ class Credentials:
         return genai.Client(vertexai=True, project=self.project, location=self.location,
                             credentials=self._google_credentials(), http_options=http_options)  # fmt: skip
 
+    def google_credentials(self) -> Any:
+        """The google-auth credentials Vertex AI is called with (Cloud Storage takes the same)."""
+        return self._google_credentials()
+
     def _google_credentials(self) -> Any:
         if self._adc is not None:
             return self._adc

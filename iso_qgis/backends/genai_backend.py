@@ -53,6 +53,17 @@ class GenAISettings:
 
 
 @dataclass
+class Prepared:
+    """A request as sent: its model, layout (labels and images) and config, and its cache key."""
+
+    model: str
+    layout: list[Any]
+    config: dict[str, Any]
+    key: str
+    check: Check | None = None
+
+
+@dataclass
 class Answer:
     data: bytes
     image: np.ndarray
@@ -254,24 +265,37 @@ class GenAIBackend:
         self.cache.drop(key)
         return None
 
+    def prepare(self, req: ImageRequest) -> Prepared:
+        """What the request sends and what its answer is cached under, exactly as :meth:`generate` does."""
+        layout = request_layout(req)
+        config = self.config(req)
+        model = req.model or self.s.model
+        return Prepared(model, layout, config, request_key(model, layout, config), req.check)
+
+    def lookup(self, key: str, model: str, layout: list[Any], config: dict[str, Any], check: Check | None = None
+               ) -> ImageResult | None:  # fmt: skip
+        """The cached answer of a request, checked (an entry under its older key moves over); None if none."""
+        if self.cache is None:
+            return None
+        res = self._cached(key, model, check)
+        if res is not None:
+            return res
+        old = legacy_request_key(model, encode_parts(layout), config)
+        hit = self.cache.get(old)
+        if hit is None:
+            return None
+        self.cache.put(key, *hit)
+        self.cache.drop(old)
+        return self._cached(key, model, check)
+
     def _call_with_retries(
         self, model: str, layout: list[Any], config: dict[str, Any], check: Check | None = None
     ) -> ImageResult:
         key = request_key(model, layout, config)
-        if self.cache is not None:
-            res = self._cached(key, model, check)
-            if res is not None:
-                return res
+        res = self.lookup(key, model, layout, config, check)
+        if res is not None:
+            return res
         parts = encode_parts(layout)
-        if self.cache is not None:  # a cache filled before keys were taken over pixels: its entry moves over
-            old = legacy_request_key(model, parts, config)
-            hit = self.cache.get(old)
-            if hit is not None:
-                self.cache.put(key, *hit)
-                self.cache.drop(old)
-                res = self._cached(key, model, check)
-                if res is not None:
-                    return res
         t0 = time.perf_counter()
         retries = 0
         refreshed = False
@@ -315,14 +339,17 @@ class GenAIBackend:
             self.sleep(wait)
             retries += 1
 
-    def _account(self, res: ImageResult, model: str, usage: Usage) -> None:
+    def _account(self, res: ImageResult, model: str, usage: Usage, batch: bool = False) -> None:
         res.tokens_in, res.tokens_out = usage.prompt_tokens, usage.output_tokens + usage.thought_tokens
-        cost = cost_usd(self.prices, model, usage)
+        cost = cost_usd(self.prices, model, usage, batch=batch)
         if cost is None:
             res.notes.append(f"no price for {model}: add it to the price table")
+        elif batch:
+            res.notes.append("batch price")
         res.cost_usd = cost or 0.0
 
-    def _call_once(self, model: str, parts: list[Any], config: dict[str, Any]) -> Any:
+    def sdk_request(self, parts: list[Any], config: dict[str, Any]) -> tuple[list[Any], Any]:
+        """The SDK's ``contents`` and ``GenerateContentConfig`` for encoded parts and a config."""
         t = self.types
         sdk_parts = [
             t.Part.from_bytes(data=p, mime_type="image/png") if isinstance(p, bytes) else t.Part.from_text(text=p)
@@ -330,10 +357,37 @@ class GenAIBackend:
         ]
         cfg = dict(config)
         cfg["image_config"] = t.ImageConfig(**cfg["image_config"])
+        return [t.Content(role="user", parts=sdk_parts)], t.GenerateContentConfig(**cfg)
+
+    def answer_result(
+        self, outcome: Answer | Failed, prep: Prepared, *, batch: bool = False, latency_s: float = 0.0
+    ) -> ImageResult:
+        """One answer received outside :meth:`generate` (a batch's) as :meth:`generate` keeps it: checked,
+        accounted (at the batch price when ``batch``), cached when it passes the check."""
+        model = prep.model
+        checked = None
+        usage = outcome.usage
+        if isinstance(outcome, Answer) and prep.check is not None:
+            failure, image, checked = prep.check(outcome.image)
+            if failure is None:
+                outcome.image = image
+            else:  # paid, refused, not cached
+                outcome = Failed(failure, 0.0, usage)
+        if isinstance(outcome, Answer):
+            res = ImageResult(outcome.image, model, latency_s=latency_s, notes=list(outcome.notes))
+        else:
+            res = ImageResult(None, model, outcome.failure, latency_s=latency_s)
+        res.checked = checked
+        self._account(res, model, usage, batch=batch)
+        if isinstance(outcome, Answer) and self.cache is not None:
+            meta = {"model": model, "tokens_in": res.tokens_in, "tokens_out": res.tokens_out}
+            self.cache.put(prep.key, outcome.data, meta)
+        return res
+
+    def _call_once(self, model: str, parts: list[Any], config: dict[str, Any]) -> Any:
+        contents, cfg = self.sdk_request(parts, config)
         try:
-            resp = self.client().models.generate_content(
-                model=model, contents=[t.Content(role="user", parts=sdk_parts)], config=t.GenerateContentConfig(**cfg)
-            )
+            resp = self.client().models.generate_content(model=model, contents=contents, config=cfg)
         except self.errors.APIError as exc:
             return self._api_failure(exc, model)
         except ValueError as exc:  # the SDK could not parse the answer (pydantic: e.g. invalid base64)
