@@ -14,6 +14,8 @@ from .feedback import StderrFeedback
 from .stages import MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: The seed pilot's patch when it is given no --x0 --y0 --w --h.
+SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 class TerminalFeedback(StderrFeedback):
@@ -166,8 +168,6 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         raise IsoInputError("OUT_DIR", "no output folder given", "Give --out_dir")
     region_kw = region_args(a)
     if not region_kw:
-        from .cli import SEED_TILE_RANGE
-
         region_kw["tile_range"] = SEED_TILE_RANGE
         x0, y0, w, h = SEED_TILE_RANGE
         print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",

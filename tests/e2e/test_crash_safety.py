@@ -46,7 +46,7 @@ FINAL_TIFS = ("mosaic.tif", "seam_heatmap.tif")
 RECORD_NAME = re.compile(r"^-?\d+_-?\d+\.json$")
 
 BUG_CANDIDATE_ENOSPC = (
-    "engine bug: a full disk while a candidate PNG is saved (run._Run.generate, on a call worker) raises out "
+    "engine bug: a full disk while a candidate PNG is saved (tilejob.TileJobs.generate, on a call worker) raises out "
     "of run_ready_queue past the OSError handler: a traceback and exit 1, not 'error: OUTPUT_DIR' and 2"
 )
 BUG_TIFF_ENOSPC = (
