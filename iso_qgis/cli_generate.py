@@ -72,6 +72,11 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     )  # fmt: skip
     p.add_argument("--overlap_px", type=int, default=64)
     p.add_argument("--neighbor_mode", default="left+top", help="left+top, left, top, none, all")
+    p.add_argument(
+        "--schedule", default="wavefront", choices=("wavefront", "lattice"),
+        help="wavefront: a tile waits for its left and top neighbors (W + H - 1 waves); lattice: 3 phases "
+        "whatever the size, tiles that do not touch first, then the gaps with context on 2, then 4 sides",
+    )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -184,7 +189,8 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
-        neighbor_mode=a.neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
+        neighbor_mode=a.neighbor_mode, schedule=a.schedule,
+        seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .composite import SIDE_OFFSETS
 from .cost import cost_usd, estimate_note, estimate_usage, load_prices
 from .engine import Engine
 from .fsutil import atomic_write_json
 from .pricing import PricingBackend, dry_run_backend
-from .runconfig import MODE_SIDES, RunResult, candidate_seed
+from .runconfig import RunResult, candidate_seed
 from .state import tile_key
 
 __all__ = ["REPORT", "PricingBackend", "dry_run", "dry_run_backend", "dry_run_summary"]
@@ -54,8 +53,7 @@ def dry_run(run: Engine) -> RunResult:
             continue
         wb = static["whitebox"]
         # the neighbors this tile will have as context: in the run, or accepted before
-        neighbors = {side: wb for side in MODE_SIDES[cfg.neighbor_mode]
-                     if (c[0] + SIDE_OFFSETS[side][0], c[1] + SIDE_OFFSETS[side][1]) in in_run}  # fmt: skip
+        neighbors = {side: wb for side in run.schedule.context(c, in_run, accepted)}
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip

@@ -5,7 +5,7 @@ run prices and ``finalize.py`` writes out.
 - ``store``: the accepted canvases (``canvases.py``);
 - ``recorder``: the run folder's state, written behind the run (``recorder.py``);
 - ``jobs``: the tile jobs, inputs to choice (``tilejob.py``);
-- ``schedule``: who waits for whom (``schedule.py``).
+- ``schedule``: who waits for whom, and which neighbors a tile sees (``schedule.py``).
 
 Every input, the backend and its credentials are checked when an ``Engine`` is made, before the
 output folder is touched.
@@ -24,7 +24,8 @@ from .grid import load_tilejson
 from .plan import Plan
 from .pricing import dry_run_backend
 from .recorder import Recorder
-from .runconfig import DEFAULT_PROMPT, MODE_SIDES, RunConfig, load_anchors, same_grid, validate
+from .runconfig import DEFAULT_PROMPT, RunConfig, load_anchors, same_grid, validate
+from .schedule import make_schedule
 from .sources import TileSource
 from .state import RunState, file_digest
 from .tilejob import TileJobs
@@ -45,7 +46,8 @@ class Engine:
         self.anchors = load_anchors(cfg.anchors)
         self.prompt = cfg.prompt or DEFAULT_PROMPT
         self.grow = cfg.overlap_px if self.lv.pad == 0 else 0
-        sides = MODE_SIDES[cfg.neighbor_mode]
+        self.schedule = make_schedule(cfg.schedule, cfg.neighbor_mode)
+        sides = self.schedule.sides
         # the backend (credentials, model limits) is checked before the output folder is touched
         # a dry run prices requests with a stand-in: no SDK, no credentials needed
         self.backend = backend or dry_run_backend(cfg) or make_backend(cfg.backend, **self._backend_options())
@@ -63,7 +65,7 @@ class Engine:
         self.recorder = Recorder(self.out, self.settings, self.plan, self.store)
         self.jobs = TileJobs(
             cfg, feedback, self.plan, self.store, self.recorder, (src, ref), self.anchors, self.backend, self.stages,
-            sides,
+            self.schedule,
         )  # fmt: skip
 
     @property

@@ -21,10 +21,11 @@ from .feedback import Feedback
 from .finalize import finalize
 from .heap import return_large_blocks
 from .mosaic import MosaicOutputs
+from .phases import PhaseRunner, run_phases
 from .plan import Cell
 from .recorder import unwritable
-from .runconfig import DEFAULT_PROMPT, MODE_SIDES, RunConfig, RunResult, candidate_seed
-from .schedule import dependencies, run_ready_queue
+from .runconfig import DEFAULT_PROMPT, RunConfig, RunResult, candidate_seed
+from .schedule import MODE_SIDES, run_ready_queue
 from .state import FolderLock, tile_key
 from .tilejob import fit_answer
 
@@ -41,8 +42,12 @@ __all__ = [
 ]
 
 
-def run_engine(engine: Engine) -> RunResult:
-    """Run the tiles of ``engine.cfg`` in its folder (resuming what is there); the folder lock is the caller's."""
+def run_engine(engine: Engine, phase_runner: PhaseRunner | None = None) -> RunResult:
+    """Run the tiles of ``engine.cfg`` in its folder (resuming what is there); the folder lock is the caller's.
+
+    By default tiles go through a ready queue: each starts as soon as the tiles it waits for are decided, its
+    K calls online. With ``phase_runner`` the schedule's phases go one after another, each phase's candidate
+    jobs handed to the runner together (a lattice's at most four phases: e.g. one batch job each)."""
     cfg, fb, recorder, jobs, plan = engine.cfg, engine.fb, engine.recorder, engine.jobs, engine.plan
     recorder.open(cfg.dry_run, cfg.overwrite)
     if cfg.dry_run:
@@ -54,7 +59,8 @@ def run_engine(engine: Engine) -> RunResult:
     if len(todo) < len(cells):
         fb.info(f"resuming: {len(cells) - len(todo)} of {len(cells)} tiles already accepted")
     jobs.todo = set(todo)
-    plan.set_todo(todo, dependencies(todo, cfg.neighbor_mode))
+    schedule = engine.schedule
+    plan.set_todo(todo, schedule.dependencies(todo))
     total = len(todo)
     done = [0]
     counters: dict[str, float] = {"accepted": 0, "failed": 0, "calls": 0, "failures": 0, "elapsed_s": 0.0}
@@ -84,11 +90,14 @@ def run_engine(engine: Engine) -> RunResult:
         ):
             if outputs.mp is not None:
                 recorder.track(mosaic_pool.submit(outputs.mp.start, outputs.accepted_before))
-            complete = run_ready_queue(
-                todo, plan.deps, jobs.prepare, jobs.finish, cfg.concurrency,
-                lambda: fb.is_canceled() or recorder.should_stop(),
-                on_done, enough=jobs.enough if cfg.good_enough is not None else None,
-            )  # fmt: skip
+            stop = lambda: fb.is_canceled() or recorder.should_stop()  # noqa: E731
+            if phase_runner is not None:
+                complete = run_phases(schedule.phases(todo), jobs.prepare, jobs.finish, phase_runner, stop, on_done)
+            else:
+                complete = run_ready_queue(
+                    todo, plan.deps, jobs.prepare, jobs.finish, cfg.concurrency, stop, on_done,
+                    enough=jobs.enough if cfg.good_enough is not None else None, priority_of=schedule.priority,
+                )  # fmt: skip
             for fut in list(jobs.static.values()):
                 fut.cancel()
         error = recorder.write_error()
@@ -105,8 +114,15 @@ def run_engine(engine: Engine) -> RunResult:
             outputs.close()  # the scratch folder; files not finished are dropped
 
 
-def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Backend | None = None) -> RunResult:
+def run_generation(
+    cfg: RunConfig,
+    feedback: Feedback | None = None,
+    backend: Backend | None = None,
+    phase_runner: PhaseRunner | None = None,
+) -> RunResult:
     """Generate the tiles of ``cfg.tiles`` into ``cfg.out_dir`` (resuming what is there).
+
+    ``phase_runner``: run the schedule phase by phase through it (see ``run_engine``); None: online.
 
     Runs into one folder take turns (a folder lock): batch rows that share an output
     tile set each see what the others accepted, and none corrupts the others' files.
@@ -118,6 +134,6 @@ def run_generation(cfg: RunConfig, feedback: Feedback | None = None, backend: Ba
         return run_engine(engine)
     try:
         with FolderLock(engine.out, lambda: fb.info(f"waiting for another run in {cfg.out_dir} to finish")):
-            return run_engine(engine)
+            return run_engine(engine, phase_runner)
     except OSError as exc:  # the folder cannot be made, locked or written (not a folder, read-only, full)
         raise unwritable(engine.out, exc) from None

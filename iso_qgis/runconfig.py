@@ -17,7 +17,7 @@ from PIL import Image
 
 from .errors import IsoInputError
 from .grid import ZoomLevel
-from .schedule import NEIGHBOR_MODES
+from .schedule import NEIGHBOR_MODES, SCHEDULES
 from .seams import SeamWeights
 from .sources import load_rgb
 from .stages import DRIFT_STAGES, resolve_stages
@@ -27,14 +27,6 @@ DEFAULT_PROMPT = (
     "shapes, heights and roof outlines; color it in the style of the ANCHOR images, taking ground colors from the "
     "COLOR REFERENCE. Clean pixel art, crisp outlines, no text, no labels, no people."
 )
-#: neighbor mode -> the sides whose accepted tiles a candidate is scored against
-MODE_SIDES: dict[str, tuple[str, ...]] = {
-    "left+top": ("left", "top"),
-    "left": ("left",),
-    "top": ("top",),
-    "none": (),
-    "all": ("left", "top", "right", "bottom"),
-}
 ANCHOR_MAX_PX = 1024
 
 
@@ -57,6 +49,7 @@ class RunConfig:
     good_enough: float | None = None  # adaptive K: stop asking a tile once a candidate's score total is below
     overlap_px: int = 64
     neighbor_mode: str = "left+top"
+    schedule: str = "wavefront"  # the order tiles go in: anti-diagonal waves, or a lattice of <= 4 phases
     seed: int = 1234
     concurrency: int = 4
     keep_candidates: bool = True
@@ -95,6 +88,8 @@ class RunConfig:
             "k": self.k,
             "overlap_px": self.overlap_px,
             "neighbor_mode": self.neighbor_mode,
+            # a lattice gives tiles other neighbors as context: another folder (wavefront folders keep theirs)
+            **({"schedule": self.schedule} if self.schedule != "wavefront" else {}),
             "seed": self.seed,
             "harmonize": self.harmonize,
             "weights": self.weights.as_dict(registering),
@@ -151,6 +146,8 @@ def validate(cfg: RunConfig, lv: ZoomLevel) -> None:
         raise IsoInputError(
             "NEIGHBOR_MODE", f"unknown mode {cfg.neighbor_mode!r}", f"Choose {', '.join(NEIGHBOR_MODES)}"
         )
+    if cfg.schedule not in SCHEDULES:
+        raise IsoInputError("SCHEDULE", f"unknown schedule {cfg.schedule!r}", f"Choose {', '.join(SCHEDULES)}")
     if cfg.concurrency < 1:
         raise IsoInputError("CONCURRENCY", f"{cfg.concurrency} is below 1", "Set CONCURRENCY to 1 or more")
     if lv.pad == 0 and not 0 <= cfg.overlap_px <= lv.step / 2:

@@ -29,7 +29,7 @@ from .plan import Cell, Plan
 from .recorder import Recorder
 from .register import Template, register, resample
 from .runconfig import DEFAULT_PROMPT, RunConfig, candidate_seed
-from .schedule import PriorityGate, priority
+from .schedule import PriorityGate, Schedule
 from .seams import (
     aggregate_seams,
     color_term,
@@ -65,7 +65,7 @@ class TileJobs:
         anchors: list[np.ndarray],
         backend: Backend,
         stages: dict[str, bool],
-        sides: tuple[str, ...],
+        schedule: Schedule,
     ) -> None:
         self.cfg = cfg
         self.fb = fb
@@ -79,7 +79,9 @@ class TileJobs:
         self.out = recorder.out
         self.stages = stages
         self.registering = stages["register"]
-        self.sides = sides  # the sides whose accepted neighbors a candidate sees and is scored against
+        self.schedule = schedule
+        self.sides = schedule.sides  # the sides whose accepted neighbors a candidate sees and is scored against
+        self.priority = schedule.priority  # earliest tiles first (the scoring gate)
         self.lock = threading.Lock()
         self.pending: dict[Cell, dict[str, Any]] = {}  # prepared tiles' contexts, until finished
         self.static: dict[Cell, Future] = {}  # static contexts computed ahead (prefetch)
@@ -152,7 +154,7 @@ class TileJobs:
         with self.lock:
             fut = self.static.pop(c, None)
         static = fut.result() if fut is not None else self.static_context(c)
-        self.prefetch([(c[0] + 1, c[1]), (c[0], c[1] + 1)])
+        self.prefetch(self.schedule.soon_ready(c))
         if "error" in static:
             self.pending[c] = static
             return []
@@ -180,7 +182,7 @@ class TileJobs:
                 anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
                 model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.plan.z), candidate=i, check=check,
             )  # fmt: skip
-            jobs.append(lambda r=req: self.generate(r, ctx))
+            jobs.append(CandidateJob(self, req, ctx))
         return jobs
 
     def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict]:
@@ -189,6 +191,12 @@ class TileJobs:
             res = self.backend.generate(req)
         except Exception as exc:  # noqa: BLE001 (a backend bug must not lose the run)
             res = ImageResult(None, req.model, Failure(FailureKind.BAD_RESPONSE, f"{type(exc).__name__}: {exc}"))
+        return self.complete(req, res, ctx)
+
+    def complete(
+        self, req: ImageRequest, res: ImageResult, ctx: dict[str, Any]
+    ) -> tuple[ImageRequest, ImageResult, dict]:
+        """An answer to one of the tile's requests (however it was had): checked, saved and scored."""
         rec: dict[str, Any] = {
             "index": req.candidate, "seed": req.seed, "model": res.model, "latency_s": round(res.latency_s, 3),
             "retries": res.retries, "cached": res.cached, "fallback": res.fallback, "tokens_in": res.tokens_in,
@@ -205,7 +213,7 @@ class TileJobs:
         if not res.ok or res.image is None:
             rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
             return req, res, rec
-        with self.scoring.held(priority(self.plan.cell(*req.tile[:2]))):
+        with self.scoring.held(self.priority(self.plan.cell(*req.tile[:2]))):
             rec.update(self.score(res, ctx, rec.get("registration")))
         if self.cfg.keep_candidates:
             x, y, _ = req.tile
@@ -221,7 +229,7 @@ class TileJobs:
     def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int]) -> Check:
         """What every answer of a tile goes through before it is kept (and cached): resized to the canvas,
         registered to the whitebox and resampled onto its grid, or refused as ``drifted``."""
-        prio = priority(c)
+        prio = self.priority(c)
 
         def check(image: np.ndarray) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
             with self.scoring.held(prio):  # CPU work: a few at a time, earliest tiles first
@@ -320,6 +328,22 @@ class TileJobs:
             pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
             img, rec["harmonization"] = harmonize(lab, pairs)
         return img
+
+
+class CandidateJob:
+    """One candidate of a tile: calling it asks the backend and completes the answer; a batch runner
+    sends ``request`` itself and hands what came back to ``complete``."""
+
+    __slots__ = ("ctx", "owner", "request")
+
+    def __init__(self, owner: TileJobs, request: ImageRequest, ctx: dict[str, Any]) -> None:
+        self.owner, self.request, self.ctx = owner, request, ctx
+
+    def __call__(self) -> tuple[ImageRequest, ImageResult, dict]:
+        return self.owner.generate(self.request, self.ctx)
+
+    def complete(self, result: ImageResult) -> tuple[ImageRequest, ImageResult, dict]:
+        return self.owner.complete(self.request, result, self.ctx)
 
 
 def fit_answer(

@@ -26,7 +26,7 @@ from qgis.core import (
 from ..iso_qgis.cli_generate import anchor_files
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
-from ..iso_qgis.schedule import NEIGHBOR_MODES
+from ..iso_qgis.schedule import NEIGHBOR_MODES, SCHEDULES
 from ..iso_qgis.stages import DRIFT_STAGES, MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
@@ -135,6 +135,12 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             optional=True, minValue=0.0,
         )  # fmt: skip
         good_enough.setHelp(f"Off when empty. {GOOD_ENOUGH_HELP}")
+        schedule = QgsProcessingParameterEnum("SCHEDULE", "Schedule", list(SCHEDULES), False, 0)
+        schedule.setHelp(
+            "wavefront: a tile waits for its left and top neighbors, W + H - 1 waves for a W x H patch. lattice: 3 "
+            "phases whatever the size: tiles that do not touch first, then the tiles between them with context on "
+            "two sides (left and right, or top and bottom), then the rest with context on all four."
+        )
         defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
@@ -142,6 +148,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             good_enough,
             num("OVERLAP_PX", "Canvas overlap per side, px (grids without padding)", num.Integer, 64, minValue=0),
             QgsProcessingParameterEnum("NEIGHBOR_MODE", "Neighbors scored against", list(NEIGHBOR_MODES), False, 0),
+            schedule,
             num("SEED", "Base seed", num.Integer, 1234),
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
@@ -252,6 +259,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 else self.parameterAsDouble(parameters, "GOOD_ENOUGH", context),
                 overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
                 neighbor_mode=NEIGHBOR_MODES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)],
+                schedule=list(SCHEDULES)[self.parameterAsEnum(parameters, "SCHEDULE", context)],
                 seed=self.parameterAsInt(parameters, "SEED", context),
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
