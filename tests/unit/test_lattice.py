@@ -228,3 +228,13 @@ def test_the_command_line_takes_a_schedule(city, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*base, "--out_dir", str(tmp_path / "s"), "--schedule", "spiral"])
     assert "invalid choice: 'spiral'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "sides"), [("left", {"left", "right"}), ("top", {"top", "bottom"}), ("none", set())])
+def test_neighbor_mode_limits_a_lattice_runs_context_to_its_axes(city, tmp_path, mode, sides):
+    backend = Recording(OfflineBackend())
+    tiles = [(x, y - 1) for x, y in patch(city, 3, 3)]
+    res = run_generation(config(city, tmp_path, tiles=tiles, k=1, neighbor_mode=mode), backend=backend)
+    assert res.accepted_count == 9
+    seen = set().union(*(s for per_tile in backend.sides.values() for s in per_tile))
+    assert seen == sides
