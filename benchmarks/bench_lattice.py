@@ -45,7 +45,11 @@ GROUND = (236, 236, 232)
 
 
 class Latency:
-    """The offline stylizer, each answer after ``seconds``, as a model call would come back; counts calls."""
+    """The offline stylizer, each answer after ``seconds``, as a model call would come back; counts calls.
+
+    The stylizing itself goes two at a time: a model's answers cost the caller no CPU, and thousands of
+    threads stylizing at once would only fight over the interpreter (and OpenBLAS, built for at most 128
+    threads, aborts the process when hundreds of them call it at the same moment)."""
 
     name = "offline"
 
@@ -54,12 +58,14 @@ class Latency:
         self.seconds = seconds
         self.calls = 0
         self.lock = threading.Lock()
+        self.cpu = threading.Semaphore(2)
 
     def generate(self, req: Any) -> Any:
         with self.lock:
             self.calls += 1
         time.sleep(self.seconds)
-        return self.inner.generate(req)
+        with self.cpu:
+            return self.inner.generate(req)
 
 
 def synthetic_tiles(n: int, px: int) -> Path:
