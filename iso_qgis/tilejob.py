@@ -339,6 +339,12 @@ class CandidateJob:
     def __init__(self, owner: TileJobs, request: ImageRequest, ctx: dict[str, Any]) -> None:
         self.owner, self.request, self.ctx = owner, request, ctx
 
+    @property
+    def key(self) -> str:
+        """The job's name within a run, e.g. ``"12_7_c3"`` (tile 12,7, candidate 3): a batch request's key."""
+        x, y, _ = self.request.tile
+        return f"{x}_{y}_c{self.request.candidate}"
+
     def __call__(self) -> tuple[ImageRequest, ImageResult, dict]:
         return self.owner.generate(self.request, self.ctx)
 

@@ -141,7 +141,9 @@ def test_phase_by_phase_through_a_runner_gives_the_same_tiles_as_the_ready_queue
 
         def run_phase(self, index, jobs, is_canceled):
             self.phases.append(len(jobs))
-            return [job.complete(self.backend.generate(job.request)) for job in jobs]
+            requests = {job.key: job.request for job in jobs}
+            assert len(requests) == len(jobs)  # keys name the jobs
+            return [job.complete(self.backend.generate(requests[job.key])) for job in jobs]
 
     runner = Batchlike()
     res = run_generation(config(city, tmp_path / "phases"), phase_runner=runner)
