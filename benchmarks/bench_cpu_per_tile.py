@@ -107,12 +107,12 @@ class Clock:
 
 def instrument(clock: Clock) -> None:
     """Wrap the engine's functions by stage (benchmark only)."""
-    from iso_tile_stylizer.iso_qgis import composite, finalize, mosaic, register, run, state
+    from iso_tile_stylizer.iso_qgis import composite, finalize, mosaic, register, run, state, tilejob
     from iso_tile_stylizer.iso_qgis.backends import cache, genai_backend
 
     for owner, name, stage in [
-        (run._Run, "inputs", "read inputs"),
-        (run._Run, "static_context", "static context"),
+        (tilejob.TileJobs, "inputs", "read inputs"),
+        (tilejob.TileJobs, "static_context", "static context"),
         (genai_backend, "request_parts", "request parts"),
         (genai_backend, "request_layout", "request parts"),
         (genai_backend, "encode_parts", "request parts"),
@@ -120,13 +120,13 @@ def instrument(clock: Clock) -> None:
         (genai_backend, "request_key", "cache key"),
         (cache.AnswerCache, "get", "cache read"),
         (genai_backend.GenAIBackend, "_call_with_retries", "answer decoding"),
-        (run, "fit_answer", "resize"),
+        (tilejob, "fit_answer", "resize"),
         (register.Template, "of", "registration template"),
-        (run, "register", "registration"),
-        (run, "resample", "resampling"),
-        (run._Run, "score", "scoring"),
-        (run, "fit_side", "color match"),
-        (run, "compensate", "color match"),
+        (tilejob, "register", "registration"),
+        (tilejob, "resample", "resampling"),
+        (tilejob.TileJobs, "score", "scoring"),
+        (tilejob, "fit_side", "color match"),
+        (tilejob, "compensate", "color match"),
         (composite.Compositor, "add", "compositing"),
         (mosaic.MosaicPass, "write_block", "mosaic blocks"),
         (mosaic.MosaicPass, "write_tile", "mosaic blocks"),
@@ -134,17 +134,18 @@ def instrument(clock: Clock) -> None:
         (mosaic.GeoTiffWriter, "write", "GeoTIFF writes"),
         (mosaic, "heatmap_rgba", "GeoTIFF writes"),
         (mosaic.MosaicOutputs, "finish", "GeoTIFF close, quick looks"),
-        (run, "save_png", "candidate PNGs"),
-        (run, "save_rgb_png", "candidate PNGs"),
+        (tilejob, "save_png", "candidate PNGs"),
+        (tilejob, "save_rgb_png", "candidate PNGs"),
         (state, "save_png", "accepted canvases"),
         (state, "save_rgb_png", "accepted canvases"),
         (state.RunState, "record", "records"),
         (state.RunState, "load_canvas", "read inputs"),
         (mosaic, "save_png", "final tile PNGs"),
         (mosaic, "save_rgb_png", "final tile PNGs"),
-        (finalize, "finalize", "finalize"),
+        (finalize, "finalize", "finalize"),  # review's
+        (run, "finalize", "finalize"),  # a run's
     ]:
-        with contextlib.suppress(AttributeError, KeyError):  # run imports finalize lazily
+        with contextlib.suppress(AttributeError, KeyError):  # names some versions do not have
             clock.patch(owner, name, stage)
     # whatever else runs on a pool thread counts for its pool
     submit = ThreadPoolExecutor.submit

@@ -8,7 +8,7 @@ patches at K=4 this measures, in the same run of the script and with the same en
   the limit): wall time, and its ratio to the critical path;
 - the seed pilot's sequential order, one tile after another in row-major order with its K
   candidates in parallel: the same engine, with each tile made to depend on the previous one
-  (``iso_qgis.run.dependencies`` is swapped for this run only; no product code changes);
+  (``schedule.Wavefront.dependencies`` is swapped for this run only; no product code changes);
 - the speed-up, sequential wall / ready-queue wall.
 
 Two backends: ``sleepy`` (in process: sleeps the latency, answers the whitebox) and ``http``
@@ -50,7 +50,7 @@ import benchpath
 
 ROOT = benchpath.ROOT
 
-from iso_tile_stylizer.iso_qgis import run as run_module  # noqa: E402
+from iso_tile_stylizer.iso_qgis import schedule as schedule_module  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
 from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
 from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
@@ -107,7 +107,7 @@ class Row:
 
 
 # ------------------------------------------------------------------ the sequential order
-def row_major_chain(tiles: Any, mode: str, done: Any = None) -> dict[Cell, set[Cell]]:
+def row_major_chain(self: Any, tiles: Any) -> dict[Cell, set[Cell]]:
     """Each tile waits for the one before it in row-major order (cells are (x, row))."""
     order = sorted(set(tiles), key=lambda c: (c[1], c[0]))
     return {c: {order[i - 1]} if i else set() for i, c in enumerate(order)}
@@ -116,12 +116,12 @@ def row_major_chain(tiles: Any, mode: str, done: Any = None) -> dict[Cell, set[C
 @contextlib.contextmanager
 def sequential_order() -> Iterator[None]:
     """The seed pilot's order for the runs inside: one tile at a time, its K candidates in parallel."""
-    original = run_module.dependencies
-    run_module.dependencies = row_major_chain
+    original = schedule_module.Wavefront.dependencies
+    schedule_module.Wavefront.dependencies = row_major_chain  # type: ignore[method-assign]
     try:
         yield
     finally:
-        run_module.dependencies = original
+        schedule_module.Wavefront.dependencies = original  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------ the fake service

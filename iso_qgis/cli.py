@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .cli_generate import SEED_TILE_RANGE
 from .errors import IsoInputError
 from .feedback import Canceled, StderrFeedback
 
@@ -94,10 +95,6 @@ def region_args(a: argparse.Namespace) -> dict:
         # as in the seed pilot, a range's missing parts default to 0, 0 and 4x4
         kw["tile_range"] = tuple(d if v is None else v for v, d in zip((a.x0, a.y0, a.w, a.h), SEED_TILE_RANGE))
     return kw
-
-
-#: The seed pilot's patch when it is given no --x0 --y0 --w --h.
-SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 def add_region_args(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,8 @@ from .feedback import StderrFeedback
 from .stages import MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: The seed pilot's patch when it is given no --x0 --y0 --w --h.
+SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 class TerminalFeedback(StderrFeedback):
@@ -72,6 +74,11 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument(
         "--neighbor_mode", default="left+top",
         help="left+top, left, top, none, all, or auto (all in a new folder, else the folder's own mode)",
+    )  # fmt: skip
+    p.add_argument(
+        "--schedule", default="wavefront", choices=("wavefront", "lattice"),
+        help="wavefront: a tile waits for its left and top neighbors (W + H - 1 waves); lattice: 3 phases "
+        "whatever the size, tiles that do not touch first, then the gaps with context on 2, then 4 sides",
     )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
@@ -170,8 +177,6 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         raise IsoInputError("OUT_DIR", "no output folder given", "Give --out_dir")
     region_kw = region_args(a)
     if not region_kw:
-        from .cli import SEED_TILE_RANGE
-
         region_kw["tile_range"] = SEED_TILE_RANGE
         x0, y0, w, h = SEED_TILE_RANGE
         print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",
@@ -191,7 +196,8 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
-        neighbor_mode=neighbor_mode, seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
+        neighbor_mode=neighbor_mode, schedule=a.schedule,
+        seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,

@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .composite import SIDE_OFFSETS
 from .cost import cost_usd, estimate_note, estimate_usage, load_prices
+from .engine import Engine
 from .fsutil import atomic_write_json
+from .pricing import PricingBackend, dry_run_backend
+from .runconfig import RunResult, candidate_seed
+from .state import tile_key
 
-if TYPE_CHECKING:
-    from .run import RunResult, _Run
+__all__ = ["REPORT", "PricingBackend", "dry_run", "dry_run_backend", "dry_run_summary"]
 
 REPORT = "dry_run_report.json"
-
-
-class PricingBackend:
-    """What a dry run needs of a Gemini backend, without google-genai and without credentials:
-    the model, the price table and the model's limits. It never calls anything."""
-
-    def __init__(self, api: str, options: dict[str, Any]) -> None:
-        from .backends.genai_backend import GenAISettings
-
-        self.name = api
-        self.s = GenAISettings(api=api, **{k: v for k, v in options.items() if k in ("model", "fallback_model") and v})
-        self.prices = load_prices(options.get("prices_file"))
-
-    def preflight(self, max_images: int) -> None:
-        from .backends.genai_backend import GenAIBackend
-
-        GenAIBackend.preflight(self, max_images)  # type: ignore[arg-type]  # reads only self.s
-
-    def generate(self, request: Any) -> Any:
-        raise RuntimeError("a dry run calls no model")
-
-
-def dry_run_backend(cfg: Any) -> PricingBackend | None:
-    """The backend a dry run of ``cfg`` uses: none of its own for offline (free), else a pricing stand-in."""
-    if not cfg.dry_run or cfg.backend == "offline":
-        return None
-    options = {**cfg.backend_options, "model": cfg.model, "fallback_model": cfg.fallback_model}
-    return PricingBackend(cfg.backend, options)
 
 
 def dry_run_summary(totals: dict[str, Any]) -> str:
@@ -54,18 +28,16 @@ def dry_run_summary(totals: dict[str, Any]) -> str:
     )
 
 
-def dry_run(run: _Run) -> RunResult:
+def dry_run(run: Engine) -> RunResult:
     from .backends.base import ImageRequest
     from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_layout
-    from .run import MODE_SIDES, RunResult, candidate_seed
 
     t0 = time.perf_counter()
     cfg = run.cfg
     prices = getattr(run.backend, "prices", None) or load_prices()
     model = cfg.model or getattr(getattr(run.backend, "s", None), "model", "") or DEFAULT_MODEL
-    cells = [run.cell(x, y) for x, y in dict.fromkeys(cfg.tiles)]
-    accepted = {c for c in cells if run.state.tiles.get(f"{run.tile(c)[0]}_{run.tile(c)[1]}", {}).get("status")
-                == "accepted"}  # fmt: skip
+    cells = run.plan.cells(cfg.tiles)
+    accepted = {c for c in cells if run.state.tiles.get(tile_key(*run.plan.tile(c)), {}).get("status") == "accepted"}
     todo = [c for c in cells if c not in accepted]
     in_run = set(cells)
     tiles: dict[str, Any] = {}
@@ -74,15 +46,14 @@ def dry_run(run: _Run) -> RunResult:
     priced = True
     for n, c in enumerate(todo, start=1):
         run.fb.check_canceled()
-        static = run.static_context(c)
-        x, y = run.tile(c)
+        static = run.jobs.static_context(c)
+        x, y = run.plan.tile(c)
         if "error" in static:
             tiles[f"{x}_{y}"] = {"error": static["error"], "calls": 0}
             continue
         wb = static["whitebox"]
         # the neighbors this tile will have as context: in the run, or accepted before
-        neighbors = {side: wb for side in MODE_SIDES[cfg.neighbor_mode]
-                     if (c[0] + SIDE_OFFSETS[side][0], c[1] + SIDE_OFFSETS[side][1]) in in_run}  # fmt: skip
+        neighbors = {side: wb for side in run.schedule.context(c, in_run, accepted)}
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip

@@ -20,18 +20,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .composite import Compositor, Rect, local_slices
+from .engine import Engine
 from .fsutil import atomic_write, save_rgb_png
 from .outputs import GeoTiffWriter, heatmap_rgba
 from .seams import SEAM_STEP_REACH, SeamStepSums, intersect, rgb_to_lab
-
-if TYPE_CHECKING:
-    from .run import _Run
 
 Cell = tuple[int, int]
 NODATA = -9999.0
@@ -60,7 +58,7 @@ class MosaicPass:
     (``start(accepted)`` takes those), then ``finish(outputs)``; all on one thread.
     """
 
-    def __init__(self, run: _Run, planned: dict[Cell, tuple], work_dir: Path) -> None:
+    def __init__(self, run: Engine, planned: dict[Cell, tuple], work_dir: Path) -> None:
         self.run = run
         self.keys = planned
         self.work = work_dir
@@ -107,7 +105,7 @@ class MosaicPass:
         run, box = self.run, self.box
         reach = math.ceil(2 * (run.grow + run.lv.pad) / self.step)  # how far apart two canvases can overlap
         for c, key in self.keys.items():
-            for b in self.comp.cells_in(run.rect(c)):
+            for b in self.comp.cells_in(run.plan.rect(c)):
                 self.paint_left[b] += 1
             near = [(c[0] + dx, c[1] + dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
             near = [n for n in near if n != c and n in self.keys]
@@ -123,7 +121,7 @@ class MosaicPass:
                     self._job(rect, lambda rect=rect, c=(x, r): self.write_block(c, rect))
         g = run.grow
         for c in self.keys:
-            rect = run.rect(c)
+            rect = run.plan.rect(c)
             image = (rect[0] + g, rect[1] + g, rect[2] - g, rect[3] - g)
             self._job(image, lambda c=c, image=image: self.write_tile(c, image))
         # seam measure, boundary by boundary: the segment of a line along one tile, if either side has a tile
@@ -183,10 +181,10 @@ class MosaicPass:
 
     def _composite(self, c: Cell) -> None:
         run = self.run
-        canvas = run.accepted_canvas(c)
+        canvas = run.store.get(c)
         if canvas is None:
-            raise FileNotFoundError(f"the accepted canvas of tile {run.tile(c)} is missing")
-        self.comp.add(c, canvas, run.rect(c), run.core(c))
+            raise FileNotFoundError(f"the accepted canvas of tile {run.plan.tile(c)} is missing")
+        self.comp.add(c, canvas, run.plan.rect(c), run.plan.core(c))
         self.status[c] = DONE
         self._unpaint(c)
         self.composited += 1
@@ -194,7 +192,7 @@ class MosaicPass:
 
     def _unpaint(self, c: Cell) -> None:
         """``c`` painted its blocks, or never will: blocks nothing else is to paint are final."""
-        for b in self.comp.cells_in(self.run.rect(c)):
+        for b in self.comp.cells_in(self.run.plan.rect(c)):
             self.paint_left[b] -= 1
             if self.paint_left[b] == 0:
                 self._finalize_block(b)
@@ -271,7 +269,7 @@ class MosaicPass:
         if self.status.get(c) != DONE:
             return
         rgb = self.comp.read(image)[0]
-        x, y = self.run.tile(c)
+        x, y = self.run.plan.tile(c)
         path = self.run.out / "tiles" / str(self.run.z) / str(x) / f"{y}.png"
         self.futures.append(self.png_pool.submit(save_rgb_png, rgb, path, 3))  # a kept file: level 3
 
@@ -330,14 +328,14 @@ def png_copy(src: Path, dst: Path) -> Path:
 class MosaicOutputs:
     """The streaming pass with its scratch folder and GDAL settings, for one run or one rewrite of a folder."""
 
-    def __init__(self, run: _Run, todo: list[Cell]) -> None:
+    def __init__(self, run: Engine, todo: list[Cell]) -> None:
         """Outputs for every tile the folder has accepted and the tiles ``todo`` (this run's, maybe none)."""
         from osgeo import gdal
 
         self.run = run
         this_run = len(run.state.runs) - 1
         todo_set = set(todo)
-        before = {run.cell(x, y): int(rec.get("run", 0)) for (x, y), rec in run.state.accepted().items()}
+        before = {run.plan.cell(x, y): int(rec.get("run", 0)) for (x, y), rec in run.state.accepted().items()}
         planned = {c: order_key(r, c) for c, r in before.items() if c not in todo_set}
         #: the tiles accepted before, in the order they are composited (``MosaicPass.start`` takes them)
         self.accepted_before = sorted(planned, key=planned.__getitem__)
@@ -389,7 +387,7 @@ def order_key(run_index: int, c: Cell) -> tuple[int, int, int]:
     return (run_index, c[1], c[0])
 
 
-def write_mosaic_outputs(run: _Run, outputs: dict[str, str]) -> dict[str, Any]:
+def write_mosaic_outputs(run: Engine, outputs: dict[str, str]) -> dict[str, Any]:
     """Composite every accepted tile of the folder and write tiles, mosaic, heatmap; returns the seam measure."""
     pipeline = MosaicOutputs(run, [])
     try:

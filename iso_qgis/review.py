@@ -30,10 +30,11 @@ from PIL import Image
 from .backends import Backend
 from .backends.offline import OfflineBackend
 from .colorfield import fit_side
+from .engine import Engine
 from .errors import IsoInputError
 from .feedback import Feedback
 from .finalize import REPORT, finalize
-from .run import RunConfig, _Run
+from .runconfig import RunConfig
 from .seams import SeamScore, SeamWeights, aggregate_seams, crop, intersect, score_seam
 from .stages import DRIFT_STAGES
 from .state import STATE_FILE, FolderLock, RunState, file_digest, settings_key, tile_key
@@ -94,13 +95,13 @@ class FolderRun:
     def record(self, x: int, y: int) -> dict[str, Any]:
         return tile_record(self.state, x, y)
 
-    def make_run(self, feedback: Feedback, instance: Backend | None = None, **changes: Any) -> _Run:
-        """A ``_Run`` over the folder (its config with ``changes``), holding the folder's own state and settings."""
-        run = _Run(dataclasses.replace(self.config, **changes), feedback, instance)
+    def make_run(self, feedback: Feedback, instance: Backend | None = None, **changes: Any) -> Engine:
+        """An ``Engine`` over the folder (its config with ``changes``), holding the folder's own state and settings."""
+        run = Engine(dataclasses.replace(self.config, **changes), feedback, instance)
         if settings_key(run.settings["grid"]) != settings_key(self.state.settings.get("grid") or {}):
             why = f"{self.config.tilejson} is on another grid than when {self.out} was generated"
             raise IsoInputError("TILEJSON", why, "Restore the tile set the folder was made from")
-        run.settings, run.state = self.state.settings, self.state
+        run.state = self.state  # and its settings
         return run
 
 
@@ -143,7 +144,8 @@ def folder_run(out_dir: str | Path, anchors: list[str] | None = None, max_height
             negative_prompt=s.get("negative_prompt", ""), backend=s["backend"], model=s.get("model", ""),
             fallback_model=s.get("fallback_model", ""), k=int(s["k"]), good_enough=s.get("good_enough"),
             overlap_px=int(s["overlap_px"]),
-            neighbor_mode=s["neighbor_mode"], seed=int(s["seed"]), concurrency=int(extra.get("concurrency", 4)),
+            neighbor_mode=s["neighbor_mode"], schedule=s.get("schedule", "wavefront"),
+            seed=int(s["seed"]), concurrency=int(extra.get("concurrency", 4)),
             keep_candidates=bool(extra.get("keep_candidates", True)), harmonize=bool(s.get("harmonize", False)),
             weights=SeamWeights(**{k: v for k, v in s.get("weights", {}).items() if k in known}),
             max_height_m=max_height_m, region=dict((state.runs[-1].get("region") or {}) if state.runs else {}),
@@ -184,7 +186,7 @@ def _locked(out_dir: str | Path, fb: Feedback, action: Callable[[FolderRun], dic
             raise IsoInputError("OUTPUT_DIR", f"cannot write in {out_dir} ({exc.strerror or exc})", fix) from None
 
 
-def rescore_neighbors(run: _Run, x: int, y: int, canvas: np.ndarray) -> list[list[int]]:
+def rescore_neighbors(run: Engine, x: int, y: int, canvas: np.ndarray) -> list[list[int]]:
     """The seams other tiles scored against tile (x, y), scored again against its new ``canvas``.
 
     Each accepted tile keeps, per candidate, its seams with the neighbors it was scored against; once
@@ -192,8 +194,7 @@ def rescore_neighbors(run: _Run, x: int, y: int, canvas: np.ndarray) -> list[lis
     those tiles is scored again on that side, as a run scores it (the candidate's image, its colors matched
     over the band when the run matches colors; the accepted canvas where no image was kept), and its total
     follows. A rescored seam says what it was (``rescored``). Returns the tiles whose records changed."""
-    c = run.cell(x, y)
-    rect = run.rect(c)
+    rect = run.plan.rect(run.plan.cell(x, y))
     weights = run.cfg.weights
     changed = []
     for key, rec in sorted(run.state.tiles.items()):
@@ -202,7 +203,7 @@ def rescore_neighbors(run: _Run, x: int, y: int, canvas: np.ndarray) -> list[lis
         nx, ny = (int(v) for v in key.split("_"))
         if not any(s.get("neighbor") == [x, y] for cand in rec.get("candidates", []) for s in cand.get("seams", [])):
             continue
-        nrect = run.rect(run.cell(nx, ny))
+        nrect = run.plan.rect(run.plan.cell(nx, ny))
         band = intersect(rect, nrect)
         if band is None:
             continue
@@ -248,7 +249,7 @@ def _seam(d: dict[str, Any]) -> SeamScore:
                      d["band_px"])  # fmt: skip
 
 
-def _candidate_image(run: _Run, cand: dict[str, Any]) -> np.ndarray | None:
+def _candidate_image(run: Engine, cand: dict[str, Any]) -> np.ndarray | None:
     try:
         with Image.open(run.out / cand["file"]) as im:
             return np.asarray(im.convert("RGB"))
@@ -256,18 +257,18 @@ def _candidate_image(run: _Run, cand: dict[str, Any]) -> np.ndarray | None:
         return None
 
 
-def _accept(run: _Run, x: int, y: int, new: dict, index: int, score: float, canvas: np.ndarray, by: str) -> dict:
+def _accept(run: Engine, x: int, y: int, new: dict, index: int, score: float, canvas: np.ndarray, by: str) -> dict:
     """Record ``canvas`` as the tile's accepted canvas (canvas first, then its record); recomposite the folder."""
     previous = new.get("chosen") if new.get("status") == "accepted" else None
     new.pop("error", None)
-    new.update(status="accepted", chosen=index, score=score, origin_px=list(run.rect(run.cell(x, y))[:2]),
+    new.update(status="accepted", chosen=index, score=score, origin_px=list(run.plan.rect(run.plan.cell(x, y))[:2]),
                review={"chosen_by": by, "previous": previous, "at": _now()})  # fmt: skip
     run.state.record(x, y, new, canvas)
     rescore_neighbors(run, x, y, canvas)
     was = "none" if previous is None else f"v{previous:02d}"
     run.fb.info(f"tile {x},{y}: v{index:02d} accepted ({by}), score {score:.2f}; was {was}")
     run.fb.progress(90.0)
-    run.canvases.clear()
+    run.store.clear()
     result = finalize(run, canceled=False, wall_s=0.0)
     run.fb.progress(100.0)
     return {"tile": [x, y], "chosen": index, "previous": previous, "changed": True, "outputs": result.outputs}
@@ -305,8 +306,8 @@ def choose_candidate(
             raise IsoInputError("CANDIDATE", why, f"{other} regenerate the tile (its new ones are kept)")
         # compositing only: no model, no credentials; every side's neighbor, as a regenerated tile has
         run = folder.make_run(fb, OfflineBackend(), anchors=[], neighbor_mode="all")
-        c = run.cell(x, y)
-        rect = run.rect(c)
+        c = run.plan.cell(x, y)
+        rect = run.plan.rect(c)
         try:
             with Image.open(path) as im:
                 canvas = np.asarray(im.convert("RGB"))
@@ -317,12 +318,11 @@ def choose_candidate(
         if fb.is_canceled():
             return {"tile": [x, y], "chosen": rec.get("chosen"), "changed": False, "canceled": True, "outputs": {}}
         new = dict(rec)
-        run.make_jobs(c)  # the tile's context: its bands with the accepted neighbors (nothing is asked)
-        ctx = run.pending.pop(c)
+        ctx, _ = run.jobs.context(c)  # the tile's context: its bands with the accepted neighbors (nothing is asked)
         if "error" not in ctx:
-            canvas = run.final_canvas(canvas, ctx, new)
+            canvas = run.jobs.final_canvas(canvas, ctx, new)
         if "input" not in new:  # a tile that had failed: let a rerun see when its inputs change
-            new["input"] = run.inputs(c).get("digest")
+            new["input"] = run.jobs.inputs(c).get("digest")
         score = (cand.get("score") or {}).get("total", -1.0)
         return {**_accept(run, x, y, new, index, score, canvas, "user"), "canceled": False}
 
@@ -387,15 +387,14 @@ def regenerate_tile(
         run = folder.make_run(fb, None if isinstance(backend, str) else backend, **changes)
         if folder.anchors_note:
             fb.warning(f"tile {x},{y}: {folder.anchors_note}")
-        c = run.cell(x, y)
-        jobs = run.make_jobs(c)  # candidates 0..start+n-1 of this tile: only the new ones are asked
-        ctx = run.pending.pop(c)
+        c = run.plan.cell(x, y)
+        ctx, jobs = run.jobs.context(c)  # candidates 0..start+n-1 of this tile: only the new ones are asked
         if "error" in ctx:
             raise IsoInputError("TILE", f"tile {x},{y} cannot be generated: {ctx['error']}", "Check the tile set")
         fb.info(f"tile {x},{y}: asking {n} new candidates (v{start:02d}..v{start + n - 1:02d})")
         results, canceled = _ask(jobs[start:], run.cfg.concurrency, fb)
-        if run.fatal is not None:  # e.g. a candidate could not be saved: nothing is decided
-            raise run.fatal
+        if run.recorder.fatal is not None:  # e.g. a candidate could not be saved: nothing is decided
+            raise run.recorder.fatal
         cands = [r for _, _, r in results]
         entry: dict[str, Any] = {
             "at": _now(), "k": n, "candidates": [r["index"] for r in cands], "seeds": [r["seed"] for r in cands],
@@ -419,7 +418,7 @@ def regenerate_tile(
                 raise IsoInputError(FATAL_KINDS[fatal["kind"]], fatal["message"], "Fix it and regenerate again")
             return {**summary, "chosen": rec.get("chosen"), "changed": False, "outcome": entry["outcome"]}
         total, best, img = min(scored, key=lambda t: (t[0], t[1]))
-        img = run.final_canvas(img, ctx, new)
+        img = run.jobs.final_canvas(img, ctx, new)
         entry["chosen"], new["input"] = best, ctx["digest"]
         run.cfg.keep_candidates = folder.config.keep_candidates  # the report tells what the runs did
         return {**summary, **_accept(run, x, y, new, best, total, img, "regeneration")}

@@ -1,4 +1,18 @@
-"""Dependency-aware scheduling: a ready queue over tiles, K candidate jobs each.
+"""Dependency-aware scheduling: which tiles wait for which (a schedule), and a ready queue over them.
+
+Schedules (``SCHEDULES``, chosen by the SCHEDULE setting) say which neighbors a tile sees and
+waits for, and in which order ready tiles go:
+
+- ``wavefront``: with ``left+top`` neighbors a tile waits for its left and top neighbors, so the
+  tiles of one anti-diagonal are independent. A W x H patch is W + H - 1 waves deep.
+- ``lattice``: the tiles are split by the parity of their column and row: even-even tiles first
+  (no neighbor of the same run as context), then the tiles between two of those in a row (left
+  and right) or in a column (top and bottom), then the rest (all four sides). No tile waits for
+  one of its own phase, and the row and column gaps wait only for even-even tiles, so they go
+  together: a run is three phases deep whatever the size of the patch, and a whole phase's
+  requests can go together (``phases.py``). NEIGHBOR_MODE names the axes whose neighbors count:
+  ``left+top`` and ``all`` both (three phases), ``left`` the row, ``top`` the column (two),
+  ``none`` neither (one).
 
 A tile is ready once every tile it depends on (its left and top neighbors, by
 default) is finished, accepted or failed. Ready tiles' candidate jobs share one
@@ -34,6 +48,23 @@ DEPENDENCY_OFFSETS = {
     "all": ((-1, 0), (0, -1)),  # right/bottom tiles of the same run always come later
 }
 NEIGHBOR_MODES = tuple(DEPENDENCY_OFFSETS)
+#: neighbor mode -> the sides whose accepted tiles a candidate sees and is scored against (wavefront)
+MODE_SIDES: dict[str, tuple[str, ...]] = {
+    "left+top": ("left", "top"),
+    "left": ("left",),
+    "top": ("top",),
+    "none": (),
+    "all": ("left", "top", "right", "bottom"),
+}
+#: neighbor mode -> the axes a lattice alternates on (x: columns, y: rows)
+LATTICE_AXES: dict[str, tuple[bool, bool]] = {
+    "left+top": (True, True),
+    "left": (True, False),
+    "top": (False, True),
+    "none": (False, False),
+    "all": (True, True),
+}
+_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
 
 
 def dependencies(tiles: Iterable[Tile], mode: str, done: set[Tile] | None = None) -> dict[Tile, set[Tile]]:
@@ -48,6 +79,108 @@ def dependencies(tiles: Iterable[Tile], mode: str, done: set[Tile] | None = None
 
 def priority(t: Tile) -> tuple[int, int, int]:
     return (t[0] + t[1], t[1], t[0])
+
+
+class Wavefront:
+    """Each tile waits for the neighbors its mode names on the left and top: anti-diagonal waves."""
+
+    name = "wavefront"
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sides = MODE_SIDES[mode]
+
+    def dependencies(self, tiles: Iterable[Tile]) -> dict[Tile, set[Tile]]:
+        return dependencies(tiles, self.mode)
+
+    @staticmethod
+    def priority(t: Tile) -> tuple[int, int, int]:
+        return priority(t)
+
+    @staticmethod
+    def soon_ready(t: Tile) -> list[Tile]:
+        """Tiles likely ready soon after ``t`` (their inputs are read ahead)."""
+        return [(t[0] + 1, t[1]), (t[0], t[1] + 1)]
+
+    def phases(self, tiles: Iterable[Tile]) -> list[list[Tile]]:
+        """The waves: tiles grouped by how many tiles of the run they wait for in a row, in order."""
+        return waves(list(tiles), self.dependencies(tiles))
+
+    def context(self, t: Tile, in_run: set[Tile], accepted: set[Tile]) -> list[str]:
+        """The sides on which ``t`` will have a neighbor of the run as context (the dry run's estimate);
+        ``accepted``: those of ``in_run`` accepted before the run."""
+        return [s for s in self.sides if (t[0] + _OFFSETS[s][0], t[1] + _OFFSETS[s][1]) in in_run]
+
+
+class Lattice:
+    """Tiles in phases by the parity of column and row: no tile waits for one of its own phase."""
+
+    name = "lattice"
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.on_x, self.on_y = LATTICE_AXES[mode]
+        self.sides = tuple(
+            s for s in ("left", "top", "right", "bottom") if (self.on_x if s in ("left", "right") else self.on_y)
+        )
+
+    def phase(self, t: Tile) -> int:
+        """0: even column and row; 1: between two of those in a row; 2: in a column; 3: the rest."""
+        return (t[0] % 2 if self.on_x else 0) + 2 * (t[1] % 2 if self.on_y else 0)
+
+    def _neighbors(self, t: Tile) -> list[Tile]:
+        return [(t[0] + _OFFSETS[s][0], t[1] + _OFFSETS[s][1]) for s in self.sides]
+
+    def dependencies(self, tiles: Iterable[Tile]) -> dict[Tile, set[Tile]]:
+        tile_set = set(tiles)
+        return {t: {n for n in self._neighbors(t) if n in tile_set and self.phase(n) < self.phase(t)} for t in tile_set}
+
+    def priority(self, t: Tile) -> tuple[int, int, int]:
+        return (self.phase(t), t[1], t[0])
+
+    def soon_ready(self, t: Tile) -> list[Tile]:
+        step_x, step_y = (2 if self.on_x else 1), (2 if self.on_y else 1)
+        return [(t[0] + step_x, t[1]), (t[0], t[1] + step_y)]
+
+    def phases(self, tiles: Iterable[Tile]) -> list[list[Tile]]:
+        """Groups of tiles that wait for no tile of their own group, in order: a run of them goes phase after
+        phase. Row gaps and column gaps wait only for even-even tiles, so they share a group: three in all
+        (even-even, gaps, the rest), fewer on a patch one tile wide or with holes."""
+        tiles = sorted(tiles, key=self.priority)
+        return waves(tiles, self.dependencies(tiles))
+
+    def context(self, t: Tile, in_run: set[Tile], accepted: set[Tile]) -> list[str]:
+        return [
+            s
+            for s, n in zip(self.sides, self._neighbors(t))
+            if n in accepted or (n in in_run and self.phase(n) < self.phase(t))
+        ]
+
+
+Schedule = Wavefront | Lattice
+SCHEDULES = {"wavefront": Wavefront, "lattice": Lattice}
+
+
+def make_schedule(name: str, mode: str) -> Schedule:
+    """The schedule ``name`` for neighbor mode ``mode`` (both checked by the caller)."""
+    return SCHEDULES[name](mode)
+
+
+def waves(tiles: list[Tile], deps: dict[Tile, set[Tile]]) -> list[list[Tile]]:
+    """Tiles by depth: a tile's wave is one more than the deepest of those it waits for."""
+    left = {t: set(deps.get(t, ())) for t in tiles}
+    out: list[list[Tile]] = []
+    while left:
+        wave = [t for t, ds in left.items() if not ds]
+        if not wave:
+            raise ValueError("the dependencies go round in a circle")
+        out.append(wave)
+        for t in wave:
+            del left[t]
+        done = set(wave)
+        for ds in left.values():
+            ds -= done
+    return out
 
 
 class PriorityGate:
@@ -101,6 +234,7 @@ def run_ready_queue(
     cpu_workers: int | None = None,
     enough: Callable[[Tile, list[Any]], bool] | None = None,
     adaptive_width: int = 1,
+    priority_of: Callable[[Tile], Any] = priority,
 ) -> bool:
     """Run every tile: ``prepare(tile)`` gives its jobs, the jobs run, then ``finish(tile, results)``.
 
@@ -124,9 +258,9 @@ def run_ready_queue(
     for t, ds in waiting.items():
         for d in ds:
             dependents[d].append(t)
-    ready: list[tuple[tuple[int, int, int], Tile]] = [(priority(t), t) for t, ds in waiting.items() if not ds]
+    ready: list[tuple[Any, Tile]] = [(priority_of(t), t) for t, ds in waiting.items() if not ds]
     heapq.heapify(ready)
-    jobs: list[tuple[tuple[int, int, int], int, Tile, int, Callable[[], Any]]] = []
+    jobs: list[tuple[Any, int, Tile, int, Callable[[], Any]]] = []
     results: dict[Tile, list[Any]] = {}
     remaining: dict[Tile, int] = {}
     held: dict[Tile, list[tuple[int, Callable[[], Any]]]] = {}  # adaptive: jobs not released yet, in order
@@ -163,7 +297,7 @@ def run_ready_queue(
             nonlocal seq
             queue_ = held.get(tile, [])
             for k, job in queue_[:n]:
-                heapq.heappush(jobs, (priority(tile), seq, tile, k, job))
+                heapq.heappush(jobs, (priority_of(tile), seq, tile, k, job))
                 seq += 1
             del queue_[:n]
             if not queue_:
@@ -236,5 +370,5 @@ def run_ready_queue(
                 for dep in dependents[tile]:
                     waiting[dep].discard(tile)
                     if not waiting[dep]:
-                        heapq.heappush(ready, (priority(dep), dep))
+                        heapq.heappush(ready, (priority_of(dep), dep))
     return not canceled and finished == len(tiles)

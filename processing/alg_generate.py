@@ -27,6 +27,7 @@ from ..iso_qgis.cli_generate import anchor_files
 from ..iso_qgis.neighbors import AUTO, NEIGHBOR_CHOICES, resolve_neighbor_mode
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
+from ..iso_qgis.schedule import SCHEDULES
 from ..iso_qgis.stages import DRIFT_STAGES, MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
@@ -150,6 +151,12 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             "and bottom neighbors after it), so patches written into the folder later are scored and composited "
             "against its tiles on every side; in a folder that holds a run, that run's mode, so a rerun resumes."
         )
+        schedule = QgsProcessingParameterEnum("SCHEDULE", "Schedule", list(SCHEDULES), False, 0)
+        schedule.setHelp(
+            "wavefront: a tile waits for its left and top neighbors, W + H - 1 waves for a W x H patch. lattice: 3 "
+            "phases whatever the size: tiles that do not touch first, then the tiles between them with context on "
+            "two sides (left and right, or top and bottom), then the rest with context on all four."
+        )
         defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
@@ -157,6 +164,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             good_enough,
             num("OVERLAP_PX", "Canvas overlap per side, px (grids without padding)", num.Integer, 64, minValue=0),
             neighbor_mode,
+            schedule,
             num("SEED", "Base seed", num.Integer, 1234),
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
@@ -284,6 +292,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 else self.parameterAsDouble(parameters, "GOOD_ENOUGH", context),
                 overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
                 neighbor_mode=neighbor_mode,
+                schedule=list(SCHEDULES)[self.parameterAsEnum(parameters, "SCHEDULE", context)],
                 seed=self.parameterAsInt(parameters, "SEED", context),
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),

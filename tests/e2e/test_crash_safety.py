@@ -5,6 +5,7 @@ kills it with SIGKILL after a random delay (seeded), checks the output folder af
 and counts the model calls paid twice. ``ISOTILES_CRASH_KILLS`` sets how many kills (default 50:
 about 65 s on a 2-core machine; ``ISOTILES_CRASH_SEED`` changes the kill times and answer delays).
 A 30-tile patch, so that the kills spread over start-up, generation and the final outputs.
+``ISOTILES_CRASH_SCHEDULE`` (default wavefront) runs every test of this file with that SCHEDULE.
 
 Each failure mode found here once (a temp record read as a tile, an unwritable folder or a full disk
 ending in a traceback, a truncated GeoTIFF renamed into place) is checked for explicitly.
@@ -46,7 +47,7 @@ FINAL_TIFS = ("mosaic.tif", "seam_heatmap.tif")
 RECORD_NAME = re.compile(r"^-?\d+_-?\d+\.json$")
 
 BUG_CANDIDATE_ENOSPC = (
-    "engine bug: a full disk while a candidate PNG is saved (run._Run.generate, on a call worker) raises out "
+    "engine bug: a full disk while a candidate PNG is saved (tilejob.TileJobs.generate, on a call worker) raises out "
     "of run_ready_queue past the OSError handler: a traceback and exit 1, not 'error: OUTPUT_DIR' and 2"
 )
 BUG_TIFF_ENOSPC = (
@@ -72,7 +73,7 @@ def generate_args(tiles_dir: Path, out: Path, patch=PATCH, backend="gemini", k=K
     return [sys.executable, "-m", "iso_qgis", "generate", "--backend", backend, "--tiles_dir", str(tiles_dir),
             "--x0", str(x0), "--y0", str(y0), "--w", str(w), "--h", str(h), "--k", str(k),
             "--concurrency", str(CONCURRENCY), "--overlap_px", str(OVERLAP), "--seed", str(SEED),
-            "--out_dir", str(out)]  # fmt: skip
+            "--out_dir", str(out), "--schedule", os.environ.get("ISOTILES_CRASH_SCHEDULE", "wavefront")]  # fmt: skip
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -394,3 +394,18 @@ def test_generatetiles_good_enough_is_an_optional_advanced_number(run_alg, isoti
     assert report["config"]["good_enough"] == 1e9 and all(t["stopped_early"] for t in report["tiles"].values())
     state = json.loads((tmp_path / "off" / "run_state.json").read_text())
     assert "good_enough" not in state["settings"]
+
+
+def test_generatetiles_schedule_is_an_advanced_choice_wavefront_by_default(run_alg, isotiles_provider, helsinki_tiles,
+                                                                          tmp_path):  # fmt: skip
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition, QgsProcessingParameterEnum
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
+    p = alg.parameterDefinition("SCHEDULE")
+    assert isinstance(p, QgsProcessingParameterEnum) and p.options() == ["wavefront", "lattice"]
+    assert p.defaultValue() == 0 and p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
+    assert "lattice" in p.help()
+    base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 3, "H": 1, "K": 1}
+    run_alg("isotiles:generatetiles", {**base, "SCHEDULE": 1, "OUTPUT_DIR": str(tmp_path / "lattice")})
+    settings = json.loads((tmp_path / "lattice" / "run_state.json").read_text())["settings"]
+    assert settings["schedule"] == "lattice"

@@ -14,8 +14,9 @@ from PIL import Image
 
 import iso_tile_stylizer.iso_qgis.mosaic as mosaic_mod
 from iso_tile_stylizer.iso_qgis.composite import Compositor
+from iso_tile_stylizer.iso_qgis.engine import Engine
 from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.run import RunConfig, _Run, run_generation
+from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
 from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio
 
 STEP, GROW = 32, 8
@@ -76,14 +77,14 @@ def test_streamed_outputs_equal_compositing_everything_at_once(city, tmp_path, m
     cfg = RunConfig(str(city), str(out), tiles, k=1, keep_candidates=False)
     res = run_generation(cfg)
     assert res.accepted_count == len(tiles)
-    run = _Run(cfg, Feedback(), None)
-    run.open_state()
-    cells = [run.cell(x, y) for x, y in run.state.accepted()]
+    run = Engine(cfg, Feedback(), None)
+    run.recorder.open(dry_run=False, overwrite=False)
+    cells = [run.plan.cell(x, y) for x, y in run.state.accepted()]
     # the reference: every canvas in memory, anti-diagonal order, the whole mosaic read at once
-    comp = Compositor(run.core, run.lv.step, cfg.weights.blend_px)
+    comp = Compositor(run.plan.core, run.lv.step, cfg.weights.blend_px)
     for c in sorted(cells, key=lambda c: (c[0] + c[1], c[1], c[0])):
-        comp.add(c, run.accepted_canvas(c), run.rect(c), run.core(c))
-    cores = [run.core(c) for c in cells]
+        comp.add(c, run.store.get(c), run.plan.rect(c), run.plan.core(c))
+    cores = [run.plan.core(c) for c in cells]
     box = (min(r[0] for r in cores), min(r[1] for r in cores), max(r[2] for r in cores), max(r[3] for r in cores))
     rgb, _, heat = comp.read(box)
     valid = np.zeros(rgb.shape[:2], bool)
@@ -96,8 +97,8 @@ def test_streamed_outputs_equal_compositing_everything_at_once(city, tmp_path, m
     with rasterio.open(out / "seam_heatmap.tif") as src:
         np.testing.assert_array_equal(src.read(1), np.nan_to_num(np.where(valid, heat, np.nan), nan=src.nodata))
     for c in cells:
-        x, y = run.tile(c)
-        k = run.core(c)
+        x, y = run.plan.tile(c)
+        k = run.plan.core(c)
         tile = np.asarray(Image.open(out / "tiles" / str(run.z) / str(x) / f"{y}.png").convert("RGB"))
         np.testing.assert_array_equal(tile, rgb[k[1] - box[1] : k[3] - box[1], k[0] - box[0] : k[2] - box[0]])
     step = run.lv.step
@@ -166,12 +167,12 @@ def test_a_canceled_run_writes_what_it_has_and_a_resume_completes_it(city, tmp_p
     cfg = RunConfig(str(city), str(out), tiles, k=1, keep_candidates=False, concurrency=1)
     res = run_generation(cfg, _Watch(tmp_path / "never", at=-1, cancel_after=6))
     assert res.canceled and 6 <= res.accepted_count < len(tiles)
-    run = _Run(cfg, Feedback(), None)
-    run.open_state()
-    accepted = {run.cell(x, y) for x, y in run.state.accepted()}
+    run = Engine(cfg, Feedback(), None)
+    run.recorder.open(dry_run=False, overwrite=False)
+    accepted = {run.plan.cell(x, y) for x, y in run.state.accepted()}
     with rasterio.open(out / "mosaic.tif") as src:
         alpha = src.read(4)
-    cells = [run.cell(x, y) for x, y in tiles]
+    cells = [run.plan.cell(x, y) for x, y in tiles]
     x0, r0 = min(c[0] for c in cells), min(c[1] for c in cells)  # the planned patch is the extent
     step = int(run.lv.step)
     assert alpha.shape == ((max(c[1] for c in cells) - r0 + 1) * step, (max(c[0] for c in cells) - x0 + 1) * step)
@@ -181,8 +182,8 @@ def test_a_canceled_run_writes_what_it_has_and_a_resume_completes_it(city, tmp_p
     done = run_generation(cfg)  # resume
     assert done.accepted_count == len(tiles)
     streamed = {name: _digest(out / name) for name in ("mosaic.tif", "seam_heatmap.tif")}
-    again = _Run(cfg, Feedback(), None)
-    again.open_state()
+    again = Engine(cfg, Feedback(), None)
+    again.recorder.open(dry_run=False, overwrite=False)
     from iso_tile_stylizer.iso_qgis.finalize import finalize
 
     rewritten = finalize(again, canceled=False, wall_s=0.0)  # every tile at once, after the fact

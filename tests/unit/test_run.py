@@ -467,18 +467,18 @@ def test_review_works_on_tiles_with_fewer_candidates_than_k(city, tmp_path):
 
 
 def test_answers_that_arrive_together_are_scored_through_the_gate(city, tmp_path, monkeypatch):
-    from iso_tile_stylizer.iso_qgis import run as run_module
+    from iso_tile_stylizer.iso_qgis import tilejob
 
     scoring = InFlight()
-    real_score = run_module._Run.score
+    real_score = tilejob.TileJobs.score
 
     def score(self, res, ctx, *args):
         with scoring:
             time.sleep(0.005)  # long enough that answers arriving together would overlap
             return real_score(self, res, ctx, *args)
 
-    monkeypatch.setattr(run_module, "SCORING_SLOTS", 1)
-    monkeypatch.setattr(run_module._Run, "score", score)
+    monkeypatch.setattr(tilejob, "SCORING_SLOTS", 1)
+    monkeypatch.setattr(tilejob.TileJobs, "score", score)
     res = run_generation(config(city, tmp_path, k=4, concurrency=12))  # 4 answers per tile at about once
     assert res.accepted_count == 6
     assert scoring.peak == 1, f"{scoring.peak} answers scored at once through a gate of one slot"

@@ -1,0 +1,376 @@
+"""The tile job: a tile's inputs, its K requests, each answer checked, saved and scored, then the choice.
+
+``prepare(cell)`` (once the tile's neighbors are decided) reads the tile's whitebox and reference
+canvases, cuts the bands it shares with its accepted neighbors and gives one job per candidate;
+a job asks the model (``generate``), puts the answer back on the input grid, saves and scores it;
+``finish(cell, results)`` keeps the best, matches its colors to the neighbors and records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .backends import Backend
+from .backends.base import Check, Failure, FailureKind, ImageRequest, ImageResult
+from .canvases import CanvasStore
+from .colorfield import compensate, fit_side
+from .errors import IsoInputError
+from .feedback import Feedback
+from .fsutil import save_rgb_png
+from .plan import Cell, Plan
+from .recorder import Recorder
+from .register import Template, register, resample
+from .runconfig import DEFAULT_PROMPT, RunConfig, candidate_seed
+from .schedule import PriorityGate, Schedule
+from .seams import (
+    aggregate_seams,
+    color_term,
+    crop,
+    edge_map,
+    harmonize,
+    intersect,
+    rgb_to_lab,
+    score_seam,
+    small_lab,
+    structure_term,
+)
+from .sources import TileSource, assemble_canvas
+from .state import tile_key
+
+#: static contexts (canvases, edges) computed ahead of their tile, at most
+PREFETCH_MAX = 8
+#: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
+SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+class TileJobs:
+    """The jobs of a run's tiles: what a schedule prepares, runs and finishes, tile by tile."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        fb: Feedback,
+        plan: Plan,
+        store: CanvasStore,
+        recorder: Recorder,
+        sources: tuple[TileSource, TileSource | None],
+        anchors: list[np.ndarray],
+        backend: Backend,
+        stages: dict[str, bool],
+        schedule: Schedule,
+    ) -> None:
+        self.cfg = cfg
+        self.fb = fb
+        self.plan = plan
+        self.store = store
+        self.recorder = recorder
+        self.src, self.ref = sources
+        self.anchors = anchors
+        self.prompt = cfg.prompt or DEFAULT_PROMPT
+        self.backend = backend
+        self.out = recorder.out
+        self.stages = stages
+        self.registering = stages["register"]
+        self.schedule = schedule
+        self.sides = schedule.sides  # the sides whose accepted neighbors a candidate sees and is scored against
+        self.priority = schedule.priority  # earliest tiles first (the scoring gate)
+        self.lock = threading.Lock()
+        self.pending: dict[Cell, dict[str, Any]] = {}  # prepared tiles' contexts, until finished
+        self.static: dict[Cell, Future] = {}  # static contexts computed ahead (prefetch)
+        self.todo: set[Cell] = set()  # the tiles of the run (those prefetch may start)
+        self.prefetch_pool: ThreadPoolExecutor | None = None  # set while a run is under way
+        self.scoring = PriorityGate(SCORING_SLOTS)
+
+    def scoring_neighbors(self, c: Cell) -> list[tuple[str, Cell, np.ndarray]]:
+        """The accepted neighbors of a cell on the sides in use: (side, cell, canvas)."""
+        out = []
+        for side in self.sides:
+            nb = self.plan.neighbor(c, side)
+            canvas = self.store.get(nb)
+            if canvas is not None:
+                out.append((side, nb, canvas))
+        return out
+
+    def context(self, c: Cell) -> tuple[dict[str, Any], list]:
+        """A tile's context (or why it has none: ``"error"``) and its K candidate jobs, outside a run."""
+        jobs = self.prepare(c)
+        return self.pending.pop(c), jobs
+
+    def inputs(self, c: Cell) -> dict[str, Any]:
+        """The tile's whitebox and reference canvases and their digest, or why they cannot be had."""
+        x, y = self.plan.tile(c)
+        try:
+            wb, _ = assemble_canvas(self.src, x, y, self.plan.z, self.plan.grow, background=(236, 236, 232))
+            if wb is None:
+                return {"error": f"whitebox tile missing: {self.src.location(x, y, self.plan.z)}"}
+            ref = assemble_canvas(self.ref, x, y, self.plan.z, self.plan.grow)[0] if self.ref else None
+        except IsoInputError as exc:  # a corrupt or odd tile (or a neighbor giving margin pixels): this tile fails
+            return {"error": str(exc)}
+        h = hashlib.sha256(wb.tobytes())
+        if ref is not None:
+            h.update(ref.tobytes())
+        return {"whitebox": wb, "reference": ref, "digest": h.hexdigest()[:16]}
+
+    def static_context(self, c: Cell) -> dict[str, Any]:
+        """What a tile's candidates need that no neighbor decides: canvases, edges, reference colors."""
+        ctx = self.inputs(c)
+        if "error" not in ctx:
+            ref = ctx["reference"]
+            ctx.update(edges=edge_map(ctx["whitebox"]), ref_lab=small_lab(ref, 16) if ref is not None else None)
+            ctx["template"] = Template.of(ctx["whitebox"]) if self.registering else None
+        return ctx
+
+    def inputs_changed(self, c: Cell) -> bool:
+        """An accepted tile whose whitebox or reference changed since is done again."""
+        rec = self.recorder.state.tiles.get(tile_key(*self.plan.tile(c)), {})
+        now = self.inputs(c).get("digest")
+        if rec.get("input") in (None, now):
+            return False
+        x, y = self.plan.tile(c)
+        self.fb.warning(f"tile {x},{y}: its input tiles changed since it was accepted; doing it again")
+        self.store.forget(c)
+        return True
+
+    def prefetch(self, cells: list[Cell]) -> None:
+        """Start the static context of tiles that will be ready soon, while models are busy (a few at a time:
+        each holds canvases, and a tile without one computes it when it is prepared)."""
+        with self.lock:
+            for nc in cells:
+                if nc in self.todo and nc not in self.static and len(self.static) < PREFETCH_MAX:
+                    assert self.prefetch_pool is not None
+                    self.static[nc] = self.prefetch_pool.submit(self.static_context, nc)
+
+    def prepare(self, c: Cell) -> list:
+        """On a CPU worker, once the tile's neighbors are decided: its K candidate jobs."""
+        x, y = self.plan.tile(c)
+        with self.lock:
+            fut = self.static.pop(c, None)
+        static = fut.result() if fut is not None else self.static_context(c)
+        self.prefetch(self.schedule.soon_ready(c))
+        if "error" in static:
+            self.pending[c] = static
+            return []
+        wb, ref = static["whitebox"], static["reference"]
+        rect = self.plan.rect(c)
+        # what every candidate of this tile is scored against, computed once
+        bands = []
+        scoring = self.scoring_neighbors(c)
+        for side, nb, ncanvas in scoring:
+            band = intersect(rect, self.plan.rect(nb))
+            if band is not None:
+                nband = crop(ncanvas, self.plan.rect(nb)[:2], band)
+                bands.append((side, self.plan.tile(nb), band, nband, rgb_to_lab(nband)))
+        ctx = {
+            "rect": rect, "bands": bands, "edges": static["edges"], "started": time.perf_counter(),
+            "ref_lab": static["ref_lab"], "digest": static["digest"], "template": static["template"],
+        }  # fmt: skip
+        self.pending[c] = ctx
+        neighbors = {side: canvas for side, _, canvas in scoring}
+        jobs = []
+        check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]))
+        for i in range(self.cfg.k):
+            req = ImageRequest(
+                prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
+                anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
+                model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.plan.z), candidate=i, check=check,
+            )  # fmt: skip
+            jobs.append(CandidateJob(self, req, ctx))
+        return jobs
+
+    def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict]:
+        """Runs on a worker thread: one model call, the candidate saved and scored as it arrives."""
+        try:
+            res = self.backend.generate(req)
+        except Exception as exc:  # noqa: BLE001 (a backend bug must not lose the run)
+            res = ImageResult(None, req.model, Failure(FailureKind.BAD_RESPONSE, f"{type(exc).__name__}: {exc}"))
+        return self.complete(req, res, ctx)
+
+    def complete(
+        self, req: ImageRequest, res: ImageResult, ctx: dict[str, Any]
+    ) -> tuple[ImageRequest, ImageResult, dict]:
+        """An answer to one of the tile's requests (however it was had): checked, saved and scored."""
+        rec: dict[str, Any] = {
+            "index": req.candidate, "seed": req.seed, "model": res.model, "latency_s": round(res.latency_s, 3),
+            "retries": res.retries, "cached": res.cached, "fallback": res.fallback, "tokens_in": res.tokens_in,
+            "tokens_out": res.tokens_out, "cost_usd": res.cost_usd, "file": None, "notes": res.notes,
+        }  # fmt: skip
+        if res.ok and res.image is not None and res.checked is None:  # the backend did not check its answer
+            assert req.check is not None
+            failure, res.image, res.checked = req.check(res.image)
+            if failure is not None:
+                res.failure, res.image = failure, None
+        rec.update(res.checked or {})
+        if "answer_size" in rec:
+            rec["notes"].append(f"answer was {rec['answer_size'][0]}x{rec['answer_size'][1]}, resized to the canvas")
+        if not res.ok or res.image is None:
+            rec["error"] = res.failure.as_dict() if res.failure else {"kind": "no_image", "message": ""}
+            return req, res, rec
+        with self.scoring.held(self.priority(self.plan.cell(*req.tile[:2]))):
+            rec.update(self.score(res, ctx, rec.get("registration")))
+        if self.cfg.keep_candidates:
+            x, y, _ = req.tile
+            p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
+            try:
+                save_rgb_png(res.image, p, compress_level=1)
+                rec["file"] = str(p.relative_to(self.out))
+            except OSError as exc:  # a full disk: keep the answer in memory, stop the run cleanly
+                rec["notes"].append(f"candidate not saved: {exc.strerror or exc}")
+                self.recorder.unwritable(exc)
+        return req, res, rec
+
+    def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int]) -> Check:
+        """What every answer of a tile goes through before it is kept (and cached): resized to the canvas,
+        registered to the whitebox and resampled onto its grid, or refused as ``drifted``."""
+        prio = self.priority(c)
+
+        def check(image: np.ndarray) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
+            with self.scoring.held(prio):  # CPU work: a few at a time, earliest tiles first
+                return fit_answer(image, size, ctx["template"])
+
+        return check
+
+    def score(self, res: ImageResult, ctx: dict[str, Any], registration: dict | None = None) -> dict[str, Any]:
+        w = self.cfg.weights
+        img = res.image
+        assert img is not None
+        rect = ctx["rect"]
+        seams = []
+        for side, nb, band, nband, nlab in ctx["bands"]:
+            mine = crop(img, rect[:2], band)
+            if self.stages["color_match"]:  # scored as it will be kept: its colors matched over the band
+                mine = fit_side(side, band, nband, mine).apply(mine).round().astype(np.uint8)
+            seams.append(score_seam(nband, mine, side, nb, w, nlab)[0])
+        seam_part = aggregate_seams(seams, w)
+        structure = structure_term(img, ctx["edges"])
+        color = color_term(img, ctx["ref_lab"]) if ctx["ref_lab"] is not None else 0.0
+        penalty = w.fallback_penalty if res.fallback else 0.0
+        total = seam_part + w.structure * structure + w.color * color + penalty
+        parts = {"seams": round(seam_part, 4), "structure": round(structure, 4), "color": round(color, 4)}
+        if registration is not None:  # what registration could not explain
+            total += w.alignment * registration["residual"]
+            parts["alignment"] = registration["residual"]
+        return {
+            "score": {"total": round(total, 4), **parts, "fallback_penalty": penalty},
+            "seams": [s.as_dict() for s in seams],
+        }
+
+    # -------------------------------------------------------------- selection
+    def enough(self, c: Cell, results: list) -> bool:
+        """Adaptive K (``good_enough``): a candidate asked so far scores below the threshold."""
+        t = self.cfg.good_enough
+        return t is not None and any("score" in rec and rec["score"]["total"] < t for _, _, rec in results)
+
+    def finish(self, c: Cell, results: list) -> None:
+        """On the coordinating thread: keep the best candidate, harmonize it, save it."""
+        x, y = self.plan.tile(c)
+        ctx = self.pending.pop(c)
+        candidates = []
+        best: tuple[float, int, np.ndarray] | None = None
+        if any(r is None for r in results):  # canceled part way: keep what was paid for, decide nothing
+            ctx["error"] = "canceled before every candidate was asked; run again to continue"
+            results = [r for r in results if r is not None]
+            best_allowed = False
+        else:
+            best_allowed = True
+        for req, res, rec in results:
+            self.recorder.count_calls(0 if res.cached else 1 + res.retries)
+            candidates.append(rec)
+            if best_allowed and "score" in rec and (best is None or rec["score"]["total"] < best[0]):
+                best = (rec["score"]["total"], req.candidate, res.image)
+        run_index = len(self.recorder.state.runs) - 1
+        tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": run_index}
+        tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
+        if self.cfg.good_enough is not None:  # adaptive K: how many of the K were asked
+            tile_rec.update(asked=len(candidates), stopped_early=best_allowed and len(candidates) < self.cfg.k)
+        tile_rec["cost_usd"] = round(sum(c.get("cost_usd", 0.0) for c in candidates), 6)
+        for cand in candidates:  # a wrong model id or refused credentials would fail every tile alike: stop
+            kind = cand.get("error", {}).get("kind")
+            if kind in ("not_found", "auth") and self.recorder.fatal is None:
+                name = "MODEL" if kind == "not_found" else "CREDENTIALS"
+                fix = "Fix it and run again; accepted tiles are kept"
+                self.recorder.fatal = IsoInputError(name, cand["error"]["message"], fix)
+        if best is None:
+            tile_rec["error"] = ctx.get("error") or "every candidate failed"
+            tile_rec["status"] = "canceled" if not best_allowed else "failed"
+            self.recorder.state.tiles[tile_key(x, y)] = tile_rec
+            self.recorder.persist(x, y, tile_rec)
+            self.fb.warning(f"tile {x},{y}: failed ({tile_rec['error']})")
+            return
+        total, chosen, img = best
+        rect = ctx["rect"]
+        img = self.final_canvas(img, ctx, tile_rec)
+        tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
+        # neighbors use the canvas at once; files are written behind (canvas first, then the record)
+        self.store.accept(c, img)
+        self.recorder.state.tiles[tile_key(x, y)] = tile_rec
+        self.recorder.persist(x, y, tile_rec, img)
+
+    def final_canvas(self, img: np.ndarray, ctx: dict[str, Any], rec: dict[str, Any]) -> np.ndarray:
+        """The chosen candidate as it is kept: colors matched to the accepted neighbors (and harmonized, if
+        asked); what was done goes into the tile's record."""
+        rect = ctx["rect"]
+        rec.pop("color_match", None)
+        rec.pop("harmonization", None)
+        if self.stages["color_match"] and ctx["bands"]:
+            fits = [fit_side(side, band, nband, crop(img, rect[:2], band)) for side, _, band, nband, _ in ctx["bands"]]
+            img = compensate(img, rect, fits)
+            rec["color_match"] = [f.as_dict() for f in fits]
+        if self.cfg.harmonize and ctx["bands"]:
+            lab = rgb_to_lab(img)
+            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
+            img, rec["harmonization"] = harmonize(lab, pairs)
+        return img
+
+
+class CandidateJob:
+    """One candidate of a tile: calling it asks the backend and completes the answer; a batch runner
+    sends ``request`` itself and hands what came back to ``complete``."""
+
+    __slots__ = ("ctx", "owner", "request")
+
+    def __init__(self, owner: TileJobs, request: ImageRequest, ctx: dict[str, Any]) -> None:
+        self.owner, self.request, self.ctx = owner, request, ctx
+
+    @property
+    def key(self) -> str:
+        """The job's name within a run, e.g. ``"12_7_c3"`` (tile 12,7, candidate 3): a batch request's key."""
+        x, y, _ = self.request.tile
+        return f"{x}_{y}_c{self.request.candidate}"
+
+    def __call__(self) -> tuple[ImageRequest, ImageResult, dict]:
+        return self.owner.generate(self.request, self.ctx)
+
+    def complete(self, result: ImageResult) -> tuple[ImageRequest, ImageResult, dict]:
+        return self.owner.complete(self.request, result, self.ctx)
+
+
+def fit_answer(
+    image: np.ndarray, size: tuple[int, int], template: Template | None
+) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
+    """An answer on the canvas grid: resized to the canvas, then (with a template) registered and resampled.
+    Returns ``(failure, image, record)``; the failure is ``drifted`` when the answer cannot be put back."""
+    w, h = size
+    record: dict[str, Any] = {}
+    answer_size = (image.shape[1], image.shape[0])
+    if answer_size != (w, h):
+        record["answer_size"] = list(answer_size)
+        image = np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+    if template is None:
+        return None, image, record
+    reg = register(image, template, answer_size)
+    record["registration"] = reg.as_dict()
+    if not reg.ok:
+        return (
+            Failure(FailureKind.DRIFTED, f"the answer cannot be put back on the input: {reg.reason}", True),
+            None,
+            record,
+        )
+    return None, resample(image, reg, size), record
