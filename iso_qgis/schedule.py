@@ -108,8 +108,14 @@ class Wavefront:
 
     def context(self, t: Tile, in_run: set[Tile], accepted: set[Tile]) -> list[str]:
         """The sides on which ``t`` will have a neighbor of the run as context (the dry run's estimate);
-        ``accepted``: those of ``in_run`` accepted before the run."""
-        return [s for s in self.sides if (t[0] + _OFFSETS[s][0], t[1] + _OFFSETS[s][1]) in in_run]
+        ``accepted``: those of ``in_run`` accepted before the run. A right or bottom neighbor of the run
+        comes after ``t`` (NEIGHBOR_MODE all), so it counts only when it was accepted before."""
+        out = []
+        for s in self.sides:
+            n = (t[0] + _OFFSETS[s][0], t[1] + _OFFSETS[s][1])
+            if n in accepted or (n in in_run and s in ("left", "top")):
+                out.append(s)
+        return out
 
 
 class Lattice:

@@ -240,3 +240,19 @@ def test_neighbor_mode_limits_a_lattice_runs_context_to_its_axes(city, tmp_path,
     assert res.accepted_count == 9
     seen = set().union(*(s for per_tile in backend.sides.values() for s in per_tile))
     assert seen == sides
+
+
+@pytest.mark.parametrize("schedule", ["wavefront", "lattice"])
+@pytest.mark.parametrize("mode", ["left+top", "all"])
+def test_the_dry_run_counts_the_neighbors_a_run_sends(city, tmp_path, schedule, mode):
+    """A dry run's images per call are those of the run's own requests (under NEIGHBOR_MODE all a wavefront
+    tile's right and bottom neighbors of the same run come after it: never sent)."""
+    tiles = patch(city, 3, 2)
+    backend = Recording(OfflineBackend())
+    run_generation(config(city, tmp_path / "run", tiles=tiles, k=1, neighbor_mode=mode, schedule=schedule),
+                   backend=backend)  # fmt: skip
+    dry = run_generation(config(city, tmp_path / "dry", tiles=tiles, k=1, neighbor_mode=mode, schedule=schedule,
+                                backend="gemini", dry_run=True))  # fmt: skip
+    for tx, ty in tiles:
+        (sent,) = backend.sides[(tx, ty)]
+        assert dry.report["tiles"][f"{tx}_{ty}"]["images_per_call"] == len(sent) + 1, (tx, ty, sorted(sent))
