@@ -80,6 +80,14 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         help="wavefront: a tile waits for its left and top neighbors (W + H - 1 waves); lattice: 3 phases "
         "whatever the size, tiles that do not touch first, then the gaps with context on 2, then 4 sides",
     )  # fmt: skip
+    p.add_argument(
+        "--batch", action="store_true",
+        help="with --schedule lattice and a gemini/vertex backend: each phase as Batch API jobs, at half price",
+    )  # fmt: skip
+    p.add_argument("--batch_bucket", default="", help="vertex with --batch: gs://BUCKET[/PREFIX] for the jobs' files")
+    p.add_argument(
+        "--batch_poll_s", type=float, default=30.0, help="seconds between two looks at the batch jobs",
+    )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -196,7 +204,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
-        neighbor_mode=neighbor_mode, schedule=a.schedule,
+        neighbor_mode=neighbor_mode, schedule=a.schedule, batch=a.batch,
         seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
@@ -217,6 +225,8 @@ def genai_options(a: argparse.Namespace) -> dict[str, Any]:
         "top_p": a.top_p, "cache_dir": a.cache_dir, "use_cache": not a.no_cache, "prices_file": a.prices,
         "base_url": a.base_url,
     }  # fmt: skip
+    if a.batch:
+        opts.update(batch_poll_s=a.batch_poll_s, **({"batch_bucket": a.batch_bucket} if a.batch_bucket else {}))
     if a.project:
         opts["project"] = a.project
     if a.location:

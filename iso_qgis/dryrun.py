@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .cost import cost_usd, estimate_note, estimate_usage, load_prices
+from .cost import both_prices_line, cost_usd, estimate_note, estimate_usage, load_prices
 from .engine import Engine
 from .fsutil import atomic_write_json
 from .pricing import PricingBackend, dry_run_backend
@@ -18,13 +18,19 @@ REPORT = "dry_run_report.json"
 
 
 def dry_run_summary(totals: dict[str, Any]) -> str:
-    """The one line that says what a dry run found; "at most" when adaptive K may stop tiles early."""
+    """The one line that says what a dry run found; "at most" when adaptive K may stop tiles early; the
+    online and the Batch API price both."""
     bound = "at most " if totals.get("calls_upper_bound") else ""
     priced = "" if totals.get("priced", True) else " (model not in the price table)"
+    if "batch_usd" in totals:
+        cost = both_prices_line(totals["online_usd"], totals["batch_usd"])
+        cost += "; this run: " + ("BATCH" if totals.get("batch") else "online")
+    else:
+        cost = f"${totals['estimated_cost_usd']:.2f}"
     return (
         f"dry run: {bound}{totals['calls']} calls to {totals['model']} for "
         f"{totals['tiles'] - totals['already_accepted']} tiles ({totals['already_accepted']} already accepted), "
-        f"{bound or 'about '}${totals['estimated_cost_usd']:.2f}{priced}; nothing was called"
+        f"{bound or 'about '}{cost}{priced}; nothing was called"
     )
 
 
@@ -42,7 +48,7 @@ def dry_run(run: Engine) -> RunResult:
     in_run = set(cells)
     tiles: dict[str, Any] = {}
     total_in = total_out = 0
-    cost = 0.0
+    cost = batch_cost = 0.0
     priced = True
     for n, c in enumerate(todo, start=1):
         run.fb.check_canceled()
@@ -63,19 +69,23 @@ def dry_run(run: Engine) -> RunResult:
         sizes = [(img.shape[1], img.shape[0]) for img in images]
         usage = estimate_usage(chars, sizes, image_size_for(*req.size))
         per_call = cost_usd(prices, model, usage)
+        per_batch_call = cost_usd(prices, model, usage, batch=True)
         priced = priced and per_call is not None
         tiles[f"{x}_{y}"] = {
             "calls": cfg.k,
             "images_per_call": len(sizes),
             "tokens_in_per_call": usage.prompt_tokens,
             "tokens_out_per_call": usage.output_tokens,
-            "estimated_cost_usd": round((per_call or 0.0) * cfg.k, 4),
+            "estimated_cost_usd": round(((per_batch_call if cfg.batch else per_call) or 0.0) * cfg.k, 4),
         }
         total_in += usage.prompt_tokens * cfg.k
         total_out += usage.output_tokens * cfg.k
         cost += (per_call or 0.0) * cfg.k
+        batch_cost += (per_batch_call or 0.0) * cfg.k
         run.fb.progress(100.0 * n / max(len(todo), 1))
     calls = sum(t["calls"] for t in tiles.values())
+    online_usd, batch_usd = round(cost, 4), round(batch_cost, 4)
+    cost = batch_cost if cfg.batch else cost  # what this run would pay
     totals = {
         "dry_run": True,
         "model": model,
@@ -85,6 +95,9 @@ def dry_run(run: Engine) -> RunResult:
         "tokens_in": total_in,
         "tokens_out": total_out,
         "estimated_cost_usd": round(cost, 4),
+        "online_usd": online_usd,
+        "batch_usd": batch_usd,
+        "batch": cfg.batch,
         "priced": priced,
         "calls_upper_bound": cfg.good_enough is not None,  # adaptive K: a tile may stop before K calls
         "note": estimate_note(cfg.good_enough is not None),

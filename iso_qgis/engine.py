@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend, make_backend
+from .batchphase import without_batch_options
 from .canvases import CanvasStore
 from .errors import IsoInputError
 from .feedback import Feedback
@@ -63,6 +64,7 @@ class Engine:
         self.plan = Plan(self.grid, lv, self.grow)
         self.store = CanvasStore(self.plan, lambda: self.recorder.state)
         self.recorder = Recorder(self.out, self.settings, self.plan, self.store)
+        self.batch: Any = None  # the BatchPhaseRunner of a BATCH run
         self.jobs = TileJobs(
             cfg, feedback, self.plan, self.store, self.recorder, (src, ref), self.anchors, self.backend, self.stages,
             self.schedule,
@@ -79,7 +81,7 @@ class Engine:
         self.settings = self.recorder.settings = state.settings
 
     def _backend_options(self) -> dict[str, Any]:
-        options = dict(self.cfg.backend_options)
+        options = without_batch_options(self.cfg.backend_options)
         if self.cfg.backend != "offline":
             if self.cfg.model:
                 options.setdefault("model", self.cfg.model)

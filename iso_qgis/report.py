@@ -56,6 +56,7 @@ def build_report(run: Engine, canceled: bool, wall_s: float, outputs: dict, metr
             "keep_candidates": run.cfg.keep_candidates,
             "out_dir": str(run.out),
             "canvas_grow_px": run.grow,
+            **({"batch": True} if run.cfg.batch else {}),
         },
         "grid": {
             "kind": run.grid.kind,
@@ -74,7 +75,13 @@ def build_report(run: Engine, canceled: bool, wall_s: float, outputs: dict, metr
             "tiles": len(tiles),
             "accepted": statuses.count("accepted"),
             "failed": statuses.count("failed"),
-            "this_run": {**totals(run_cands), "wall_time_s": round(wall_s, 3), "canceled": canceled},
+            "this_run": {
+                **totals(run_cands),
+                "wall_time_s": round(wall_s, 3),
+                "canceled": canceled,
+                # the Batch API's jobs, the price paid and what the same answers cost online
+                **({"batch": run.batch.report()} if run.batch is not None else {}),
+            },
             "cache": cache_info(run),
         },
         "worst_seams": seams[:10],

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .backends import Backend
+from .batchphase import BatchPhaseRunner
 from .dryrun import dry_run
 from .engine import Engine
 from .feedback import Feedback
@@ -132,6 +133,8 @@ def run_generation(
     engine = Engine(cfg, fb, backend)  # every input and the credentials are checked before the folder is touched
     if cfg.dry_run:
         return run_engine(engine)
+    if cfg.batch and phase_runner is None:
+        phase_runner = engine.batch = BatchPhaseRunner(engine)  # the batch settings checked here too
     try:
         with FolderLock(engine.out, lambda: fb.info(f"waiting for another run in {cfg.out_dir} to finish")):
             return run_engine(engine, phase_runner)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .batchphase import check_batch
 from .errors import IsoInputError
 from .grid import ZoomLevel
 from .schedule import NEIGHBOR_MODES, SCHEDULES
@@ -50,6 +51,7 @@ class RunConfig:
     overlap_px: int = 64
     neighbor_mode: str = "left+top"
     schedule: str = "wavefront"  # the order tiles go in: anti-diagonal waves, or a lattice of <= 4 phases
+    batch: bool = False  # a lattice's phases as Gemini Batch API jobs (half price; not in the settings: same pixels)
     seed: int = 1234
     concurrency: int = 4
     keep_candidates: bool = True
@@ -148,6 +150,7 @@ def validate(cfg: RunConfig, lv: ZoomLevel) -> None:
         )
     if cfg.schedule not in SCHEDULES:
         raise IsoInputError("SCHEDULE", f"unknown schedule {cfg.schedule!r}", f"Choose {', '.join(SCHEDULES)}")
+    check_batch(cfg.batch, cfg.schedule, cfg.backend)
     if cfg.concurrency < 1:
         raise IsoInputError("CONCURRENCY", f"{cfg.concurrency} is below 1", "Set CONCURRENCY to 1 or more")
     if lv.pad == 0 and not 0 <= cfg.overlap_px <= lv.step / 2:

@@ -157,6 +157,20 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             "phases whatever the size: tiles that do not touch first, then the tiles between them with context on "
             "two sides (left and right, or top and bottom), then the rest with context on all four."
         )
+        batch = QgsProcessingParameterBoolean("BATCH", "Batch API: each phase as one batch job (half price)", False)
+        batch.setHelp(
+            "With the lattice schedule and the gemini or vertex backend: the K requests of every tile of a phase go "
+            "to Google's Batch API together, at half the online price; the run waits for each phase's job (minutes "
+            "to hours), a stopped run polls the same jobs again when started again, and requests that fail inside "
+            "a batch are asked online."
+        )
+        batch_bucket = QgsProcessingParameterString(
+            "BATCH_BUCKET", "Batch API bucket (vertex: gs://BUCKET/PREFIX)", optional=True
+        )
+        batch_bucket.setHelp(
+            "Vertex AI reads a batch's requests from Cloud Storage and writes its answers there: a bucket in the "
+            "project's region. Not needed with the gemini backend."
+        )
         defaults = read_settings()
         advanced = [
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
@@ -165,6 +179,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             num("OVERLAP_PX", "Canvas overlap per side, px (grids without padding)", num.Integer, 64, minValue=0),
             neighbor_mode,
             schedule,
+            batch,
+            batch_bucket,
             num("SEED", "Base seed", num.Integer, 1234),
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
@@ -269,6 +285,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             neighbor_mode, why = resolve_neighbor_mode(requested, out_dir, res.tiles, overwrite)
             if why:
                 feedback.pushInfo(why)
+            options = dict(self._backend_options)
+            if bucket := self.parameterAsString(parameters, "BATCH_BUCKET", context):
+                options["batch_bucket"] = bucket
             cfg = RunConfig(
                 tilejson=tilejson,
                 out_dir=out_dir,
@@ -284,7 +303,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 model=self.parameterAsString(parameters, "MODEL", context) or self._defaults["model"],
                 fallback_model=self.parameterAsString(parameters, "FALLBACK_MODEL", context)
                 or self._defaults["fallback_model"],
-                backend_options=self._backend_options,
+                backend_options=options,
+                batch=self.parameterAsBool(parameters, "BATCH", context),
                 dry_run=self.parameterAsBool(parameters, "DRY_RUN", context),
                 k=self.parameterAsInt(parameters, "K", context),
                 good_enough=None

@@ -1,0 +1,94 @@
+"""BATCH: a lattice run's phases as Batch API jobs, the real client against the fake service."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from fake_gemini import FakeGemini
+from isotiles_testing import patch
+
+from iso_tile_stylizer.iso_qgis.batchphase import BATCH_FILE
+from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+
+MODEL = "gemini-3-pro-image"
+
+
+def config(city, out, fake, cache, **kw):
+    opts = {"api_key": "test-key-123", "base_url": fake.base_url, "cache_dir": str(cache), "retry_base_ms": 1,
+            "retry_max_ms": 20, "retry_max": 3, "timeout_s": 10, "batch_poll_s": 0.01}  # fmt: skip
+    base = {"tiles": patch(city, 4, 3), "k": 2, "overlap_px": 16, "concurrency": 4, "schedule": "lattice",
+            "backend": "gemini", "model": MODEL}  # fmt: skip
+    return RunConfig(tilejson=str(city), out_dir=str(out), backend_options=opts, **{**base, **kw})
+
+
+def mosaic(out):
+    with rasterio.open(out / "mosaic.tif") as ds:
+        return ds.read()
+
+
+def test_a_lattice_run_in_batch_jobs_pays_half_and_makes_the_same_map(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        online = run_generation(config(city, tmp_path / "online", fake, tmp_path / "c1"))
+        assert fake.calls() == 24 and not fake.batch.created
+        res = run_generation(config(city, tmp_path / "batch", fake, tmp_path / "c2", batch=True))
+        assert fake.calls() == 24  # not one online call more
+        assert len(fake.batch.created) == 3  # one job per phase: even tiles, the gaps between them, the rest
+        assert res.accepted_count == online.accepted_count == 12
+    # the same answers, so the same map; at half the price
+    assert np.array_equal(mosaic(tmp_path / "batch"), mosaic(tmp_path / "online"))
+    paid, full = res.totals["this_run"]["estimated_cost_usd"], online.totals["this_run"]["estimated_cost_usd"]
+    assert full > 0 and paid == pytest.approx(full / 2, rel=1e-3)
+    batch = res.report["totals"]["this_run"]["batch"]
+    assert [p["phase"] for p in batch["phases"]] == [1, 2, 3]
+    assert sum(p["answered"] for p in batch["phases"]) == 24
+    assert batch["online_equivalent_usd"] == pytest.approx(full, rel=1e-3)
+    assert res.report["config"]["batch"] is True
+    assert not (tmp_path / "batch" / BATCH_FILE).exists()  # every phase recorded: no job left to poll
+
+
+def test_requests_that_fail_inside_a_batch_are_asked_online(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.batch.default = {"end": "expired", "polls": 1, "done": 0.5}  # half of each job answered, then expired
+        res = run_generation(config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True))
+        assert res.accepted_count == 12
+        online = fake.calls()
+        answered = len(fake.batch.lines)
+    assert 0 < online < 24 and answered + online == 24  # each request paid once, one way or the other
+    phases = res.report["totals"]["this_run"]["batch"]["phases"]
+    assert sum(p["to_retry_online"] for p in phases) == online
+
+
+def test_the_dry_run_gives_both_prices(city, tmp_path):
+    with FakeGemini(known_models={MODEL}) as fake:
+        on = run_generation(config(city, tmp_path / "a", fake, tmp_path / "c", dry_run=True))
+        bat = run_generation(config(city, tmp_path / "b", fake, tmp_path / "c", dry_run=True, batch=True))
+        assert fake.calls() == 0 and not fake.batch.created
+    t = bat.totals
+    assert t["batch_usd"] == pytest.approx(t["online_usd"] / 2, abs=1e-4) and t["online_usd"] > 0
+    assert t["estimated_cost_usd"] == t["batch_usd"] and on.totals["estimated_cost_usd"] == on.totals["online_usd"]
+    assert json.loads((tmp_path / "b" / "dry_run_report.json").read_text())["totals"]["batch"] is True
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"schedule": "wavefront"}, r"BATCH.*wavefront schedule.*Set SCHEDULE to lattice"),
+        ({"backend": "offline", "model": ""}, r"BATCH.*offline backend has no Batch API"),
+        ({"backend": "vertex"}, r"BATCH_BUCKET.*Set BATCH_BUCKET"),
+    ],
+)
+def test_what_batch_cannot_do_is_refused_before_the_folder_is_touched(city, tmp_path, kw, match):
+    with FakeGemini(known_models={MODEL}) as fake:
+        cfg = config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True, **kw)
+        if kw.get("backend") == "vertex":
+            cfg.backend_options = {**cfg.backend_options, "project": "p", "location": "us-central1",
+                                   "access_token": "tok"}  # fmt: skip
+            cfg.backend_options.pop("api_key")
+        with pytest.raises(IsoInputError, match=match):
+            run_generation(cfg)
+        assert fake.calls() == 0 and not fake.batch.created
+    assert not (tmp_path / "out").exists()
