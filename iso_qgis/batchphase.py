@@ -48,8 +48,9 @@ def check_batch(batch: bool, schedule: str, backend: str) -> None:
         )
 
 
-def phase_digest(keys: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+def phase_digest(keys: Sequence[str], settings_key: str = "") -> str:
+    """A phase's name in ``batch_jobs.json``: its request keys under the run's settings."""
+    return hashlib.sha256("\n".join([settings_key, *sorted(keys)]).encode()).hexdigest()[:16]
 
 
 class BatchPhaseRunner:
@@ -89,7 +90,7 @@ class BatchPhaseRunner:
         if not jobs or is_canceled():
             return [None] * len(jobs)
         requests = {job.key: job.request for job in jobs}
-        digest = phase_digest(list(requests))
+        digest = phase_digest(list(requests), self.engine.state.key)
         runner = self._runner(lambda records: self._save(index, digest, len(requests), records))
         saved = self._saved(digest)
         try:

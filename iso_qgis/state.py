@@ -82,7 +82,7 @@ class RunState:
         """OVERWRITE keeps the old run: it is moved to ``previous/<time>/``, never deleted."""
         (self.out_dir / "previous").mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=self.out_dir / "previous"))
-        for name in (STATE_FILE, "state", "accepted", "tiles", "candidates", "report_nb_pro.json"):
+        for name in (STATE_FILE, "state", "accepted", "tiles", "candidates", "report_nb_pro.json", "batch_jobs.json"):
             src = self.out_dir / name
             if src.exists():
                 shutil.move(str(src), str(dest / name))
