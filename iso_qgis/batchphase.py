@@ -103,6 +103,8 @@ class BatchPhaseRunner:
             results = retry_online(self.engine.backend, requests, outcome, self.engine.cfg.concurrency, self.fb)
         except Canceled as exc:
             self.fb.info(str(exc) or "batch: canceled")
+            if self.settings.cancel_remote:  # the jobs were canceled on Google's side: a new run submits anew
+                self.path.unlink(missing_ok=True)
             return [None] * len(jobs)  # the tiles are finished with what they have; the run stops
         summary = {"phase": index + 1, **outcome.summary()}
         self.phases.append(summary)

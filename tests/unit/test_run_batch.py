@@ -12,6 +12,7 @@ from isotiles_testing import patch
 
 from iso_tile_stylizer.iso_qgis.batchphase import BATCH_FILE
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.feedback import Feedback
 from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
 
 MODEL = "gemini-3-pro-image"
@@ -92,3 +93,34 @@ def test_what_batch_cannot_do_is_refused_before_the_folder_is_touched(city, tmp_
             run_generation(cfg)
         assert fake.calls() == 0 and not fake.batch.created
     assert not (tmp_path / "out").exists()
+
+
+class CancelWhenPending(Feedback):
+    """Cancels once the phase's batch job exists and the run has looked at it a few times."""
+
+    def __init__(self, fake):
+        super().__init__()
+        self.fake = fake
+
+    def is_canceled(self):
+        return bool(self.fake.batch.created) and self.fake.batch.job(self.fake.batch.created[0]).gets >= 2
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_cancel_while_a_batch_is_pending(city, tmp_path, remote):
+    """Canceled with the jobs canceled on Google's side, a rerun submits anew; with them left running, a rerun
+    polls them again. Either way nothing is asked online and the rerun completes the map."""
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.batch.hold = True
+        cfg = config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True)
+        cfg.backend_options["batch_cancel_remote"] = remote
+        res = run_generation(cfg, CancelWhenPending(fake))
+        assert res.canceled and res.accepted_count == 0 and fake.calls() == 0
+        first = fake.batch.created[0]
+        assert fake.batch.job(first).state == ("cancelled" if remote else "pending")
+        assert (tmp_path / "out" / BATCH_FILE).exists() is not remote
+        fake.batch.hold = False
+        fake.batch.finish_all()
+        again = run_generation(config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True))
+        assert again.accepted_count == 12 and fake.calls() == 0
+        assert len(fake.batch.created) == (4 if remote else 3)  # phase 1 again only after a remote cancel
