@@ -170,8 +170,13 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         (f.side, (f.band[0] - rect[0], f.band[1] - rect[1], f.band[2] - rect[0], f.band[3] - rect[1])) for f in fits
     ]
     out = x.copy()
+    change = np.empty_like(x)  # one buffer for every band's change (in place: the same sums, fewer pages)
     for fit, (_, (c0, r0, _, _)), weight in zip(fits, local, harmonic_weights(h, w, local)):
         # the offsets along the band, placed along the canvas (the band may be shorter: its ends held)
         off = _place(fit.offset, r0, h)[:, None, :] if fit.vertical else _place(fit.offset, c0, w)[None, :, :]
-        out += weight[..., None] * (x * (fit.gain - 1.0) + off)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        np.multiply(x, fit.gain - 1.0, out=change)
+        change += off
+        change *= weight[..., None]
+        out += change
+    np.round(out, out=out)
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
