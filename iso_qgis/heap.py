@@ -13,7 +13,7 @@ _M_ARENA_MAX = -8
 #: (numpy asks for huge pages for them, so paging them in costs little); smaller ones are reused from the heap
 MMAP_THRESHOLD = 4 << 20
 #: free memory at the top of a heap kept for the next allocations rather than given back at once
-TRIM_THRESHOLD = 16 << 20
+TRIM_THRESHOLD = 4 << 20
 _done = False
 
 
@@ -27,8 +27,9 @@ def return_large_blocks() -> None:
 
     The threshold is not lower: every block mapped on its own is paged in again on first use, 4 KiB at a
     time (numpy asks for huge pages only for arrays of 4 MiB and up), which cost a 1024 px tile about
-    0.3 M page faults and half a second of system time at 256 KiB. A heap keeps up to ``TRIM_THRESHOLD``
-    free at its top for the same reason.
+    0.5 M page faults and most of a second of system time at 256 KiB. A heap keeps up to ``TRIM_THRESHOLD``
+    free at its top for the same reason. Both thresholds trade memory for page faults: higher ones fault
+    less but hold more free memory, and more of it as a patch grows (docs/performance.md).
     """
     global _done
     if _done or not sys.platform.startswith("linux"):
