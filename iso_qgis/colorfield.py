@@ -66,7 +66,18 @@ def _block_means(rgb: np.ndarray, b: int) -> np.ndarray:
     h, w = rgb.shape[0] // b * b, rgb.shape[1] // b * b
     if h == 0 or w == 0:
         return rgb.reshape(-1, 3).astype(np.float32)
-    return rgb[:h, :w].reshape(h // b, b, w // b, b, 3).mean(axis=(1, 3), dtype=np.float32).reshape(-1, 3)
+    # sums of rows of blocks, then of their columns: contiguous reductions (a tenth of the time of one mean over
+    # a 5-d view); sums of up to 64 x 64 bytes are exact in float32, so the same means
+    rows = rgb[:h, :w].reshape(h // b, b, w * 3).sum(axis=1, dtype=np.float32)
+    return (rows.reshape(h // b, w // b, b, 3).sum(axis=2) / np.float32(b * b)).reshape(-1, 3)
+
+
+def _stretch_means(rgb: np.ndarray, edges: np.ndarray, vertical: bool) -> np.ndarray:
+    """Mean color of each stretch ``edges[i]:edges[i + 1]`` along a band (rows if ``vertical``), float64
+    (exact sums of bytes: the same as a mean over each stretch)."""
+    lines = rgb.sum(axis=1 if vertical else 0, dtype=np.float64)  # one sum per row (or column)
+    across = rgb.shape[1] if vertical else rgb.shape[0]
+    return np.add.reduceat(lines, edges[:-1], axis=0) / (np.diff(edges) * across)[:, None]
 
 
 def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray) -> SideFit:
@@ -82,13 +93,9 @@ def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray)
     # offsets stretch by stretch along the band, smoothed, then one per pixel
     n = candidate.shape[0] if vertical else candidate.shape[1]
     edges = np.linspace(0, n, max(1, round(n / SEGMENT)) + 1).round().astype(int)
-    centers, values = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
-        part = (slice(a, b), slice(None)) if vertical else (slice(None), slice(a, b))
-        diff = neighbor[part].reshape(-1, 3).mean(axis=0) - gain * candidate[part].reshape(-1, 3).mean(axis=0)
-        centers.append((a + b) / 2)
-        values.append(np.clip(diff, -MAX_OFFSET, MAX_OFFSET))
-    v = np.array(values, np.float32)
+    centers = (edges[:-1] + edges[1:]) / 2
+    diff = _stretch_means(neighbor, edges, vertical) - gain * _stretch_means(candidate, edges, vertical)
+    v = np.clip(diff, -MAX_OFFSET, MAX_OFFSET).astype(np.float32)
     if len(v) > 2:
         v = np.concatenate([v[:1], 0.25 * v[:-2] + 0.5 * v[1:-1] + 0.25 * v[2:], v[-1:]])
     pos = np.arange(n) + 0.5
@@ -163,8 +170,13 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         (f.side, (f.band[0] - rect[0], f.band[1] - rect[1], f.band[2] - rect[0], f.band[3] - rect[1])) for f in fits
     ]
     out = x.copy()
+    change = np.empty_like(x)  # one buffer for every band's change (in place: the same sums, fewer pages)
     for fit, (_, (c0, r0, _, _)), weight in zip(fits, local, harmonic_weights(h, w, local)):
         # the offsets along the band, placed along the canvas (the band may be shorter: its ends held)
         off = _place(fit.offset, r0, h)[:, None, :] if fit.vertical else _place(fit.offset, c0, w)[None, :, :]
-        out += weight[..., None] * (x * (fit.gain - 1.0) + off)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        np.multiply(x, fit.gain - 1.0, out=change)
+        change += off
+        change *= weight[..., None]
+        out += change
+    np.round(out, out=out)
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)

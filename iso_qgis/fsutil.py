@@ -98,3 +98,41 @@ def save_rgb_png(rgb: Any, path: str | os.PathLike[str], compress_level: int = 3
             fh.write(data)
 
     return atomic_write(path, write, suffix=".png")
+
+
+def save_png_rows(
+    path: str | os.PathLike[str], width: int, height: int, channels: int, strips: Any, compress_level: int = 3
+) -> Path:
+    """Save an RGB or RGBA image given as strips of rows (uint8 arrays (rows, width, channels), top to bottom)
+    as PNG atomically, filtered and deflated as ``encode_png`` does, one strip in memory at a time."""
+    import numpy as np
+
+    if channels not in (3, 4):
+        raise ValueError(f"a PNG of {channels} bands: give 3 (RGB) or 4 (RGBA)")
+
+    def write(tmp: str) -> None:
+        z = zlib.compressobj(compress_level)
+        header = struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 6, 0, 0, 0)
+        with open(tmp, "wb") as fh:
+            fh.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header))
+            above = np.zeros(width * channels, np.uint8)  # the row above the first: its Up filter is the row itself
+            done = 0
+            for strip in strips:
+                a = np.ascontiguousarray(strip, np.uint8)
+                if a.ndim != 3 or a.shape[1:] != (width, channels):
+                    raise ValueError(f"a strip of shape {a.shape} in a {width} x {height} x {channels} PNG")
+                rows = a.reshape(len(a), width * channels)
+                filtered = np.empty((len(a), width * channels + 1), np.uint8)
+                filtered[:, 0] = 2  # filter type Up
+                np.subtract(rows[:1], above, out=filtered[:1, 1:])
+                np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG wants
+                above = rows[-1].copy()
+                done += len(a)
+                data = z.compress(filtered.data)
+                if data:
+                    fh.write(_chunk(b"IDAT", data))
+            if done != height:
+                raise ValueError(f"{done} rows given for a PNG of {height}")
+            fh.write(_chunk(b"IDAT", z.flush()) + _chunk(b"IEND", b""))
+
+    return atomic_write(path, write, suffix=".png")

@@ -286,3 +286,20 @@ def heatmap_rgba(heat: Any, vmax: float = 30.0) -> Any:
     out[valid, :3] = (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint8)
     out[valid, 3] = 230
     return out
+
+
+def geotiff_png(src: str | os.PathLike[str], dst: str | os.PathLike[str], compress_level: int = 3) -> Path:
+    """A PNG of a uint8 GeoTIFF of 3 or 4 bands at full size (atomic), read and written 256 rows at a time, with
+    the fast encoder of ``fsutil.save_png_rows`` (about a third of the CPU of GDAL's PNG driver at the same
+    zlib level, which tries every row filter)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .fsutil import save_png_rows
+
+    with rasterio.open(src) as ds:
+        if ds.count not in (3, 4) or ds.dtypes[0] != "uint8":
+            raise ValueError(f"{src}: a PNG copy needs 3 or 4 bands of uint8, not {ds.count} of {ds.dtypes[0]}")
+        w, h = ds.width, ds.height
+        strips = (np.moveaxis(ds.read(window=Window(0, r, w, min(256, h - r))), 0, 2) for r in range(0, h, 256))
+        return save_png_rows(dst, w, h, ds.count, strips, compress_level)

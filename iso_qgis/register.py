@@ -48,12 +48,11 @@ MIN_GAIN = 0.03
 GOOD_MATCH = 0.5
 
 
-def _gray(rgb: np.ndarray, factor: int) -> np.ndarray:
-    """Luminance averaged over ``factor`` x ``factor`` blocks, float32 (PIL does the work in C)."""
+def _grays(rgb: np.ndarray, factors: list[int]) -> dict[int, np.ndarray]:
+    """Luminance averaged over ``factor`` x ``factor`` blocks for each factor, float32 (PIL does the work in C;
+    the luminance is computed once)."""
     im = Image.fromarray(rgb).convert("L")
-    if factor > 1:
-        im = im.reduce(factor)
-    return np.asarray(im, np.float32)
+    return {f: np.asarray(im.reduce(f) if f > 1 else im, np.float32) for f in factors}
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
@@ -121,6 +120,46 @@ def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
     return top.astype(np.float32), inside
 
 
+def _inside_grid(warp: np.ndarray, shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Where the pixel centers of a ``shape`` grid, mapped by ``warp``, fall inside an image of ``size``
+    (w, h), as ``_sample`` counts it (centers within the outer pixel centers), as a flat float32 mask.
+
+    Solved row by row (the map is affine, so each row's inside is one run of columns): no per-pixel
+    coordinates.
+    """
+    hh, ww = shape
+    w, h = size
+    r = np.arange(hh, dtype=np.float64) + 0.5
+    lo, hi = np.zeros(hh), np.full(hh, float(ww - 1))
+    for a, b, c, n in ((warp[0, 0], warp[0, 1], warp[0, 2], w), (warp[1, 0], warp[1, 1], warp[1, 2], h)):
+        off = b * r + c - 0.5  # coordinate - 0.5 at column center 0 is a * 0.5 + off
+        if abs(a) < 1e-12:  # constant along the row
+            ok = (off + a * 0.5 >= 0) & (off + a * 0.5 <= n - 1)
+            hi = np.where(ok, hi, -1.0)
+            continue
+        c0, c1 = -off / a - 0.5, (n - 1 - off) / a - 0.5  # columns where the coordinate is at 0 and at n - 1
+        lo = np.maximum(lo, np.ceil(np.minimum(c0, c1) - 1e-9))
+        hi = np.minimum(hi, np.floor(np.maximum(c0, c1) + 1e-9))
+    cols = np.arange(ww, dtype=np.float64)
+    return ((cols >= lo[:, None]) & (cols <= hi[:, None])).astype(np.float32).ravel()
+
+
+class _Warper:
+    """Bilinear samples of a float32 image on a regular grid of pixel centers under an affine map (PIL does
+    the work in C, without per-pixel coordinates; the same values as ``_sample`` inside the image)."""
+
+    def __init__(self, img: np.ndarray) -> None:
+        self.image = Image.fromarray(np.ascontiguousarray(img, np.float32), mode="F")
+        self.size = (img.shape[1], img.shape[0])
+
+    def sample(self, warp: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Samples (flat float32; undefined outside) and the inside mask (flat float32, 0 or 1)."""
+        hh, ww = shape
+        data = tuple(float(v) for v in warp.ravel())
+        out = np.asarray(self.image.transform((ww, hh), Image.AFFINE, data, resample=Image.BILINEAR)).ravel()
+        return out, _inside_grid(warp, shape, self.size)
+
+
 # ------------------------------------------------------------------ the input's side
 @dataclass
 class _Level:
@@ -145,9 +184,9 @@ class Template:
         h, w = canvas.shape[:2]
         tpl = cls((w, h))
         factors = [f for f in LEVELS if min(w, h) / f >= MIN_LEVEL_PX] or [1]
+        grays = _grays(canvas, factors)
         for f in factors:
-            g = _gray(canvas, f)
-            t = structure_map(g)
+            t = structure_map(grays[f])
             if f == factors[0] and float(np.abs(t).max()) == 0.0:
                 tpl.flat = True
                 return tpl
@@ -182,23 +221,20 @@ def _phase_shift(t: np.ndarray, i: np.ndarray) -> tuple[float, float]:
     return (dx - w if dx > w / 2 else dx), (dy - h if dy > h / 2 else dy)
 
 
-def _match(level: _Level, image: np.ndarray, warp: np.ndarray) -> float:
+def _match(level: _Level, image: _Warper, warp: np.ndarray) -> float:
     """Correlation of the template with the image warped by a full-scale map, where the image covers it."""
-    u, v = _apply(_at_scale(warp, level.factor), level.xc, level.yc)
-    iw, inside = _sample(image, u, v)
+    iw, inside = image.sample(_at_scale(warp, level.factor), level.t.shape)
     t = level.t.ravel() * inside
-    iw = np.where(inside, iw, 0.0)
+    iw = iw * inside
     return float(np.dot(iw, t) / max(float(np.sqrt(np.dot(iw, iw) * np.dot(t, t))), 1e-9))
 
 
-def _refine(level: _Level, image: np.ndarray, warp: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
+def _refine(level: _Level, image: _Warper, warp: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
     """Inverse-compositional Lucas-Kanade on normalized structure; returns the map and the final correlation."""
     t = level.t.ravel()
     match = -1.0
     for _ in range(steps):
-        u, v = _apply(warp, level.xc, level.yc)
-        iw, inside = _sample(image, u, v)
-        m = inside.astype(np.float32)
+        iw, m = image.sample(warp, level.t.shape)
         n = float(m.sum())
         if n < 0.5 * m.size:
             return warp, -1.0
@@ -288,7 +324,8 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     if template.flat:
         return Registration(IDENTITY.copy(), "fit", 1.0, (0.0, 0.0), (0.0, 0.0), 0.0, 0.0, True)
     factors = list(template.levels)
-    images = {f: structure_map(_gray(answer, f)) for f in factors}
+    images = {f: structure_map(g) for f, g in _grays(answer, factors).items()}
+    warpers = {f: _Warper(images[f]) for f in factors}
     steps = {f: STEPS[0] if i == 0 else STEPS[1] for i, f in enumerate(factors)}
     f0, fine = factors[0], factors[-1]
     if len(factors) > 1:
@@ -300,7 +337,7 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     def coarse(warp: np.ndarray) -> tuple[float, np.ndarray]:
         match = -1.0
         for f in factors[:-1] or factors:
-            warp_f, match = _refine(template.levels[f], images[f], _at_scale(warp, f), steps[f])
+            warp_f, match = _refine(template.levels[f], warpers[f], _at_scale(warp, f), steps[f])
             warp = _at_scale(warp_f, 1 / f)
         return match, warp
 
@@ -314,13 +351,13 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
             dx, dy = _phase_shift(lv0.t, framed)
             tried.append(coarse(_compose(expected, np.array([[1.0, 0.0, dx * f0], [0.0, 1.0, dy * f0]]))))
     warp = max(tried, key=lambda t: t[0])[1]
-    warp_f, match = _refine(template.levels[fine], images[fine], _at_scale(warp, fine), steps[fine])
+    warp_f, match = _refine(template.levels[fine], warpers[fine], _at_scale(warp, fine), steps[fine])
     warp = _at_scale(warp_f, 1 / fine)
     # the framing the answer is in: the one it drifted least from (starts from two framings may meet)
     name, expected = min(frames.items(), key=lambda kv: _drift((w, h), kv[1], warp)[3])
     # a model that kept the input in place: a small gain in correlation does not pay for resampling
     if name == "fit":
-        still = _match(template.levels[fine], images[fine], IDENTITY)
+        still = _match(template.levels[fine], warpers[fine], IDENTITY)
         if match < still + MIN_GAIN:
             warp, match = IDENTITY.copy(), still
     scale, shift, skew, moved = _drift((w, h), expected, warp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iso_tile_stylizer.iso_qgis.colorfield import compensate, fit_side
+from iso_tile_stylizer.iso_qgis.colorfield import _block_means, _stretch_means, compensate, fit_side
 from iso_tile_stylizer.iso_qgis.composite import multiband_blend
 
 
@@ -73,3 +73,19 @@ def test_multiband_blend_keeps_each_side_and_widens_only_low_frequencies():
     ramp = np.flatnonzero((out > 102) & (out < 138))
     assert ramp.size >= 12  # a step of flat color is spread over many pixels, not the 1 px of the mask
     assert np.all(np.diff(out) >= -1e-3)  # and stays monotone
+
+
+@pytest.mark.parametrize("vertical", [True, False])
+def test_block_and_stretch_means_are_the_means_of_their_pixels(vertical):
+    rng = np.random.default_rng(4)
+    band = rng.integers(0, 256, (301, 70, 3) if vertical else (70, 301, 3), dtype=np.uint8)
+    n = 301
+    edges = np.array([0, 1, 90, 200, n])  # uneven stretches, one of a single line
+    got = _stretch_means(band, edges, vertical)
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        part = band[a:b] if vertical else band[:, a:b]
+        np.testing.assert_array_equal(got[k], part.reshape(-1, 3).mean(axis=0))
+    blocks = _block_means(band, 8)
+    h, w = band.shape[0] // 8, band.shape[1] // 8
+    assert blocks.shape == (h * w, 3)
+    np.testing.assert_array_equal(blocks[w + 2], band[8:16, 16:24].reshape(-1, 3).mean(axis=0, dtype=np.float32))

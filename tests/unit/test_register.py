@@ -106,3 +106,32 @@ def test_a_canvas_without_structure_takes_answers_as_they_are():
     flat = np.full((256, 256, 3), GROUND, np.uint8)
     reg = register(styled(flat), Template.of(flat))
     assert reg.ok and reg.residual == 0.0
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],  # in place: the edges of the grid on the edges of the image
+        [[1.0, 0.0, 0.5], [0.0, 1.0, -0.25]],
+        [[1.013, 0.0004, 6.3], [-0.0007, 0.987, -11.2]],  # a model's drift, partly outside
+        [[0.9, 0.05, -30.0], [-0.04, 1.1, 25.0]],
+        [[-1.0, 0.0, 200.0], [0.0, 1.0, 3.0]],  # mirrored: the runs of columns reverse
+    ],
+)
+def test_the_grid_sampler_gives_the_pointwise_samples_and_where_they_are_inside(affine):
+    """The sampler LK iterates with (PIL, rows solved as runs) agrees with the pointwise bilinear sampler."""
+    from iso_tile_stylizer.iso_qgis import register as reg
+
+    rng = np.random.default_rng(3)
+    img = rng.random((150, 180)).astype(np.float32)  # not square, so width and height cannot be confused
+    a = np.array(affine)
+    shape = (160, 170)
+    yc, xc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32) + 0.5
+    u, v = reg._apply(a, xc.ravel(), yc.ravel())
+    want, inside = reg._sample(img, u, v)
+    got, mask = reg._Warper(img).sample(a, shape)
+    assert 0 < inside.sum() < inside.size  # some of the grid falls outside the image
+    np.testing.assert_array_equal(mask > 0, inside)
+    # inside, the same bilinear values (the pointwise sampler rounds its coordinates to float32 and keeps
+    # a thousandth of a pixel from the last column)
+    np.testing.assert_allclose(got[inside], want[inside], atol=2e-3)

@@ -22,6 +22,24 @@ def test_lab_round_trip_and_known_values():
     assert red == pytest.approx([53.24, 80.09, 67.20], abs=0.1)  # textbook sRGB red
 
 
+def test_lab_of_every_srgb_color_is_the_textbook_formula():
+    """A quarter million 8-bit colors against CIELAB by the definition (float64, np.cbrt): within 1e-3."""
+    levels = np.arange(256)
+    rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).astype(np.uint8).reshape(4096, 4096, 3)
+    rgb = rgb[::13]  # rows of 4096 colors: every blue level, most red levels, a spread of green ones
+    got = s.rgb_to_lab(rgb)
+    c = rgb.astype(np.float64) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+    )
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    want = np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    assert np.abs(got - want).max() < 1e-3
+    assert np.abs(s.luminance(rgb) - want[..., 0]).max() < 1e-3
+
+
 def test_min_error_path_follows_the_cheap_valley():
     err = np.full((40, 12), 10.0)
     valley = [3 + (r // 8) for r in range(40)]  # drifts right one column every 8 rows
