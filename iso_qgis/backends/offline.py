@@ -10,6 +10,8 @@ per-pixel Python loops: a 1024 px canvas takes a few tens of milliseconds.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import time
 from collections import OrderedDict
 
@@ -17,6 +19,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .base import Failure, FailureKind, ImageRequest, ImageResult
+
+#: The stylizer is numpy work on the caller's thread: more at once than there are cores only queues, and
+#: hundreds of threads in numpy at once can make OpenBLAS (built for a fixed number of threads) abort the
+#: process. However many calls a run makes side by side (CONCURRENCY), this many stylize at a time.
+STYLIZE_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 WHITEBOX_GROUND = np.array([236, 236, 232], np.float32)  # whitebox.GROUND_RGB (not imported: shapely/pyproj)
 ROOF_LUM = 199.0  # the whitebox's roof gray: shade 1.0
@@ -68,7 +75,8 @@ class OfflineBackend:
         if kind is not None:
             failure = Failure(kind, "injected failure for testing")
             return ImageResult(image=None, model=model, failure=failure, latency_s=time.perf_counter() - t0)
-        image = self.stylize(request)
+        with STYLIZE_SLOTS:
+            image = self.stylize(request)
         return ImageResult(image=image, model=model, latency_s=time.perf_counter() - t0)
 
     def stylize(self, request: ImageRequest) -> np.ndarray:

@@ -181,3 +181,36 @@ def test_injected_failures() -> None:
     assert ok.ok and ok.model == "my-model"
     with pytest.raises(ValueError):
         OfflineBackend(fail_tiles={(0, 0): "no-such-kind"})
+
+
+def test_however_many_threads_call_it_at_most_one_per_core_stylizes(monkeypatch):
+    """CONCURRENCY is for waiting on a model; the stylizer's numpy work goes a core at a time (hundreds of
+    threads in numpy at once can make OpenBLAS abort the process)."""
+    import os
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from iso_tile_stylizer.iso_qgis.backends import offline
+
+    backend = offline.OfflineBackend()
+    inside, peak, lock = [0], [0], threading.Lock()
+    real = backend.stylize
+
+    def counting(req):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.02)
+        try:
+            return real(req)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(backend, "stylize", counting)
+    req = ImageRequest(prompt="p", whitebox=np.full((32, 32, 3), 200, np.uint8), seed=1, model="")
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(lambda _: backend.generate(req), range(128)))
+    assert all(r.ok for r in results)
+    assert 1 <= peak[0] <= max(1, os.cpu_count() or 1)
