@@ -24,12 +24,6 @@ from .feedback import Canceled
 from .fsutil import atomic_write_json
 
 BATCH_FILE = "batch_jobs.json"
-BATCH_OPTION_PREFIX = "batch_"  # backend options meant for the batch runner, not the backend
-
-
-def without_batch_options(options: dict[str, Any]) -> dict[str, Any]:
-    """A run's backend options as the backend takes them (``batch_*`` ones belong to BATCH)."""
-    return {k: v for k, v in options.items() if not k.startswith(BATCH_OPTION_PREFIX)}
 
 
 def check_batch(batch: bool, schedule: str, backend: str) -> None:
@@ -61,14 +55,11 @@ class BatchPhaseRunner:
 
         self.engine = engine
         self.fb = engine.fb
-        _, self.settings = split_batch_options(dict(engine.cfg.backend_options))
+        _, self.settings = split_batch_options(engine.cfg.backend_options)
         self.path = Path(engine.out) / BATCH_FILE
         self.phases: list[dict[str, Any]] = []  # each phase's summary, for the report
         # refused now (no gemini/vertex backend, no bucket on Vertex AI), before the folder is touched
-        self._runner: Callable[..., Any] = lambda on_jobs: BatchRunner(
-            engine.backend, self.settings, feedback=self.fb, on_jobs=on_jobs
-        )
-        self._runner(None)
+        self.runner = BatchRunner(engine.backend, self.settings, feedback=self.fb)
 
     # ------------------------------------------------------------------ the jobs kept in the folder
     def _saved(self, digest: str) -> list[dict[str, Any]] | None:
@@ -91,7 +82,8 @@ class BatchPhaseRunner:
             return [None] * len(jobs)
         requests = {job.key: job.request for job in jobs}
         digest = phase_digest(list(requests), self.engine.state.key)
-        runner = self._runner(lambda records: self._save(index, digest, len(requests), records))
+        runner = self.runner
+        runner.on_jobs = lambda records: self._save(index, digest, len(requests), records)
         saved = self._saved(digest)
         try:
             if saved:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend, make_backend
-from .batchphase import without_batch_options
 from .canvases import CanvasStore
 from .errors import IsoInputError
 from .feedback import Feedback
@@ -81,7 +80,9 @@ class Engine:
         self.settings = self.recorder.settings = state.settings
 
     def _backend_options(self) -> dict[str, Any]:
-        options = without_batch_options(self.cfg.backend_options)
+        from .backends.genai_batch import split_batch_options
+
+        options, _ = split_batch_options(self.cfg.backend_options)  # the batch_* ones are BATCH's
         if self.cfg.backend != "offline":
             if self.cfg.model:
                 options.setdefault("model", self.cfg.model)
