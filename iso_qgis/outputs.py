@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -203,8 +203,12 @@ class GeoTiffWriter:
         window = Window(col, row, arr.shape[1], arr.shape[0])
         self._guard(lambda: self.dst.write(np.moveaxis(arr, 2, 0), window=window))
 
-    def close(self) -> Path:
-        """Overviews, read-back check, then the file moves onto ``out_path``."""
+    def close(self, reader: Callable[[Path], Any] | None = None) -> Path:
+        """Overviews, read-back check, then the file moves onto ``out_path``.
+
+        ``reader``, if given, is called with the finished file before it moves and must read every pixel of
+        its full resolution (a PNG copy does): that read is the check of the full resolution, which is then
+        not read a second time. Its result is dropped; a failure of it leaves the target untouched."""
         from rasterio.enums import Resampling
 
         def finish() -> None:
@@ -215,17 +219,24 @@ class GeoTiffWriter:
                     factors, Resampling.average if self.dtype.startswith("float") else Resampling.nearest
                 )
             self.dst.close()
-            self._verify()
+            self._verify(full=reader is None)
 
         self._guard(finish)
+        if reader is not None:
+            try:
+                self._guard(lambda: reader(self.tmp))
+            except BaseException:
+                self.abort()
+                raise
         return move_into_place(self.tmp, self.target)
 
-    def _verify(self) -> None:
+    def _verify(self, full: bool = True) -> None:
         import rasterio
         from rasterio.windows import Window
 
         with rasterio.open(self.tmp) as check:
-            levels = [None, *range(len(check.overviews(1)))]
+            levels = [None] if full else []
+            levels += range(len(check.overviews(1)))
         for level in levels:  # each overview level is opened as a raster of its own
             with rasterio.open(self.tmp, overview_level=level) as check:
                 for row in range(0, check.height, 2048):

@@ -45,3 +45,37 @@ def test_the_png_copy_of_a_geotiff_has_its_pixels(tmp_path, n):
     png = geotiff_png(tif, tmp_path / "m.png")
     with Image.open(png) as im:
         np.testing.assert_array_equal(np.asarray(im), img)
+
+
+def test_a_reader_at_close_is_the_read_back_and_its_failure_replaces_nothing(tmp_path):
+    import rasterio
+
+    from iso_tile_stylizer.iso_qgis.mosaic import close_with_png
+    from iso_tile_stylizer.iso_qgis.outputs import GeoTiffWriter
+
+    gt = (1000.0, 0.5, 0.0, 2000.0, 0.0, -0.5)
+    img = image(700, 650, 4, seed=4)
+    target = tmp_path / "mosaic.tif"
+    target.write_bytes(b"the earlier mosaic")
+    w = GeoTiffWriter(target, 650, 700, 4, "uint8", gt, WKT, zlevel=3)
+    w.write(0, 0, img)
+    seen = []
+
+    def failing(tmp):
+        with rasterio.open(tmp) as ds:  # the finished file, before it moves
+            seen.append(ds.overviews(1))
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        w.close(reader=failing)
+    assert seen == [[2, 4, 8]]
+    assert target.read_bytes() == b"the earlier mosaic"
+    assert [p.name for p in tmp_path.iterdir()] == ["mosaic.tif"]  # no temp file left
+
+    w = GeoTiffWriter(target, 650, 700, 4, "uint8", gt, WKT, zlevel=3)
+    w.write(0, 0, img)
+    png = close_with_png(w, tmp_path / "mosaic.png")
+    with Image.open(png) as im:
+        np.testing.assert_array_equal(np.asarray(im), img)
+    with rasterio.open(target) as ds:
+        np.testing.assert_array_equal(np.moveaxis(ds.read(), 0, 2), img)
