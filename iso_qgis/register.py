@@ -373,19 +373,20 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     return Registration(warp, name, match, scale, shift, skew, moved, not reason, reason)
 
 
-def resample(answer: np.ndarray, reg: Registration, size: tuple[int, int]) -> np.ndarray:
-    """The answer on the canvas grid: each canvas pixel from where the registration found it (bilinear).
+def resample(answer: np.ndarray, reg: Registration | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The answer on the canvas grid: each canvas pixel from where the registration (or its 2 x 3 ``affine``)
+    found it (bilinear).
 
     Pixels the answer does not cover take its nearest edge. A map within ``IDENTITY_PX`` of the
     identity returns the answer untouched.
     """
     w, h = size
+    a = np.asarray(reg.affine if isinstance(reg, Registration) else reg, np.float64).reshape(2, 3)
     xs, ys = np.array([0.0, w, 0.0, w]), np.array([0.0, 0.0, h, h])
-    u, v = _apply(reg.affine, xs, ys)
+    u, v = _apply(a, xs, ys)
     if answer.shape[1] == w and answer.shape[0] == h and float(np.max(np.hypot(u - xs, v - ys))) <= IDENTITY_PX:
         return answer
     pad = int(min(max(w, h), math.ceil(float(np.max(np.abs(np.concatenate([u - xs, v - ys]))))) + 2))
     padded = Image.fromarray(np.pad(answer, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
-    a = reg.affine
     data = (a[0, 0], a[0, 1], a[0, 2] + pad, a[1, 0], a[1, 1], a[1, 2] + pad)
     return np.asarray(padded.transform((w, h), Image.AFFINE, data, resample=Image.BILINEAR))

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from .backends import Backend
 from .backends.offline import OfflineBackend
@@ -38,8 +37,9 @@ from .runconfig import RunConfig
 from .seams import SeamScore, SeamWeights, aggregate_seams, crop, intersect, score_seam
 from .stages import DRIFT_STAGES
 from .state import STATE_FILE, FolderLock, RunState, file_digest, settings_key, tile_key
+from .tilejob import candidate_image
 
-CANDIDATE_FILE = re.compile(r"^v(\d+)-seed\d+\.png$")
+CANDIDATE_FILE = re.compile(r"^v(\d+)-seed\d+\.(?:png|jpg|webp)$")
 FATAL_KINDS = {"not_found": "MODEL", "auth": "CREDENTIALS"}  # failures every other call would repeat
 
 
@@ -213,7 +213,8 @@ def rescore_neighbors(run: Engine, x: int, y: int, canvas: np.ndarray) -> list[l
             seams = cand.get("seams") or []
             if not any(s.get("neighbor") == [x, y] for s in seams) or "score" not in cand:
                 continue
-            image = _candidate_image(run, cand) if cand.get("file") else None
+            size = (nrect[2] - nrect[0], nrect[3] - nrect[1])
+            image = _candidate_image(run, cand, size) if cand.get("file") else None
             if image is None and cand.get("index") == rec.get("chosen") and run.state.canvas_path(nx, ny).exists():
                 image = run.state.load_canvas(nx, ny)  # as kept: no image of the candidate on disk
             if image is None or image.shape[:2] != (nrect[3] - nrect[1], nrect[2] - nrect[0]):
@@ -249,10 +250,9 @@ def _seam(d: dict[str, Any]) -> SeamScore:
                      d["band_px"])  # fmt: skip
 
 
-def _candidate_image(run: Engine, cand: dict[str, Any]) -> np.ndarray | None:
+def _candidate_image(run: Engine, cand: dict[str, Any], size: tuple[int, int]) -> np.ndarray | None:
     try:
-        with Image.open(run.out / cand["file"]) as im:
-            return np.asarray(im.convert("RGB"))
+        return candidate_image(run.out / cand["file"], cand, size)
     except OSError:
         return None
 
@@ -309,8 +309,7 @@ def choose_candidate(
         c = run.plan.cell(x, y)
         rect = run.plan.rect(c)
         try:
-            with Image.open(path) as im:
-                canvas = np.asarray(im.convert("RGB"))
+            canvas = candidate_image(path, cand, (rect[2] - rect[0], rect[3] - rect[1]))
         except OSError as exc:
             raise IsoInputError("CANDIDATE", f"{what}: {path} is unreadable ({exc})", f"{other} regenerate") from None
         if canvas.shape[:2] != (rect[3] - rect[1], rect[2] - rect[0]):

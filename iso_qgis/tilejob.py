@@ -24,7 +24,7 @@ from .canvases import CanvasStore
 from .colorfield import compensate, fit_side
 from .errors import IsoInputError
 from .feedback import Feedback
-from .fsutil import save_rgb_png
+from .fsutil import atomic_write_bytes, save_rgb_png
 from .plan import Cell, Plan
 from .recorder import Recorder
 from .register import Template, register, resample
@@ -219,7 +219,13 @@ class TileJobs:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
             try:
-                save_rgb_png(res.image, p, compress_level=1)
+                kind = image_file_kind(res.answer)
+                if kind is not None:  # the answer as sent: no second encoding; the fit to redo it is recorded
+                    p = atomic_write_bytes(p.with_suffix(kind), res.answer)  # type: ignore[arg-type]
+                    rec["answer_file"] = True
+                    res.answer = None  # written: not held until the tile is decided
+                else:
+                    save_rgb_png(res.image, p, compress_level=1)
                 rec["file"] = str(p.relative_to(self.out))
             except OSError as exc:  # a full disk: keep the answer in memory, stop the run cleanly
                 rec["notes"].append(f"candidate not saved: {exc.strerror or exc}")
@@ -357,12 +363,11 @@ def fit_answer(
 ) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
     """An answer on the canvas grid: resized to the canvas, then (with a template) registered and resampled.
     Returns ``(failure, image, record)``; the failure is ``drifted`` when the answer cannot be put back."""
-    w, h = size
     record: dict[str, Any] = {}
     answer_size = (image.shape[1], image.shape[0])
-    if answer_size != (w, h):
+    if answer_size != tuple(size):
         record["answer_size"] = list(answer_size)
-        image = np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+    image = to_canvas(image, size)
     if template is None:
         return None, image, record
     reg = register(image, template, answer_size)
@@ -373,4 +378,41 @@ def fit_answer(
             None,
             record,
         )
-    return None, resample(image, reg, size), record
+    record["fit_affine"] = [float(v) for v in reg.affine.ravel()]  # every digit: ``candidate_image`` redoes it
+    return None, resample(image, reg.affine, size), record
+
+
+def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is."""
+    w, h = size
+    if (image.shape[1], image.shape[0]) == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+
+
+def image_file_kind(data: bytes | None) -> str | None:
+    """The suffix of an image file's bytes that a run keeps as they are (PNG, JPEG, WebP), else None."""
+    if not data:
+        return None
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return None
+
+
+def candidate_image(path: str | os.PathLike[str], cand: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    """A kept candidate's image as its run scored it, on the canvas grid (``size`` = (w, h)).
+
+    A candidate file is either that image (older folders, backends that give pixels) or, when the record
+    says ``answer_file``, the model's answer as it was sent: then it is resized and resampled again by the
+    recorded fit (``fit_affine``), the same functions on the same numbers, so the same pixels."""
+    with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+    if not cand.get("answer_file"):
+        return image
+    image = to_canvas(image, size)
+    affine = cand.get("fit_affine")
+    return resample(image, np.asarray(affine, np.float64), size) if affine is not None else image

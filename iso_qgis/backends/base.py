@@ -93,6 +93,9 @@ class ImageResult:
     cost_usd: float = 0.0
     notes: list[str] = field(default_factory=list)
     checked: dict[str, Any] | None = None  # the record of the request's ``check`` when the backend ran it
+    #: the answer's image file as the service sent it (PNG or JPEG bytes), when it came as one; a run keeps it as
+    #: the candidate's file instead of encoding the checked image again (``tilejob.candidate_image`` rebuilds that)
+    answer: bytes | None = None
 
     @property
     def ok(self) -> bool:

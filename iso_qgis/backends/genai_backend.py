@@ -256,7 +256,7 @@ class GenAIBackend:
             return None
         data, meta = hit
         img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
+        res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"], answer=data)
         if check is None:
             return res
         failure, res.image, res.checked = check(img)
@@ -316,7 +316,7 @@ class GenAIBackend:
                 res = ImageResult(
                     outcome.image, model, latency_s=time.perf_counter() - t0, retries=retries, notes=outcome.notes
                 )
-                res.checked = checked
+                res.checked, res.answer = checked, outcome.data
                 self._account(res, model, _add_usage(refused, outcome.usage))
                 if self.cache is not None:
                     meta = {"model": model, "tokens_in": res.tokens_in, "tokens_out": res.tokens_out}
@@ -374,7 +374,7 @@ class GenAIBackend:
             else:  # paid, refused, not cached
                 outcome = Failed(failure, 0.0, usage)
         if isinstance(outcome, Answer):
-            res = ImageResult(outcome.image, model, latency_s=latency_s, notes=list(outcome.notes))
+            res = ImageResult(outcome.image, model, latency_s=latency_s, notes=list(outcome.notes), answer=outcome.data)
         else:
             res = ImageResult(None, model, outcome.failure, latency_s=latency_s)
         res.checked = checked

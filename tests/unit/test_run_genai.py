@@ -175,3 +175,51 @@ def test_an_answer_that_cannot_be_put_back_is_asked_again_and_never_cached(city,
     (cand,) = tile["candidates"]
     assert res.failed_count == 1 and cand["error"]["kind"] == "drifted" and "scaled by +15" in cand["error"]["message"]
     assert cand["retries"] == 3 and not list((tmp_path / "cache2").rglob("*.png"))
+
+
+def test_candidates_are_kept_as_the_answers_sent_and_rebuilt_to_the_same_pixels(city, tmp_path, monkeypatch):
+    """A candidate's file is the model's answer as sent (no second encoding); ``candidate_image`` redoes the
+    resize and the registration's resampling from the record and gives the pixels the run scored, which a
+    run that encodes its checked images (the older way, kept for backends that give pixels) has in its files."""
+    from PIL import Image
+
+    from iso_tile_stylizer.iso_qgis import review, tilejob
+
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.default = {"kind": "ok", "style": "ramp", "shift": 6, "zoom": 0.02, "cast": 0.1, "size": [200, 180]}
+        cfg = config(city, tmp_path / "raw", fake, tmp_path / "cache")
+        cfg.tiles, cfg.k = [cfg.tiles[i] for i in (5, 6, 9)], 2
+        assert run_generation(cfg).accepted_count == 3
+        with monkeypatch.context() as m:  # the same answers (from the cache), kept as encoded checked images
+            m.setattr(tilejob, "image_file_kind", lambda data: None)
+            cfg.out_dir = str(tmp_path / "encoded")
+            assert run_generation(cfg).accepted_count == 3
+        assert fake.calls() == 6
+    answers = {p.read_bytes() for p in (tmp_path / "cache").rglob("*.png")}
+    assert len(answers) == 6
+    raw_state = json.loads(json.dumps(review.load_state(tmp_path / "raw", None).tiles))
+    enc_state = review.load_state(tmp_path / "encoded", None).tiles
+    resampled = 0
+    for key, rec in raw_state.items():
+        for cand, old in zip(rec["candidates"], enc_state[key]["candidates"], strict=True):
+            path = tmp_path / "raw" / cand["file"]
+            assert cand["answer_file"] is True and path.suffix == ".png" and path.read_bytes() in answers
+            assert not old.get("answer_file") and cand["score"] == old["score"]
+            with Image.open(tmp_path / "encoded" / old["file"]) as im:
+                kept = np.asarray(im.convert("RGB"))
+            size = (kept.shape[1], kept.shape[0])
+            with Image.open(path) as im:
+                assert im.size == (200, 180)  # the answer's own size, not the canvas's
+            np.testing.assert_array_equal(tilejob.candidate_image(path, cand, size), kept)
+            resampled += "fit_affine" in cand
+    assert resampled == 6
+    # choosing another candidate reads it the same way: the same accepted canvas in both folders
+    key = next(iter(raw_state))
+    x, y = (int(v) for v in key.split("_"))
+    other = next(c["index"] for c in raw_state[key]["candidates"] if c["index"] != raw_state[key]["chosen"])
+    for name in ("raw", "encoded"):
+        review.choose_candidate(tmp_path / name, x, y, other)
+    for name in ("accepted", "tiles"):
+        a = sorted((tmp_path / "raw" / name).rglob("*.png"))
+        assert a and all(p.read_bytes() == (tmp_path / "encoded" / p.relative_to(tmp_path / "raw")).read_bytes()
+                         for p in a)  # fmt: skip
