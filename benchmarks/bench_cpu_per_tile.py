@@ -62,7 +62,7 @@ STAGES = {
     "outputs: GeoTIFFs, quick looks, seam measure": ["mosaic blocks", "GeoTIFF writes", "seam measure",
                                                      "GeoTIFF close, quick looks", "pool: isotiles-close"],
     "outputs: report, footprints, VRT": ["finalize"],
-    "writes: candidate PNGs": ["candidate PNGs"],
+    "writes: candidates (answers as sent, or PNGs)": ["candidate PNGs"],
     "writes: accepted canvases, records": ["accepted canvases", "records"],
     "writes: final tiles": ["final tile PNGs"],
 }  # fmt: skip
@@ -136,6 +136,7 @@ def instrument(clock: Clock) -> None:
         (mosaic.MosaicOutputs, "finish", "GeoTIFF close, quick looks"),
         (tilejob, "save_png", "candidate PNGs"),
         (tilejob, "save_rgb_png", "candidate PNGs"),
+        (tilejob, "atomic_write_bytes", "candidate PNGs"),
         (state, "save_png", "accepted canvases"),
         (state, "save_rgb_png", "accepted canvases"),
         (state.RunState, "record", "records"),

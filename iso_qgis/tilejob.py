@@ -219,11 +219,11 @@ class TileJobs:
             x, y, _ = req.tile
             p = self.out / "candidates" / f"{x}_{y}" / f"v{req.candidate:02d}-seed{req.seed}.png"
             try:
-                kind = image_file_kind(res.answer)
+                data = answer_file(res.answer)
+                kind = image_file_kind(data)
                 if kind is not None:  # the answer as sent: no second encoding; the fit to redo it is recorded
-                    p = atomic_write_bytes(p.with_suffix(kind), res.answer)  # type: ignore[arg-type]
+                    p = atomic_write_bytes(p.with_suffix(kind), data)  # type: ignore[arg-type]
                     rec["answer_file"] = True
-                    res.answer = None  # written: not held until the tile is decided
                 else:
                     save_rgb_png(res.image, p, compress_level=1)
                 rec["file"] = str(p.relative_to(self.out))
@@ -388,6 +388,18 @@ def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == (w, h):
         return image
     return np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+
+
+def answer_file(path: str | os.PathLike[str] | None) -> bytes | None:
+    """The bytes of an answer's file; None if there is none (another run dropped the cache's entry: the
+    checked image is encoded instead)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def image_file_kind(data: bytes | None) -> str | None:

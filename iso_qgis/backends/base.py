@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -93,9 +94,10 @@ class ImageResult:
     cost_usd: float = 0.0
     notes: list[str] = field(default_factory=list)
     checked: dict[str, Any] | None = None  # the record of the request's ``check`` when the backend ran it
-    #: the answer's image file as the service sent it (PNG or JPEG bytes), when it came as one; a run keeps it as
-    #: the candidate's file instead of encoding the checked image again (``tilejob.candidate_image`` rebuilds that)
-    answer: bytes | None = None
+    #: a file holding the answer's image as the service sent it (the answer cache's entry), when there is one; a
+    #: run copies it as the candidate's file instead of encoding the checked image again (``tilejob.candidate_image``
+    #: rebuilds that). A path, not the bytes: megabytes held per answer in flight fragment the heap.
+    answer: Path | None = None
 
     @property
     def ok(self) -> bool:

@@ -111,6 +111,10 @@ class AnswerCache:
         except (OSError, ValueError):
             return None
 
+    def path(self, key: str) -> Path:
+        """The file of the answer under ``key`` (whether or not there is one)."""
+        return self._paths(key)[0]
+
     def put(self, key: str, image_png: bytes, meta: dict[str, Any]) -> None:
         png, meta_path = self._paths(key)
         atomic_write_bytes(png, image_png)

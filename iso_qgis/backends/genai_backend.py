@@ -255,8 +255,10 @@ class GenAIBackend:
         if hit is None:
             return None
         data, meta = hit
-        img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"], answer=data)
+        with Image.open(io.BytesIO(data)) as im:
+            img = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # RGB: no copy before numpy's
+        res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
+        res.answer = self.cache.path(key)
         if check is None:
             return res
         failure, res.image, res.checked = check(img)
@@ -316,11 +318,12 @@ class GenAIBackend:
                 res = ImageResult(
                     outcome.image, model, latency_s=time.perf_counter() - t0, retries=retries, notes=outcome.notes
                 )
-                res.checked, res.answer = checked, outcome.data
+                res.checked = checked
                 self._account(res, model, _add_usage(refused, outcome.usage))
                 if self.cache is not None:
                     meta = {"model": model, "tokens_in": res.tokens_in, "tokens_out": res.tokens_out}
                     self.cache.put(key, outcome.data, meta)
+                    res.answer = self.cache.path(key)
                 return res
             failure, delay, usage = outcome.failure, outcome.delay_s, outcome.usage
             if failure.kind == FailureKind.AUTH and not refreshed and self.credentials.refresh():
@@ -374,7 +377,7 @@ class GenAIBackend:
             else:  # paid, refused, not cached
                 outcome = Failed(failure, 0.0, usage)
         if isinstance(outcome, Answer):
-            res = ImageResult(outcome.image, model, latency_s=latency_s, notes=list(outcome.notes), answer=outcome.data)
+            res = ImageResult(outcome.image, model, latency_s=latency_s, notes=list(outcome.notes))
         else:
             res = ImageResult(None, model, outcome.failure, latency_s=latency_s)
         res.checked = checked
@@ -382,6 +385,7 @@ class GenAIBackend:
         if isinstance(outcome, Answer) and self.cache is not None:
             meta = {"model": model, "tokens_in": res.tokens_in, "tokens_out": res.tokens_out}
             self.cache.put(prep.key, outcome.data, meta)
+            res.answer = self.cache.path(prep.key)
         return res
 
     def _call_once(self, model: str, parts: list[Any], config: dict[str, Any]) -> Any:
