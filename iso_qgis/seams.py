@@ -52,8 +52,23 @@ def linear_to_lab(lin: np.ndarray) -> np.ndarray:
     return lab
 
 
+#: pixels per strip of rows for whole-image conversions: their float32 temporaries stay in the CPU's cache
+#: instead of going through memory several times (the same values: every pixel is converted on its own)
+STRIP_PX = 1 << 16
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB L* only (cheaper than the full conversion)."""
+    """CIELAB L* only (cheaper than the full conversion); an image (H, W, 3) strip by strip."""
+    if rgb.ndim != 3 or rgb.shape[0] * rgb.shape[1] <= 2 * STRIP_PX:
+        return _luminance(rgb)
+    rows = max(1, STRIP_PX // rgb.shape[1])
+    out = np.empty(rgb.shape[:2], np.float32)
+    for r in range(0, rgb.shape[0], rows):
+        out[r : r + rows] = _luminance(rgb[r : r + rows])
+    return out
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
     lin = SRGB_TO_LINEAR[rgb]
     y = lin[..., 0] * 0.2126729 + lin[..., 1] * 0.7151522 + lin[..., 2] * 0.0721750
     return 116 * _f(y) - 16
@@ -238,11 +253,15 @@ def small_lab(rgb: np.ndarray, factor: int) -> np.ndarray:
     h2, w2 = h // factor * factor, w // factor * factor
     if h2 == 0 or w2 == 0:  # smaller than a block: no block
         return linear_to_lab(np.zeros((h2 // factor, w2 // factor, 3), np.float32))
-    lin = SRGB_TO_LINEAR.take(rgb[:h2, :w2])
     # block sums: rows as one contiguous reduction (reduceat along the first axis is several times slower), then
-    # columns by reduceat
-    rows = lin.reshape(h2 // factor, factor, w2, 3).sum(axis=1)
-    sums = np.add.reduceat(rows, np.arange(0, w2, factor), axis=1)
+    # columns by reduceat; a few rows of blocks at a time (``STRIP_PX``: half the time of the whole image at once)
+    sums = np.empty((h2 // factor, w2 // factor, 3), np.float32)
+    cols = np.arange(0, w2, factor)
+    step = max(1, STRIP_PX // (factor * w2))
+    for b in range(0, h2 // factor, step):
+        e = min(b + step, h2 // factor)
+        lin = SRGB_TO_LINEAR.take(rgb[b * factor : e * factor, :w2])
+        sums[b:e] = np.add.reduceat(lin.reshape(e - b, factor, w2, 3).sum(axis=1), cols, axis=1)
     return linear_to_lab(sums / np.float32(factor * factor))
 
 

@@ -107,6 +107,19 @@ def test_luminance_equals_the_l_of_lab():
     assert np.allclose(s.luminance(rgb), s.rgb_to_lab(rgb)[..., 0], atol=1e-3)
 
 
+def test_conversions_strip_by_strip_give_the_same_values_as_at_once(monkeypatch):
+    rgb = noise_image(700, 650, 11)
+    monkeypatch.setattr(s, "STRIP_PX", 10**9)  # one strip: the image at once
+    whole = {"lum": s.luminance(rgb), "small": s.small_lab(rgb, 16), "edges": s.edge_map(rgb)}
+    monkeypatch.setattr(s, "STRIP_PX", 3000)  # strips of 4 rows, and of one row of blocks (not a divisor)
+    strips = {"lum": s.luminance(rgb), "small": s.small_lab(rgb, 16), "edges": s.edge_map(rgb)}
+    for name, arr in whole.items():
+        assert arr.dtype == strips[name].dtype == np.float32
+        np.testing.assert_array_equal(strips[name], arr, err_msg=name)
+    assert whole["small"].shape == (43, 40, 3)
+    assert np.allclose(whole["lum"], s.rgb_to_lab(rgb)[..., 0], atol=1e-3)
+
+
 def test_aggregate_weighs_the_worst_seam_up():
     w = s.SeamWeights(worst=0.5)
     mk = lambda v: s.SeamScore("left", (0, 0), v, 0, 0, v, 1)  # noqa: E731
