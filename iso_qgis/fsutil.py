@@ -65,14 +65,41 @@ def save_png(image: Any, path: str | os.PathLike[str], compress_level: int = 6) 
     return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=compress_level), suffix=".png")
 
 
+def _deflater() -> tuple[Any, int]:
+    """The zlib-compatible deflate to write PNGs with, and the lowest level worth using with it.
+
+    ``zlib-ng`` (PyPI ``zlib-ng``, in requirements.txt) writes the same format two to three times faster
+    than zlib at a like size (its level 2 is smaller than zlib's level 1 in 60% of the time; its level 1 is
+    a third larger, so it is not used); without it (a QGIS whose Python lacks it), zlib."""
+    try:
+        from zlib_ng import zlib_ng
+
+        return zlib_ng, 2
+    except ImportError:
+        return zlib, 1
+
+
+_DEFLATE, _MIN_LEVEL = _deflater()
+
+
+def compressor(level: int) -> Any:
+    """A deflate stream for a PNG's pixels at about ``level`` (0: stored; 1 to 9 as zlib's)."""
+    return _DEFLATE.compressobj(level if level == 0 else max(level, _MIN_LEVEL))
+
+
+def _deflate(data: Any, level: int) -> bytes:
+    z = compressor(level)
+    return z.compress(data) + z.flush()
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def encode_png(rgb: Any, level: int = 1) -> bytes:
     """An RGB or RGBA uint8 array (H, W, 3 or 4) as PNG bytes: every row filtered by "Up" (its difference
-    from the row above, in numpy), then zlib at ``level``. About as small as adaptive filtering and several
-    times faster: a 1152 px canvas in 70 ms at level 1, a 1024 px tile in about 100 ms at level 3."""
+    from the row above, in numpy), then deflated at ``level`` (``compressor``). About as small as adaptive
+    filtering and several times faster: a 1152 px canvas in 70 ms at zlib level 1, 45 ms with zlib-ng."""
     import numpy as np
 
     a = np.ascontiguousarray(rgb, np.uint8)
@@ -84,7 +111,7 @@ def encode_png(rgb: Any, level: int = 1) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as PNG wants
     header = struct.pack(">IIBBBBB", w, h, 8, 2 if n == 3 else 6, 0, 0, 0)
     return b"".join(
-        (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"IDAT", zlib.compress(filtered.data, level)),
+        (b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"IDAT", _deflate(filtered.data, level)),
          _chunk(b"IEND", b""))
     )  # fmt: skip
 
@@ -111,7 +138,7 @@ def save_png_rows(
         raise ValueError(f"a PNG of {channels} bands: give 3 (RGB) or 4 (RGBA)")
 
     def write(tmp: str) -> None:
-        z = zlib.compressobj(compress_level)
+        z = compressor(compress_level)
         header = struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 6, 0, 0, 0)
         with open(tmp, "wb") as fh:
             fh.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header))

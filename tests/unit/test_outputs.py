@@ -79,3 +79,22 @@ def test_a_reader_at_close_is_the_read_back_and_its_failure_replaces_nothing(tmp
         np.testing.assert_array_equal(np.asarray(im), img)
     with rasterio.open(target) as ds:
         np.testing.assert_array_equal(np.moveaxis(ds.read(), 0, 2), img)
+
+
+def test_pngs_are_deflated_by_zlib_ng_when_it_is_there_and_hold_the_same_pixels_with_zlib(tmp_path, monkeypatch):
+    import zlib
+
+    pytest.importorskip("zlib_ng")
+    from iso_tile_stylizer.iso_qgis import fsutil
+
+    assert fsutil._DEFLATE.__name__.endswith("zlib_ng") and fsutil._MIN_LEVEL == 2
+    img = image(300, 257, 3, seed=5)
+    fast = fsutil.encode_png(img, 1)
+    monkeypatch.setattr(fsutil, "_DEFLATE", zlib)
+    monkeypatch.setattr(fsutil, "_MIN_LEVEL", 1)
+    slow = fsutil.encode_png(img, 1)
+    assert fast != slow  # another deflate, the same format
+    for data in (fast, slow):
+        (tmp_path / "a.png").write_bytes(data)
+        with Image.open(tmp_path / "a.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), img)
