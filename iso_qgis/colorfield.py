@@ -75,7 +75,9 @@ def _block_means(rgb: np.ndarray, b: int) -> np.ndarray:
 def _stretch_means(rgb: np.ndarray, edges: np.ndarray, vertical: bool) -> np.ndarray:
     """Mean color of each stretch ``edges[i]:edges[i + 1]`` along a band (rows if ``vertical``), float64
     (exact sums of bytes: the same as a mean over each stretch)."""
-    lines = rgb.sum(axis=1 if vertical else 0, dtype=np.float64)  # one sum per row (or column)
+    # one sum per row (or column); across rows as einsum of float64 (numpy's sum over the middle axis of
+    # (rows, columns, 3) is several times slower); sums of bytes are exact either way
+    lines = np.einsum("ijk->ik", rgb.astype(np.float64)) if vertical else rgb.sum(axis=0, dtype=np.float64)
     across = rgb.shape[1] if vertical else rgb.shape[0]
     return np.add.reduceat(lines, edges[:-1], axis=0) / (np.diff(edges) * across)[:, None]
 
