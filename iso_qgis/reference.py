@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import rasterio
 import shapely
-from PIL import Image
 from pyproj import CRS, Transformer
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioIOError
@@ -32,7 +31,7 @@ from shapely.geometry import Polygon, box
 from . import grid as grid_mod
 from .errors import IsoInputError
 from .feedback import Feedback
-from .fsutil import atomic_write_json, save_png
+from .fsutil import atomic_write_json, save_rgb_png
 
 _LAYER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: pixels read from the whole raster to estimate the stretch percentiles
@@ -100,7 +99,7 @@ def render_reference(
             feedback.check_canceled()
             rgb, has_data = _render_tile(src, plan, grid, x, y, z, win, background)
             empty += not has_data
-            save_png(Image.fromarray(rgb, "RGB"), out / layer / str(z) / str(x) / f"{y}.png")
+            save_rgb_png(rgb, out / layer / str(z) / str(x) / f"{y}.png", compress_level=6)  # a run decodes it fast
             feedback.progress(100.0 * (i + 1) / len(tiles))
 
     # planned again from the file as it is now, so a layer another run added meanwhile is kept

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .errors import IsoInputError
-from .fsutil import atomic_write_json, save_rgb_png
+from .fsutil import atomic_write_json, load_rgb_png, save_rgb_png
 
 STATE_FILE = "run_state.json"
 STATE_VERSION = 1
@@ -102,8 +101,7 @@ class RunState:
         return out
 
     def load_canvas(self, x: int, y: int) -> np.ndarray:
-        with Image.open(self.canvas_path(x, y)) as im:
-            return np.asarray(im.convert("RGB"))
+        return load_rgb_png(self.canvas_path(x, y))
 
     def record(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
         """Save one tile's outcome: the canvas first, then the state that points at it.

@@ -98,3 +98,47 @@ def test_pngs_are_deflated_by_zlib_ng_when_it_is_there_and_hold_the_same_pixels_
         (tmp_path / "a.png").write_bytes(data)
         with Image.open(tmp_path / "a.png") as im:
             np.testing.assert_array_equal(np.asarray(im), img)
+
+
+def test_pngs_this_package_writes_decode_fast_to_the_same_pixels_and_others_go_to_pillow(tmp_path):
+    import io
+
+    from iso_tile_stylizer.iso_qgis import fsutil
+    from iso_tile_stylizer.iso_qgis.sources import load_rgb
+
+    img = image(301, 257, 3, seed=6)
+    for level in (0, 1, 3, 6):
+        data = fsutil.encode_png(img, level)
+        np.testing.assert_array_equal(fsutil.decode_up_png(data), img)
+    strips = fsutil.save_png_rows(tmp_path / "s.png", 257, 301, 3, [img[:100], img[100:]], 1)  # several IDATs
+    np.testing.assert_array_equal(fsutil.decode_up_png(strips.read_bytes()), img)
+    np.testing.assert_array_equal(fsutil.load_rgb_png(strips), img)
+    assert fsutil.decode_up_png(fsutil.encode_png(img, 1), max_pixels=301 * 256) is None  # too large: Pillow's
+
+    def pillow(im, **kw):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", **kw)
+        return buf.getvalue()
+
+    rgb = Image.fromarray(img)
+    others = {
+        "adaptive filters": pillow(rgb),
+        "RGBA": fsutil.encode_png(image(30, 20, 4), 1),
+        "palette": pillow(rgb.convert("P")),
+        "gray": pillow(rgb.convert("L")),
+        "truncated": fsutil.encode_png(img, 1)[:-200],
+        "not a PNG": b"GIF89a" + bytes(100),
+    }
+    for name, data in others.items():
+        assert fsutil.decode_up_png(data) is None, name
+        if name not in ("truncated", "not a PNG"):  # Pillow reads the others: so do the readers
+            (tmp_path / "o.png").write_bytes(data)
+            with Image.open(tmp_path / "o.png") as im:
+                want = np.asarray(im.convert("RGB"))
+            np.testing.assert_array_equal(fsutil.load_rgb_png(tmp_path / "o.png"), want, err_msg=name)
+    bad = fsutil.encode_png(img, 1)
+    bad = bad[:60] + bytes([bad[60] ^ 0xFF]) + bad[61:]  # a flipped byte inside the deflate stream
+    assert fsutil.decode_up_png(bad) is None
+    (tmp_path / "t.png").write_bytes(others["truncated"])
+    with pytest.raises(Exception, match="not a readable image"):
+        load_rgb(tmp_path / "t.png", "t.png")
