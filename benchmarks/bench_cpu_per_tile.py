@@ -256,6 +256,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="measured runs (the figures of each are printed)")
     ap.add_argument("--profile", action="store_true", help="a sampling profile of the measured run (pyinstrument)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the answers of an earlier fill (same build)")
+    ap.add_argument(
+        "--answer_px",
+        type=int,
+        default=0,
+        help="answers of this size, as a model sends them (e.g. 1024); 0: the canvas's size",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -270,10 +276,13 @@ def main() -> None:
     cache = OUT / "cache"
     if not args.keep_cache:
         shutil.rmtree(cache, ignore_errors=True)
-    print(f"CPU per tile: {args.tiles}x{args.tiles} tiles of 1024 px, K={args.k}, every output on, "
+    print(f"CPU per tile: {args.tiles}x{args.tiles} tiles of 1024 px, answers of {args.answer_px or 1152} px, "
+          f"K={args.k}, every output on, "
           f"reference {'on' if (tj.parent / 'raw_satellite').is_dir() else 'off'}")  # fmt: skip
     with FakeGemini(known_models={MODEL}, require_key=KEY) as fake:
         fake.default = {"kind": "ok", "style": "ramp", "shift": 12.0, "zoom": 0.02, "cast": 0.15}
+        if args.answer_px:  # a model's own size (Gemini's 1K: 1024 px), resized to the 1152 px canvas
+            fake.default["size"] = [args.answer_px, args.answer_px]
         spec = {"base_url": fake.base_url, "cache_dir": str(cache), "tilejson": str(tj), "tiles": tiles,
                 "k": args.k, "instrument": False}  # fmt: skip
         if not (args.keep_cache and any(cache.glob("*/*.json"))):

@@ -87,7 +87,8 @@ def generate(name: str, tilejson: Path, tiles: list, args: argparse.Namespace, f
     out = OUT / "runs" / name.replace(" ", "_").replace("+", "")
     shutil.rmtree(out, ignore_errors=True)
     drift = {} if name == "no drift" else {"shift": args.shift, "zoom": args.zoom, "cast": args.cast}
-    fake.default = {"kind": "ok", "style": "ramp", **drift}
+    size = {"size": [args.answer_px, args.answer_px]} if args.answer_px else {}
+    fake.default = {"kind": "ok", "style": "ramp", **drift, **size}
     register, color, multiband = STAGES[name]
     opts = {"api_key": "bench-key", "base_url": fake.base_url, "use_cache": False, "retry_base_ms": 1,
             "retry_max_ms": 20, "retry_max": 3, "timeout_s": 120}  # fmt: skip
@@ -235,6 +236,12 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=12.0)
     ap.add_argument("--zoom", type=float, default=0.02)
     ap.add_argument("--cast", type=float, default=0.15)
+    ap.add_argument(
+        "--answer_px",
+        type=int,
+        default=0,
+        help="answers of this size (a model's own, e.g. 1024), resized to the canvas; 0: the canvas's",
+    )
     ap.add_argument("--only", nargs="*", choices=list(STAGES), help="only these configurations")
     ap.add_argument("--offline", action="store_true", help="the offline stylizer, stages off against on")
     args = ap.parse_args()
