@@ -373,20 +373,34 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     return Registration(warp, name, match, scale, shift, skew, moved, not reason, reason)
 
 
+def is_identity(affine: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether a map moves no corner of a canvas of ``size`` by more than ``IDENTITY_PX`` (then nothing is
+    resampled: a small gain in correlation does not pay for the blur)."""
+    w, h = size
+    xs, ys = np.array([0.0, w, 0.0, w]), np.array([0.0, 0.0, h, h])
+    u, v = _apply(np.asarray(affine, np.float64).reshape(2, 3), xs, ys)
+    return float(np.max(np.hypot(u - xs, v - ys))) <= IDENTITY_PX
+
+
 def resample(answer: np.ndarray, reg: Registration | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The answer on the canvas grid: each canvas pixel from where the registration (or its 2 x 3 ``affine``)
     found it (bilinear).
 
-    Pixels the answer does not cover take its nearest edge. A map within ``IDENTITY_PX`` of the
-    identity returns the answer untouched.
+    The map is in the coordinates of the answer resized to the canvas; an answer of another size (as the
+    model sent it) is sampled where that resize would have put the pixel: one interpolation, not two.
+    Pixels the answer does not cover take its nearest edge. An answer of the canvas's size under a map
+    within ``IDENTITY_PX`` of the identity is returned untouched.
     """
     w, h = size
     a = np.asarray(reg.affine if isinstance(reg, Registration) else reg, np.float64).reshape(2, 3)
+    if answer.shape[1] == w and answer.shape[0] == h and is_identity(a, size):
+        return answer
+    a = a * np.array([[answer.shape[1] / w], [answer.shape[0] / h]])  # resized answer -> the answer as sent
     xs, ys = np.array([0.0, w, 0.0, w]), np.array([0.0, 0.0, h, h])
     u, v = _apply(a, xs, ys)
-    if answer.shape[1] == w and answer.shape[0] == h and float(np.max(np.hypot(u - xs, v - ys))) <= IDENTITY_PX:
-        return answer
-    pad = int(min(max(w, h), math.ceil(float(np.max(np.abs(np.concatenate([u - xs, v - ys]))))) + 2))
+    ah, aw = answer.shape[:2]
+    outside = max(0.0, -float(u.min()), float(u.max()) - aw, -float(v.min()), float(v.max()) - ah)
+    pad = int(min(max(w, h), math.ceil(outside) + 2))  # edge pixels repeated as far as the map reaches out
     padded = Image.fromarray(np.pad(answer, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
     data = (a[0, 0], a[0, 1], a[0, 2] + pad, a[1, 0], a[1, 1], a[1, 2] + pad)
     return np.asarray(padded.transform((w, h), Image.AFFINE, data, resample=Image.BILINEAR))

@@ -27,7 +27,7 @@ from .feedback import Feedback
 from .fsutil import atomic_write_bytes, save_rgb_png
 from .plan import Cell, Plan
 from .recorder import Recorder
-from .register import Template, register, resample
+from .register import Template, is_identity, register, resample
 from .runconfig import DEFAULT_PROMPT, RunConfig, candidate_seed
 from .schedule import PriorityGate, Schedule
 from .seams import (
@@ -367,10 +367,11 @@ def fit_answer(
     answer_size = (image.shape[1], image.shape[0])
     if answer_size != tuple(size):
         record["answer_size"] = list(answer_size)
-    image = to_canvas(image, size)
     if template is None:
-        return None, image, record
-    reg = register(image, template, answer_size)
+        return None, to_canvas(image, size), record
+    # registered on the luminance resized to the canvas (a third of resizing the colors, which only the
+    # answer put back as it is needs: ``place``)
+    reg = register(to_canvas(image, size, gray=True), template, answer_size)
     record["registration"] = reg.as_dict()
     if not reg.ok:
         return (
@@ -379,15 +380,30 @@ def fit_answer(
             record,
         )
     record["fit_affine"] = [float(v) for v in reg.affine.ravel()]  # every digit: ``candidate_image`` redoes it
-    return None, resample(image, reg.affine, size), record
+    return None, place(image, size, reg.affine), record
 
 
-def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is."""
+def to_canvas(image: np.ndarray, size: tuple[int, int], gray: bool = False) -> np.ndarray:
+    """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is.
+    ``gray``: its luminance only (PIL's "L", uint8 (h, w))."""
     w, h = size
-    if (image.shape[1], image.shape[0]) == (w, h):
-        return image
-    return np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
+    im = Image.fromarray(image)
+    if gray:
+        im = im.convert("L")
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    if im.size == (w, h):
+        return image if not gray else np.asarray(im)
+    return np.asarray(im.resize((w, h), Image.LANCZOS))
+
+
+def place(image: np.ndarray, size: tuple[int, int], affine: np.ndarray | None) -> np.ndarray:
+    """An answer put on the canvas grid by its registration's ``affine`` (None: no registration): resized
+    to the canvas when the map is the identity, else resampled once from the answer as sent (resizing
+    first and then resampling would interpolate twice, for the CPU of both)."""
+    if affine is None or is_identity(affine, size):
+        return to_canvas(image, size)
+    return resample(image, np.asarray(affine, np.float64).reshape(2, 3), size)
 
 
 def answer_file(path: str | os.PathLike[str] | None) -> bytes | None:
@@ -425,6 +441,5 @@ def candidate_image(path: str | os.PathLike[str], cand: dict[str, Any], size: tu
         image = np.asarray(im.convert("RGB"))
     if not cand.get("answer_file"):
         return image
-    image = to_canvas(image, size)
     affine = cand.get("fit_affine")
-    return resample(image, np.asarray(affine, np.float64), size) if affine is not None else image
+    return place(image, size, np.asarray(affine, np.float64) if affine is not None else None)

@@ -84,6 +84,34 @@ def test_a_reframed_answer_of_another_size_and_aspect_maps_back():
     assert reg.shift_px == pytest.approx((5, -3), abs=1.0) and max(map(abs, reg.scale)) < 0.005
 
 
+def test_an_answer_of_another_size_is_resampled_once_from_the_pixels_as_sent():
+    """The map is in the coordinates of the answer resized to the canvas; the answer as sent (here half the
+    canvas's size) is sampled where that resize puts each pixel: a linear ramp comes out as the ramp."""
+    from iso_tile_stylizer.iso_qgis.tilejob import fit_answer, place
+
+    yy, xx = np.mgrid[0:80, 0:100].astype(float)
+    ramp = np.dstack([xx * 2.0 + 20, yy * 3.0 + 10, np.full_like(xx, 128.0)]).astype(np.uint8)
+    shift = np.array([[1.0, 0.0, 6.0], [0.0, 1.0, -4.0]])  # canvas -> resized answer: 6 px right, 4 px up
+    out = resample(ramp, shift, (200, 160))
+    cy, cx = np.mgrid[0:160, 0:200] + 0.5
+    want_x = ((cx + 6.0) / 2 - 0.5) * 2.0 + 20  # resized answer -> the answer as sent: half the coordinates
+    want_y = ((cy - 4.0) / 2 - 0.5) * 3.0 + 10
+    inner = (slice(20, -20), slice(20, -20))
+    assert np.abs(out[..., 0][inner] - want_x[inner]).max() <= 1.0
+    assert np.abs(out[..., 1][inner] - want_y[inner]).max() <= 1.0
+    # the identity keeps the resize (Lanczos), as an answer that did not move is kept
+    np.testing.assert_array_equal(
+        place(ramp, (200, 160), np.array([[1.0, 0, 0], [0, 1.0, 0]])),
+        np.asarray(Image.fromarray(ramp).resize((200, 160), Image.LANCZOS)),
+    )
+    # an answer of the canvas's size goes through fit_answer as it did: registered and resampled as sent
+    wb = whitebox()
+    answer = moved(styled(wb), about_center(1.01, 7.0, -5.0, 512))
+    failure, fitted, rec = fit_answer(answer, (512, 512), Template.of(wb))
+    assert failure is None and "answer_size" not in rec
+    np.testing.assert_array_equal(fitted, resample(answer, register(answer, Template.of(wb)), (512, 512)))
+
+
 def test_an_answer_left_in_place_is_not_resampled():
     wb = whitebox()
     answer = styled(wb)
