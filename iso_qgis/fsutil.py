@@ -136,9 +136,8 @@ def decode_up_png(data: bytes, max_pixels: int | None = None) -> Any | None:
     every row filtered "Up"), or None for any other PNG (the caller decodes it with Pillow).
 
     Inflated by zlib-ng when Python has it, the Up filter undone as a sum down the columns (modulo 256,
-    as PNG wants). The same pixels; a file this cannot read
-    exactly (a bad checksum, too few bytes) is None too, so Pillow's error is the one given; so is one of
-    more than ``max_pixels``."""
+    as PNG wants). The same pixels; a file this cannot read exactly (a bad checksum, too few bytes) is
+    None too, so Pillow's error is the one given; so is one of more than ``max_pixels``."""
     import numpy as np
 
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -24,7 +24,7 @@ from .canvases import CanvasStore
 from .colorfield import compensate, fit_side
 from .errors import IsoInputError
 from .feedback import Feedback
-from .fsutil import atomic_write_bytes, save_rgb_png
+from .fsutil import atomic_write_bytes, load_rgb_png, save_rgb_png
 from .plan import Cell, Plan
 from .recorder import Recorder
 from .register import Template, is_identity, register, resample
@@ -437,8 +437,7 @@ def candidate_image(path: str | os.PathLike[str], cand: dict[str, Any], size: tu
     A candidate file is either that image (older folders, backends that give pixels) or, when the record
     says ``answer_file``, the model's answer as it was sent: then it is resized and resampled again by the
     recorded fit (``fit_affine``), the same functions on the same numbers, so the same pixels."""
-    with Image.open(path) as im:
-        image = np.asarray(im.convert("RGB"))
+    image = load_rgb_png(path)
     if not cand.get("answer_file"):
         return image
     affine = cand.get("fit_affine")
