@@ -304,15 +304,15 @@ def clean_work_dirs(out: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
-def png_reads_all(writer: GeoTiffWriter) -> bool:
-    """Whether ``png_copy`` of the writer's file reads every pixel of it (a PNG at full size)."""
-    return max(writer.width, writer.height) <= MAX_PNG_PX and writer.count in (3, 4) and writer.dtype == "uint8"
+def png_reads_all(width: int, height: int, count: int, dtype: str) -> bool:
+    """Whether ``png_copy`` of such a raster reads every pixel of it: a PNG at full size, by the fast encoder."""
+    return max(width, height) <= MAX_PNG_PX and count in (3, 4) and dtype == "uint8"
 
 
 def close_with_png(writer: GeoTiffWriter, png: Path) -> Path:
     """Close ``writer`` and write its PNG copy ``png``; a PNG at full size is made before the GeoTIFF moves
     into place and is its read-back check (the file is read once, not twice). Returns the PNG's path."""
-    if png_reads_all(writer):
+    if png_reads_all(writer.width, writer.height, writer.count, writer.dtype):
         writer.close(reader=lambda tmp: png_copy(tmp, png))
         return png
     return png_copy(writer.close(), png)
@@ -325,10 +325,10 @@ def png_copy(src: Path, dst: Path) -> Path:
     gdal.UseExceptions()
 
     ds = gdal.Open(str(src))
-    full = max(ds.RasterXSize, ds.RasterYSize) <= MAX_PNG_PX
-    byte_rgb = ds.RasterCount in (3, 4) and ds.GetRasterBand(1).DataType == gdal.GDT_Byte
+    dtype = "uint8" if ds.GetRasterBand(1).DataType == gdal.GDT_Byte else "other"
+    reads_all = png_reads_all(ds.RasterXSize, ds.RasterYSize, ds.RasterCount, dtype)
     ds = None
-    if full and byte_rgb:  # every pixel: the fast encoder, a third less CPU than GDAL's PNG driver
+    if reads_all:  # every pixel: the fast encoder, a third less CPU than GDAL's PNG driver
         # zlib level 1: a quick look of a GeoTIFF that keeps the pixels; 45% less CPU than level 3, 7% larger
         return geotiff_png(src, dst, 1)
 
