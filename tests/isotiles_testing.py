@@ -128,3 +128,21 @@ def dummy_wheel(folder: Path, name: str = "google-genai", version: str = "3.4.0"
         for path, text in files.items():
             z.writestr(path, text)
     return wheel
+
+
+def kill_while_first_job_pending(proc, fake, written: Path, what: str) -> None:
+    """SIGKILL ``proc`` once it has written ``written`` and polled the fake's first batch job twice (the job
+    held pending), as a user's crash or a killed QGIS would; fails if it exits or takes over 120 s first."""
+    import signal
+    import time
+
+    batch = fake.batch
+    try:
+        end = time.monotonic() + 120
+        while not (written.exists() and batch.created and batch.job(batch.created[0]).gets >= 2):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < end, f"{what} never polled its batch job"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)

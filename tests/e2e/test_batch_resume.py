@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from fake_gemini import FakeGemini
+from isotiles_testing import kill_while_first_job_pending
 
 WORKER = Path(__file__).with_name("batch_worker.py")
 
@@ -22,15 +22,7 @@ def test_sigkill_while_the_batch_is_pending_then_resume_pays_nothing_twice(plugi
         fake.batch.hold = True  # the job stays pending until released
         args = [sys.executable, str(WORKER), "submit", fake.base_url, str(state), str(cache)]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            end = time.monotonic() + 120
-            while not (state.exists() and fake.batch.created and fake.batch.job(fake.batch.created[0]).gets >= 2):
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                assert time.monotonic() < end, "the submitting process never polled its job"
-                time.sleep(0.02)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
+        kill_while_first_job_pending(proc, fake, state, "the submitting process")
         assert proc.returncode == -signal.SIGKILL
         name = json.loads(state.read_text())["batch_jobs"][0]["name"]
         assert fake.batch.created == [name] and fake.batch.job(name).state == "pending"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from fake_gemini import FakeGemini
-from isotiles_testing import block_city, patch
+from isotiles_testing import block_city, kill_while_first_job_pending, patch
 
 from iso_tile_stylizer.iso_qgis.batchphase import BATCH_FILE
 
@@ -32,16 +30,7 @@ def test_a_killed_batch_run_resumes_polling_and_pays_once(repo_root, tmp_path):
                 "--out_dir", str(out)]  # fmt: skip
         fake.batch.hold = True  # the first phase's job stays pending
         proc = subprocess.Popen(args, cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            end = time.monotonic() + 120
-            while not ((out / BATCH_FILE).exists() and fake.batch.created
-                       and fake.batch.job(fake.batch.created[0]).gets >= 2):  # fmt: skip
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                assert time.monotonic() < end, "the run never polled its batch job"
-                time.sleep(0.02)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
+        kill_while_first_job_pending(proc, fake, out / BATCH_FILE, "the run")
         first = fake.batch.created[0]
         assert json.loads((out / BATCH_FILE).read_text())["jobs"][0]["name"] == first
         assert fake.batch.lines == [] and fake.calls() == 0  # nothing answered, nothing paid yet
