@@ -369,9 +369,9 @@ def fit_answer(
         record["answer_size"] = list(answer_size)
     if template is None:
         return None, to_canvas(image, size), record
-    # registered on the luminance resized to the canvas (a third of resizing the colors, which only the
-    # answer put back as it is needs: ``place``)
-    reg = register(to_canvas(image, size, gray=True), template, answer_size)
+    # registered on the answer as sent (its luminance pyramid is made from it; only an answer put back as it
+    # is is resized to the canvas: ``place``)
+    reg = register(image, template, answer_size)
     record["registration"] = reg.as_dict()
     if not reg.ok:
         return (
@@ -383,17 +383,14 @@ def fit_answer(
     return None, place(image, size, reg.affine), record
 
 
-def to_canvas(image: np.ndarray, size: tuple[int, int], gray: bool = False) -> np.ndarray:
-    """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is.
-    ``gray``: its luminance only (PIL's "L", uint8 (h, w))."""
+def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is."""
     w, h = size
     im = Image.fromarray(image)
-    if gray:
-        im = im.convert("L")
-    elif im.mode != "RGB":
+    if im.mode != "RGB":
         im = im.convert("RGB")
     if im.size == (w, h):
-        return image if not gray else np.asarray(im)
+        return image
     return np.asarray(im.resize((w, h), Image.LANCZOS))
 
 

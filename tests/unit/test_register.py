@@ -78,10 +78,26 @@ def test_a_reframed_answer_of_another_size_and_aspect_maps_back():
     k = 1.5
     frame = np.array([[k, 0, 0], [0, k, -k * 64]])  # 512 x 384 of the canvas, top and bottom 64 px cropped
     answer = moved(styled(wb), frame @ np.vstack([about_center(1.0, 5, -3, 512), [0, 0, 1]]), (768, 576))
-    small = np.asarray(Image.fromarray(answer).resize((512, 512), Image.LANCZOS))  # as the engine does first
-    reg = register(small, Template.of(wb), answer_size=(768, 576))
-    assert reg.ok and reg.framing == "crop-w", reg.as_dict()
-    assert reg.shift_px == pytest.approx((5, -3), abs=1.0) and max(map(abs, reg.scale)) < 0.005
+    tpl = Template.of(wb)
+    small = np.asarray(Image.fromarray(answer).resize((512, 512), Image.LANCZOS))  # resized to the canvas first
+    for reg in (register(small, tpl, answer_size=(768, 576)), register(answer, tpl)):  # or as it was sent
+        assert reg.ok and reg.framing == "crop-w", reg.as_dict()
+        assert reg.shift_px == pytest.approx((5, -3), abs=1.0) and max(map(abs, reg.scale)) < 0.005
+
+
+@pytest.mark.parametrize("sent", [384, 640])
+def test_an_answer_as_sent_registers_as_well_as_the_answer_resized_to_the_canvas(sent):
+    """The luminance pyramid of an answer of another size is made from it directly: the map found is the one
+    found on the answer resized to the canvas (within a few hundredths of a pixel) and the true one."""
+    wb = whitebox()
+    true = about_center(1.015, 6.5, -4.0, 512)
+    answer = moved(styled(wb), true * (sent / 512), (sent, sent))  # the canvas drawn at the model's size
+    tpl = Template.of(wb)
+    direct = register(answer, tpl)
+    resized = register(np.asarray(Image.fromarray(answer).resize((512, 512), Image.LANCZOS)), tpl, (sent, sent))
+    assert direct.ok, direct.reason
+    assert corner_error(direct.affine, true, 512) < 0.5
+    assert corner_error(direct.affine, resized.affine, 512) < 0.15
 
 
 def test_an_answer_of_another_size_is_resampled_once_from_the_pixels_as_sent():
