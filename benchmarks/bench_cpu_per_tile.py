@@ -273,7 +273,7 @@ def main() -> None:
     tj = tiles_1024()
     tiles = middle_patch(tj, args.tiles)
     n = len(tiles)
-    cache = OUT / "cache"
+    cache = OUT / f"cache-{args.answer_px or 'canvas'}"  # kept answers are of one size: a cache per size
     if not args.keep_cache:
         shutil.rmtree(cache, ignore_errors=True)
     print(f"CPU per tile: {args.tiles}x{args.tiles} tiles of 1024 px, answers of {args.answer_px or 1152} px, "
