@@ -155,7 +155,10 @@ class GeoTiffWriter:
         nodata: float | None = None,
         zlevel: int = 6,
         overviews: bool = True,
+        predictor: int | None = None,
     ) -> None:
+        """``predictor``: TIFF's (1 none, 2 horizontal differences, 3 floating point); by default 2 for integers
+        and 3 for floats."""
         import rasterio
 
         self.target = Path(out_path)
@@ -168,7 +171,7 @@ class GeoTiffWriter:
             "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype,
             "crs": rasterio.crs.CRS.from_wkt(crs_wkt), "transform": transform,
             "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "zlevel": zlevel,
-            "predictor": 2 if dtype.startswith(("uint", "int")) else 3, "BIGTIFF": "IF_SAFER",
+            "predictor": predictor or (2 if dtype.startswith(("uint", "int")) else 3), "BIGTIFF": "IF_SAFER",
         }  # fmt: skip
         if nodata is not None:
             profile["nodata"] = nodata

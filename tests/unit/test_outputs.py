@@ -142,3 +142,23 @@ def test_pngs_this_package_writes_decode_fast_to_the_same_pixels_and_others_go_t
     (tmp_path / "t.png").write_bytes(others["truncated"])
     with pytest.raises(Exception, match="not a readable image"):
         load_rgb(tmp_path / "t.png", "t.png")
+
+
+@pytest.mark.parametrize("predictor", [None, 1])
+def test_a_float_geotiff_keeps_its_values_with_the_predictor_asked(tmp_path, predictor):
+    """The seam heatmap (nodata but for narrow bands) is written without the floating point predictor, which
+    costs it more than half its CPU and makes it larger; either way every value comes back."""
+    import rasterio
+
+    from iso_tile_stylizer.iso_qgis.outputs import GeoTiffWriter
+
+    rng = np.random.default_rng(3)
+    heat = np.full((300, 260), -9999.0, np.float32)
+    heat[:, 120:140] = rng.gamma(2.0, 3.0, (300, 20))  # a seam's band
+    gt = (1000.0, 0.5, 0.0, 2000.0, 0.0, -0.5)
+    w = GeoTiffWriter(tmp_path / "heat.tif", 260, 300, 1, "float32", gt, WKT, -9999.0, zlevel=1, predictor=predictor)
+    w.write(0, 0, heat)
+    w.close()
+    with rasterio.open(tmp_path / "heat.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), heat)
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == str(predictor or 3)
