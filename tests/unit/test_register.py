@@ -179,3 +179,20 @@ def test_the_grid_sampler_gives_the_pointwise_samples_and_where_they_are_inside(
     # inside, the same bilinear values (the pointwise sampler rounds its coordinates to float32 and keeps
     # a thousandth of a pixel from the last column)
     np.testing.assert_allclose(got[inside], want[inside], atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(144, 144), (288, 300)])
+def test_sampling_under_the_identity_gives_what_the_transform_gives(shape):
+    """Under the identity every pixel center falls on a pixel's center: the image itself is taken, not
+    interpolated (the match against "the answer as it is"); the same values and mask as the transform."""
+    from iso_tile_stylizer.iso_qgis.register import IDENTITY, _inside_grid, _Warper
+
+    img = (np.random.default_rng(0).random(shape) * 5 - 2).astype(np.float32)
+    warper = _Warper(img)
+    values, inside = warper.sample(IDENTITY.copy(), shape)
+    data = tuple(float(v) for v in IDENTITY.ravel())
+    general = warper.image.transform((shape[1], shape[0]), Image.AFFINE, data, resample=Image.BILINEAR)
+    np.testing.assert_array_equal(values, np.asarray(general).ravel())
+    np.testing.assert_array_equal(inside, _inside_grid(IDENTITY, shape, warper.size))
+    moved_values, _ = warper.sample(np.array([[1.0, 0.0, 0.25], [0.0, 1.0, 0.0]]), shape)
+    assert not np.array_equal(moved_values, values)  # any other map interpolates
