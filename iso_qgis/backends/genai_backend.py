@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..cost import Usage, cost_usd, load_prices
+from ..fsutil import decode_rgb
 from .base import SIDES, Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, PerImage, legacy_request_key, request_key
 from .credentials import Credentials
@@ -255,8 +256,7 @@ class GenAIBackend:
         if hit is None:
             return None
         data, meta = hit
-        with Image.open(io.BytesIO(data)) as im:
-            img = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # RGB: no copy before numpy's
+        img = decode_rgb(data)
         res = ImageResult(img, meta.get("model", model), cached=True, notes=["answer from cache"])
         res.answer = self.cache.path(key)
         if check is None:
@@ -451,8 +451,7 @@ def parse_response(resp: Any) -> Answer | Failed:
         )
     data = images[-1].inline_data.data
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            img = np.asarray(im.convert("RGB"))
+        img = decode_rgb(data)
     except Exception as exc:  # noqa: BLE001 (PIL raises several kinds for broken bytes)
         return Failed(Failure(FailureKind.BAD_RESPONSE, f"corrupt image bytes ({type(exc).__name__})"), usage=usage)
     notes = [f"finish reason {finish}"] if finish not in ("", "STOP") else []
