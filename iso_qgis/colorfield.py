@@ -15,6 +15,7 @@ have no accepted neighbor, as a harmonic field (the smoothest there is), so:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,22 +164,48 @@ def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
 
 
 def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarray:
-    """The canvas with each side's correction in full over its band, fading to none at sides without one."""
+    """The canvas with each side's correction in full over its band, fading to none at sides without one.
+
+    Worked a strip of rows at a time (``STRIP_PX`` pixels: its float32 temporaries stay in the CPU's cache
+    instead of going through memory a dozen times); every pixel is computed on its own, so the same values."""
     if not fits:
         return canvas
     h, w = canvas.shape[:2]
-    x = canvas.astype(np.float32)
-    local = [
+    local = tuple(
         (f.side, (f.band[0] - rect[0], f.band[1] - rect[1], f.band[2] - rect[0], f.band[3] - rect[1])) for f in fits
+    )
+    # the offsets along each band, placed along the canvas (the band may be shorter: its ends held)
+    offsets = [
+        _place(f.offset, r0, h)[:, None, :] if f.vertical else _place(f.offset, c0, w)[None, :, :]
+        for f, (_, (c0, r0, _, _)) in zip(fits, local)
     ]
-    out = x.copy()
-    change = np.empty_like(x)  # one buffer for every band's change (in place: the same sums, fewer pages)
-    for fit, (_, (c0, r0, _, _)), weight in zip(fits, local, harmonic_weights(h, w, local)):
-        # the offsets along the band, placed along the canvas (the band may be shorter: its ends held)
-        off = _place(fit.offset, r0, h)[:, None, :] if fit.vertical else _place(fit.offset, c0, w)[None, :, :]
-        np.multiply(x, fit.gain - 1.0, out=change)
-        change += off
-        change *= weight[..., None]
-        out += change
-    np.round(out, out=out)
-    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+    weights = _weights(h, w, local)
+    out = np.empty_like(canvas)
+    rows = max(1, STRIP_PX // w)
+    for r in range(0, h, rows):
+        part = np.s_[r : r + rows]
+        x = canvas[part].astype(np.float32)
+        acc = x.copy()
+        change = np.empty_like(x)  # one buffer for every band's change
+        for fit, off, weight in zip(fits, offsets, weights):
+            np.multiply(x, fit.gain - 1.0, out=change)
+            change += off[part] if fit.vertical else off
+            change *= weight[part][..., None]
+            acc += change
+        np.round(acc, out=acc)
+        out[part] = np.clip(acc, 0, 255, out=acc)  # whole numbers in 0..255: the cast keeps them
+    return out
+
+
+#: pixels per strip of rows in ``compensate``
+STRIP_PX = 1 << 16
+
+
+@functools.lru_cache(maxsize=4)
+def _weights(h: int, w: int, bands: tuple[tuple[str, Rect], ...]) -> list[np.ndarray]:
+    """``harmonic_weights``, read-only, for the last few layouts of bands (a patch's tiles share a few: left,
+    top, left and top, ...): the same fields, solved once."""
+    out = harmonic_weights(h, w, list(bands))
+    for weight in out:
+        weight.setflags(write=False)
+    return out

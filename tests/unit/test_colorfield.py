@@ -89,3 +89,27 @@ def test_block_and_stretch_means_are_the_means_of_their_pixels(vertical):
     h, w = band.shape[0] // 8, band.shape[1] // 8
     assert blocks.shape == (h * w, 3)
     np.testing.assert_array_equal(blocks[w + 2], band[8:16, 16:24].reshape(-1, 3).mean(axis=0, dtype=np.float32))
+
+
+def test_compensation_strip_by_strip_is_the_whole_canvas_at_once(monkeypatch):
+    """``compensate`` works a few rows at a time: every pixel as the whole canvas's arithmetic gives it, with
+    strips of one row, of a few rows or of the whole canvas; the weights of a layout are solved once."""
+    from iso_tile_stylizer.iso_qgis import colorfield
+
+    canvas = texture(200, 176, seed=5).astype(np.uint8)
+    rect = (64, 32, 240, 232)
+    left = fit_side("left", (64, 32, 112, 232), cast(canvas[:, :48], 0.95, (12, -4, 6)), canvas[:, :48])
+    top = fit_side("top", (64, 32, 240, 72), cast(canvas[:40], 1.08, (-9, 3, 0)), canvas[:40])
+    # the whole canvas at once, as compensation was written before it went by strips
+    local = [("left", (0, 0, 48, 200)), ("top", (0, 0, 176, 40))]
+    x = canvas.astype(np.float32)
+    want = x.copy()
+    for fit, weight in zip([left, top], colorfield.harmonic_weights(200, 176, local)):
+        off = fit.offset[:, None, :] if fit.vertical else fit.offset[None, :, :]
+        want += (x * (fit.gain - 1.0) + off) * weight[..., None]
+    want = np.clip(np.round(want), 0, 255).astype(np.uint8)
+    for strip in (176, 5 * 176, 1 << 20):
+        monkeypatch.setattr(colorfield, "STRIP_PX", strip)
+        np.testing.assert_array_equal(compensate(canvas, rect, [left, top]), want, err_msg=f"strips of {strip} px")
+    cached = colorfield._weights(200, 176, tuple(local))
+    assert cached is colorfield._weights(200, 176, tuple(local)) and not cached[0].flags.writeable
