@@ -181,18 +181,42 @@ def test_the_grid_sampler_gives_the_pointwise_samples_and_where_they_are_inside(
     np.testing.assert_allclose(got[inside], want[inside], atol=2e-3)
 
 
-@pytest.mark.parametrize("shape", [(144, 144), (288, 300)])
-def test_sampling_under_the_identity_gives_what_the_transform_gives(shape):
-    """Under the identity every pixel center falls on a pixel's center: the image itself is taken, not
-    interpolated (the match against "the answer as it is"); the same values and mask as the transform."""
-    from iso_tile_stylizer.iso_qgis.register import IDENTITY, _inside_grid, _Warper
+@pytest.mark.parametrize("shape", [(144, 144), (287, 300)])
+@pytest.mark.parametrize("step", [1, 2])
+def test_sampling_onto_pixel_centers_gives_what_the_transform_gives(shape, step):
+    """Under the identity (or onto every other row: the finest level's grid) every center falls on a pixel's
+    center: the pixels themselves are taken, not interpolated; the same values and mask as the transform."""
+    from iso_tile_stylizer.iso_qgis.register import _inside_grid, _rows, _Warper
 
     img = (np.random.default_rng(0).random(shape) * 5 - 2).astype(np.float32)
     warper = _Warper(img)
-    values, inside = warper.sample(IDENTITY.copy(), shape)
-    data = tuple(float(v) for v in IDENTITY.ravel())
-    general = warper.image.transform((shape[1], shape[0]), Image.AFFINE, data, resample=Image.BILINEAR)
+    grid = (-(-shape[0] // step), shape[1])
+    values, inside = warper.sample(_rows(step), grid)
+    data = tuple(float(v) for v in _rows(step).ravel())
+    general = warper.image.transform((grid[1], grid[0]), Image.AFFINE, data, resample=Image.BILINEAR)
     np.testing.assert_array_equal(values, np.asarray(general).ravel())
-    np.testing.assert_array_equal(inside, _inside_grid(IDENTITY, shape, warper.size))
-    moved_values, _ = warper.sample(np.array([[1.0, 0.0, 0.25], [0.0, 1.0, 0.0]]), shape)
+    np.testing.assert_array_equal(values, img[::step].ravel())
+    np.testing.assert_array_equal(inside, _inside_grid(_rows(step), grid, warper.size))
+    moved_values, _ = warper.sample(_rows(step) + np.array([[0.0, 0.0, 0.25], [0.0, 0.0, 0.0]]), grid)
     assert not np.array_equal(moved_values, values)  # any other map interpolates
+
+
+def test_a_large_finest_level_is_matched_on_every_other_row_to_within_a_few_hundredths_of_a_pixel(monkeypatch):
+    """The finest level only polishes the map: on a canvas of 1024 px (a model's), matched on half its rows in
+    two steps, it lands where all its rows in three take it. A smaller canvas keeps every row."""
+    from iso_tile_stylizer.iso_qgis import register as reg_module
+
+    wb = whitebox(1024, seed=4)
+    true = about_center(1.012, -7.25, 5.5, 1024)
+    answer = moved(styled(wb, seed=3), true)
+    tpl = Template.of(wb)
+    assert tpl.levels[2].t.shape == (256, 512) and tpl.levels[4].t.shape == (256, 256)
+    cheap = register(answer, tpl)
+    monkeypatch.setattr(reg_module, "LARGE_LEVEL_PX", 10_000)
+    full = Template.of(wb)
+    assert full.levels[2].t.shape == (512, 512)
+    every = register(answer, full)
+    assert corner_error(cheap.affine, every.affine, 1024) < 0.05
+    assert corner_error(cheap.affine, true, 1024) < 0.5
+    monkeypatch.undo()
+    assert Template.of(whitebox()).levels[2].t.shape == (256, 256)  # a 512 px canvas: every row
