@@ -156,7 +156,10 @@ def decode_up_png(data: bytes, max_pixels: int | None = None) -> Any | None:
         w, h = header[0], header[1]
         if max_pixels is not None and w * h > max_pixels:
             return None
-        raw = _DEFLATE.decompress(b"".join(idat))
+        stream = b"".join(idat)
+        if _DEFLATE.decompressobj().decompress(stream, 1) != b"\x02":  # a first row not "Up": not ours, not inflated
+            return None
+        raw = _DEFLATE.decompress(stream)
     except (struct.error, zlib.error, _DEFLATE.error, ValueError):
         return None
     if len(raw) != h * (3 * w + 1):
