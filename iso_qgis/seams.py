@@ -68,9 +68,15 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+#: each channel's share of the luminance Y, by its byte: the products ``linear * weight`` as float32, so the
+#: sum of three lookups is, bit for bit, the weighted sum of the linear channels (without their (..., 3) array)
+_Y_OF = [(SRGB_TO_LINEAR * np.float32(k)).astype(np.float32) for k in (0.2126729, 0.7151522, 0.0721750)]
+
+
 def _luminance(rgb: np.ndarray) -> np.ndarray:
-    lin = SRGB_TO_LINEAR[rgb]
-    y = lin[..., 0] * 0.2126729 + lin[..., 1] * 0.7151522 + lin[..., 2] * 0.0721750
+    y = _Y_OF[0][rgb[..., 0]]
+    y += _Y_OF[1][rgb[..., 1]]
+    y += _Y_OF[2][rgb[..., 2]]
     return 116 * _f(y) - 16
 
 
