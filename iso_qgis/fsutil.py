@@ -174,60 +174,20 @@ def decode_up_png(data: bytes, max_pixels: int | None = None) -> Any | None:
     return out.reshape(h, w, 3)
 
 
-def decode_png_gdal(data: bytes, max_pixels: int | None = None) -> Any | None:
-    """The pixels (H, W, 3) uint8 of an 8-bit RGB or RGBA PNG (its alpha dropped, as Pillow's
-    ``convert("RGB")`` does), decoded by libpng through GDAL: a quarter less CPU than Pillow for a model's
-    answer (its rows filtered "Paeth", which libpng undoes with the CPU's vector instructions). None for
-    any other PNG (palette, gray, 16 bits, interlaced, more than ``max_pixels``), without GDAL, or when
-    GDAL refuses the file: the caller then decodes it with Pillow, whose error is the one given."""
-    import uuid
-
-    import numpy as np
-
-    if len(data) < 33 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
-        return None
-    w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if depth != 8 or color not in (2, 6) or interlace or not w or not h:
-        return None
-    if max_pixels is not None and w * h > max_pixels:
-        return None
-    try:
-        from osgeo import gdal
-    except ImportError:
-        return None
-    gdal.UseExceptions()  # as png_copy: GDAL's failures as exceptions, not as None
-    path = f"/vsimem/isotiles-{uuid.uuid4().hex}.png"
-    try:
-        gdal.FileFromMemBuffer(path, data)
-        ds = gdal.Open(path)
-        if (ds.RasterXSize, ds.RasterYSize) != (w, h) or ds.RasterCount < 3:
-            return None
-        pixels = ds.ReadRaster(0, 0, w, h, buf_type=gdal.GDT_Byte, band_list=[1, 2, 3], buf_pixel_space=3,
-                               buf_line_space=3 * w, buf_band_space=1)  # fmt: skip
-        ds = None
-    except RuntimeError:  # truncated, a bad checksum, ...
-        return None
-    finally:
-        with contextlib.suppress(RuntimeError):
-            gdal.Unlink(path)
-    if pixels is None or len(pixels) != 3 * w * h:
-        return None
-    return np.frombuffer(pixels, np.uint8).reshape(h, w, 3)
-
-
 def decode_rgb(data: bytes, max_pixels: int | None = None) -> Any:
-    """An image file's bytes as RGB uint8 (H, W, 3): ``decode_up_png`` for the PNGs this package writes,
-    ``decode_png_gdal`` for other 8-bit RGB(A) PNGs (a model's answers), else Pillow (which raises for what
-    it cannot read). An image of more than ``max_pixels`` (by default Pillow's own limit, past which it warns
-    of a decompression bomb) goes to Pillow too; a caller with a lower limit checks Pillow's size itself."""
+    """An image file's bytes as RGB uint8 (H, W, 3): ``decode_up_png`` for the PNGs this package writes, else
+    Pillow (which raises for what it cannot read). An image of more than ``max_pixels`` (by default Pillow's
+    own limit, past which it warns of a decompression bomb) goes to Pillow too; a caller with a lower limit
+    checks Pillow's size itself.
+
+    (libpng through GDAL decodes a model's answer in a quarter less CPU than Pillow on one thread, but not
+    with 16 answers decoded at once, where it raised a run's peak memory by 400 MB: not used.)"""
     import numpy as np
     from PIL import Image
 
-    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
-    for fast in (decode_up_png, decode_png_gdal):
-        img = fast(data, limit)
-        if img is not None:
-            return img
+    fast = decode_up_png(data, max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS)
+    if fast is not None:
+        return fast
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 

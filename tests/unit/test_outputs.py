@@ -144,55 +144,6 @@ def test_pngs_this_package_writes_decode_fast_to_the_same_pixels_and_others_go_t
         load_rgb(tmp_path / "t.png", "t.png")
 
 
-def test_a_models_pngs_decode_by_libpng_to_pillows_pixels_and_the_rest_go_to_pillow():
-    """A model's answer (an 8-bit RGB or RGBA PNG with adaptive filters) is decoded by libpng through GDAL:
-    the pixels Pillow gives (alpha dropped, as Pillow's RGB conversion does). Anything else is left to Pillow,
-    whose error a broken answer still gets."""
-    import io
-
-    from iso_tile_stylizer.iso_qgis import fsutil
-
-    def pillow(im, **kw):
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", **kw)
-        return buf.getvalue()
-
-    def pillow_rgb(data):
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-
-    img = image(211, 190, 3, seed=8)
-    rgba = np.dstack([img, image(211, 190, 1, seed=9)])
-    for name, data in {
-        "RGB, Pillow's filters": pillow(Image.fromarray(img)),
-        "RGB, level 9": pillow(Image.fromarray(img), compress_level=9),
-        "RGBA": pillow(Image.fromarray(rgba)),
-    }.items():
-        got = fsutil.decode_png_gdal(data)
-        assert got is not None, name
-        np.testing.assert_array_equal(got, pillow_rgb(data), err_msg=name)
-        np.testing.assert_array_equal(fsutil.decode_rgb(data), img, err_msg=name)
-    good = pillow(Image.fromarray(img))
-    assert fsutil.decode_png_gdal(good, max_pixels=211 * 189) is None  # over the limit: Pillow's
-    jpeg = io.BytesIO()
-    Image.fromarray(img).save(jpeg, "JPEG")
-    for name, data in {
-        "palette": pillow(Image.fromarray(img).convert("P")),
-        "gray": pillow(Image.fromarray(img).convert("L")),
-        "16 bits": pillow(Image.fromarray(img[..., 0].astype(np.uint16) * 257)),
-        "interlaced": good[:28] + b"\x01" + good[29:],  # Adam7 in the header
-        "JPEG": jpeg.getvalue(),
-    }.items():
-        assert fsutil.decode_png_gdal(data) is None, name
-    for name, data in {
-        "truncated": good[: len(good) // 2],
-        "flipped": good[:900] + bytes([good[900] ^ 0xFF]) + good[901:],
-    }.items():
-        assert fsutil.decode_png_gdal(data) is None, name
-        with pytest.raises(Exception):  # noqa: B017 (Pillow's own error, whichever it is)
-            fsutil.decode_rgb(data)
-
-
 @pytest.mark.parametrize("predictor", [None, 1])
 def test_a_float_geotiff_keeps_its_values_with_the_predictor_asked(tmp_path, predictor):
     """The seam heatmap (nodata but for narrow bands) is written without the floating point predictor, which
