@@ -209,3 +209,8 @@ def _weights(h: int, w: int, bands: tuple[tuple[str, Rect], ...]) -> list[np.nda
     for weight in out:
         weight.setflags(write=False)
     return out
+
+
+def forget_weights() -> None:
+    """Drop the weights ``_weights`` keeps (a run's end: they are a few canvases of floats)."""
+    _weights.cache_clear()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .backends import Backend
 from .batchphase import BatchPhaseRunner
+from .colorfield import forget_weights
 from .dryrun import dry_run
 from .engine import Engine
 from .feedback import Feedback
@@ -113,6 +114,7 @@ def run_engine(engine: Engine, phase_runner: PhaseRunner | None = None) -> RunRe
     finally:
         if outputs is not None:
             outputs.close()  # the scratch folder; files not finished are dropped
+        forget_weights()
 
 
 def run_generation(

@@ -113,3 +113,5 @@ def test_compensation_strip_by_strip_is_the_whole_canvas_at_once(monkeypatch):
         np.testing.assert_array_equal(compensate(canvas, rect, [left, top]), want, err_msg=f"strips of {strip} px")
     cached = colorfield._weights(200, 176, tuple(local))
     assert cached is colorfield._weights(200, 176, tuple(local)) and not cached[0].flags.writeable
+    colorfield.forget_weights()  # a run's end
+    assert colorfield._weights.cache_info().currsize == 0

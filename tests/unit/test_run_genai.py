@@ -153,6 +153,10 @@ def test_answers_that_drift_are_registered_back_onto_the_input(city, tmp_path):
             assert 0 <= c["score"]["alignment"] == c["registration"]["residual"] < 1
     assert np.median(errors) < 1.0 and max(errors) < 3.0, errors  # at the canvas corners
     assert report["config"]["register"] is True  # auto: on for a model
+    from iso_tile_stylizer.iso_qgis.colorfield import _weights
+
+    assert any("color_match" in t for t in report["tiles"].values())  # the weights were used...
+    assert _weights.cache_info().currsize == 0  # ...and let go at the run's end
 
 
 def test_an_answer_that_cannot_be_put_back_is_asked_again_and_never_cached(city, tmp_path):
