@@ -178,10 +178,10 @@ class _Warper:
     def sample(self, warp: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Samples (flat float32; undefined outside) and the inside mask (flat float32, 0 or 1)."""
         hh, ww = shape
-        step = warp[1, 1]
+        step = float(warp[1, 1])
         if (  # every center on a pixel's center (the identity, or every step-th row): the pixels themselves
             step >= 1
-            and step == int(step)
+            and step.is_integer()
             and np.array_equal(warp, _rows(int(step)))
             and (ww, hh) == (self.size[0], -(-self.size[1] // int(step)))
         ):
