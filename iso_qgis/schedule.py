@@ -355,10 +355,12 @@ def run_ready_queue(
                 preparing -= 1
                 results[tile] = [None] * len(value)
                 remaining[tile] = len(value)
-                if not value:
+                if not value or canceled:  # canceled while it was prepared: none of its jobs will run
+                    remaining[tile] = 0
                     finish_tile(tile)
-                held[tile] = list(enumerate(value))
-                release(tile, max(1, adaptive_width) if enough is not None else len(value))
+                else:
+                    held[tile] = list(enumerate(value))
+                    release(tile, max(1, adaptive_width) if enough is not None else len(value))
             elif kind == "job":
                 calls_in_flight -= 1
                 results[tile][i] = value

@@ -81,6 +81,32 @@ def test_cancel_stops_opening_tiles_and_reports_it():
     assert not ok and 3 <= len(finished) < len(tiles)
 
 
+def test_a_tile_whose_prepare_ends_after_a_cancel_is_still_finished():
+    """A tile being prepared when the run is canceled gets its finish (every job None: none will run), so
+    its record says canceled instead of the tile being left half-open."""
+    canceled, gate = threading.Event(), threading.Event()
+    got: dict = {}
+
+    def prepare(t):
+        if t == (1, 0):
+            assert gate.wait(10), "the cancel was never noticed"  # still preparing when the run is canceled
+        return [lambda t=t, i=i: (t, i) for i in range(2)]
+
+    def finish(t, results):
+        got[t] = results
+        canceled.set()  # the first tile done: the user cancels
+
+    def is_canceled():
+        if canceled.is_set():
+            gate.set()  # the scheduler has seen the cancel: let the slow prepare end
+        return canceled.is_set()
+
+    ok = run_ready_queue([(0, 0), (1, 0)], {}, prepare, finish, 1, is_canceled=is_canceled, cpu_workers=2)
+    assert not ok
+    assert got[(0, 0)] == [((0, 0), 0), ((0, 0), 1)]
+    assert got.get((1, 0)) == [None, None]
+
+
 @pytest.mark.parametrize(("mode", "expected"), [("left", {(0, 1)}), ("top", {(1, 0)}), ("none", set())])
 def test_dependency_modes(mode, expected):
     deps = dependencies([(0, 0), (1, 0), (0, 1), (1, 1)], mode)
