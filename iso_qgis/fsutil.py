@@ -180,8 +180,8 @@ def decode_rgb(data: bytes, max_pixels: int | None = None) -> Any:
     own limit, past which it warns of a decompression bomb) goes to Pillow too; a caller with a lower limit
     checks Pillow's size itself.
 
-    (libpng through GDAL decodes a model's answer in a quarter less CPU than Pillow on one thread, but not
-    with 16 answers decoded at once, where it raised a run's peak memory by 400 MB: not used.)"""
+    (libpng through GDAL decodes a model's answer in a quarter less CPU than Pillow on one thread, but
+    saved only 0.01 to 0.03 s per tile in a run, with 16 answers decoded at once: not used.)"""
     import numpy as np
     from PIL import Image
 
