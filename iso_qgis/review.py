@@ -28,7 +28,7 @@ import numpy as np
 
 from .backends import Backend
 from .backends.offline import OfflineBackend
-from .colorfield import fit_side
+from .colorfield import fit_side, forget_weights
 from .engine import Engine
 from .errors import IsoInputError
 from .feedback import Feedback
@@ -184,6 +184,8 @@ def _locked(out_dir: str | Path, fb: Feedback, action: Callable[[FolderRun], dic
         except OSError as exc:
             fix = "Free some space or fix the permissions, then try again"
             raise IsoInputError("OUTPUT_DIR", f"cannot write in {out_dir} ({exc.strerror or exc})", fix) from None
+        finally:
+            forget_weights()  # what color compensation kept for the action's tile
 
 
 def rescore_neighbors(run: Engine, x: int, y: int, canvas: np.ndarray) -> list[list[int]]:

@@ -247,6 +247,9 @@ def test_a_chosen_candidate_is_kept_as_the_run_keeps_tiles_its_colors_matched(ci
     assert kept.shape == raw.shape and not np.array_equal(kept, raw)
     rec = json.loads((out / "state" / f"{x}_{y}.json").read_text())
     assert {m["side"] for m in rec["color_match"]} == {"left", "top", "right", "bottom"}
+    from iso_tile_stylizer.iso_qgis.colorfield import _weights
+
+    assert _weights.cache_info().currsize == 0  # the weights of the matching are not kept after the choice
 
 
 def seam_against(tile_canvas, tile_origin, image, origin, side, tile):
