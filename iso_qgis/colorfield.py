@@ -180,7 +180,7 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         for f, (_, (c0, r0, _, _)) in zip(fits, local)
     ]
     weights = _weights(h, w, local)
-    out = np.empty_like(canvas)
+    out = np.empty(canvas.shape, np.uint8)
     rows = max(1, STRIP_PX // w)
     for r in range(0, h, rows):
         part = np.s_[r : r + rows]

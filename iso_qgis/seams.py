@@ -105,7 +105,7 @@ def delta_e(lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:
     d *= d
     e = d[..., 0] + d[..., 1]
     e += d[..., 2]
-    return np.sqrt(e, out=e)
+    return np.sqrt(e)
 
 
 # ------------------------------------------------------------------ geometry

@@ -189,6 +189,6 @@ def test_delta_e_adds_the_squares_as_a_sum_over_the_channels_does(dtype):
     rng = np.random.default_rng(13)
     a = (rng.random((300, 200, 3)) * 200 - 100).astype(dtype)
     b = (rng.random((300, 200, 3)) * 200 - 100).astype(dtype)
-    for x, y in ((a, b), (a[:, -1], b[:, 0]), (a[::3, 5:9], b[1::3, :4])):
+    for x, y in ((a, b), (a[:, -1], b[:, 0]), (a[::3, 5:9], b[1::3, :4]), (a[0, 0], b[0, 0])):  # ... one pixel
         np.testing.assert_array_equal(s.delta_e(x, y), np.sqrt(np.sum((x - y) ** 2, axis=-1)))
     assert s.delta_e(a, b).dtype == dtype
