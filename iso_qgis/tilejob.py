@@ -386,12 +386,9 @@ def fit_answer(
 def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An answer of another size resized to the canvas (``size`` = (w, h)); one of the canvas's size as it is."""
     w, h = size
-    im = Image.fromarray(image)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    if im.size == (w, h):
+    if (image.shape[1], image.shape[0]) == (w, h):
         return image
-    return np.asarray(im.resize((w, h), Image.LANCZOS))
+    return np.asarray(Image.fromarray(image).convert("RGB").resize((w, h), Image.LANCZOS))
 
 
 def place(image: np.ndarray, size: tuple[int, int], affine: np.ndarray | None) -> np.ndarray:
