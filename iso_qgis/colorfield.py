@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .seams import STRIP_PX  # pixels per strip of rows, as for the seams' conversions
+
 Rect = tuple[int, int, int, int]
 #: block size (px) of the means the fit uses
 BLOCK = 8
@@ -195,10 +197,6 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         np.round(acc, out=acc)
         out[part] = np.clip(acc, 0, 255, out=acc)  # whole numbers in 0..255: the cast keeps them
     return out
-
-
-#: pixels per strip of rows in ``compensate``
-STRIP_PX = 1 << 16
 
 
 @functools.lru_cache(maxsize=4)
