@@ -207,11 +207,6 @@ class _Level:
         return warp if self.rows == 1 else _compose(warp, _rows(self.rows))
 
 
-def _large_fine(factors: list[int], size: tuple[int, int]) -> bool:
-    """Whether the finest of these levels of a canvas of ``size`` is matched the cheaper way (``LARGE_LEVEL_PX``)."""
-    return len(factors) > 1 and min(size) / factors[-1] >= LARGE_LEVEL_PX
-
-
 def _rows(step: int) -> np.ndarray:
     """The map of a grid of every ``step``-th row onto the rows (pixel centers onto pixel centers)."""
     return np.array([[1.0, 0.0, 0.0], [0.0, float(step), 0.5 - step / 2]])
@@ -237,7 +232,8 @@ class Template:
                 tpl.flat = True
                 return tpl
             gy, gx = np.gradient(t)
-            rows = FINE_ROWS if f == factors[-1] and _large_fine(factors, (w, h)) else 1
+            large = f == factors[-1] and len(factors) > 1 and min(w, h) / f >= LARGE_LEVEL_PX  # the finest, large
+            rows = FINE_ROWS if large else 1
             t, gx, gy = t[::rows], gx[::rows], gy[::rows]
             hh, ww = t.shape
             yc, xc = np.mgrid[0:hh, 0:ww].astype(np.float32) + 0.5
@@ -380,8 +376,8 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     warpers = {f: _Warper(images[f]) for f in factors}
     steps = {f: STEPS[0] if i == 0 else STEPS[1] for i, f in enumerate(factors)}
     f0, fine = factors[0], factors[-1]
-    if len(factors) > 1:
-        steps[fine] = FINE_STEPS if _large_fine(factors, (w, h)) else STEPS[2]
+    if len(factors) > 1:  # a finest level matched on fewer rows (a large one) takes fewer steps too
+        steps[fine] = FINE_STEPS if template.levels[fine].rows > 1 else STEPS[2]
     lv0 = template.levels[f0]
     tried: list[tuple[float, np.ndarray]] = []
     frames = framings((w, h), answer_size or (answer.shape[1], answer.shape[0]))
