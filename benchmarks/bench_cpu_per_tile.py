@@ -21,6 +21,10 @@ Run from the repository root after ``bash scripts/make_sample.sh``:
 
 ``--profile``: also a sampling profile of the measured run (pyinstrument, if installed) into
 ``benchmarks/out/cpu/profile.txt``.
+
+``--floor``: then, on the measured run's files, what a tile costs in calls to compiled libraries alone (PNG
+decoding and encoding, the GeoTIFFs' compression, overviews, read-back and quick looks), one tile at a time on
+one thread: a bound no change to the engine's own arithmetic can go under while it makes those outputs.
 """
 
 from __future__ import annotations
@@ -249,6 +253,103 @@ def print_figures(m: dict[str, Any], tiles: int) -> None:
     print(f"{'total':48s} {total / tiles:14.3f}")
 
 
+def tile_geotiffs(rgba: Any, heat: Any, geotransform: tuple[float, ...], wkt: str, tmp: Path) -> dict[str, Any]:
+    """One tile's share of the run's GeoTIFFs, each a function of no arguments: the mosaic (with its full-size
+    quick look as read-back), the heatmap, and the overlay (heat colors over gray, with its quick look), written
+    with the settings of ``mosaic.MosaicPass``."""
+    import numpy as np
+    from PIL import Image
+
+    from iso_tile_stylizer.iso_qgis import mosaic, outputs
+
+    h, w = heat.shape
+    tif = functools.partial(outputs.GeoTiffWriter, width=w, height=h, geotransform=geotransform, crs_wkt=wkt)
+
+    def mosaic_tif() -> None:
+        writer = tif(tmp / "m.tif", count=4, dtype="uint8", zlevel=3)
+        writer.write(0, 0, rgba)
+        mosaic.close_with_png(writer, tmp / "m.png")
+
+    def heatmap_tif() -> None:
+        writer = tif(tmp / "h.tif", count=1, dtype="float32", nodata=mosaic.NODATA, zlevel=1, predictor=1)
+        writer.write(0, 0, heat)
+        writer.close()
+
+    def overlay_tif() -> None:
+        nan_heat = np.where(heat == mosaic.NODATA, np.nan, heat).astype(np.float32)
+        gray = Image.fromarray(rgba[..., :3]).convert("L").convert("RGBA")
+        over = Image.alpha_composite(gray, Image.fromarray(outputs.heatmap_rgba(nan_heat)))
+        writer = tif(tmp / "o.tif", count=3, dtype="uint8", zlevel=1, overviews=False)
+        writer.write(0, 0, np.asarray(over.convert("RGB")))
+        mosaic.close_with_png(writer, tmp / "o.png")
+
+    return {
+        "mosaic GeoTIFF, overviews, read back, PNG": mosaic_tif,
+        "heatmap GeoTIFF, overviews, read back": heatmap_tif,
+        "heatmap overlay: colors, GeoTIFF, PNG": overlay_tif,
+    }
+
+
+def floor(out: Path, tilejson: Path, tiles: list[tuple[int, int]], k: int) -> None:
+    """What a tile costs in calls to compiled libraries alone, one tile at a time on one thread, on the files of
+    the measured run ``out``: the engine's own arithmetic (registration, resampling, scoring, color match,
+    compositing) left out. Decoding its K answers as sent (Pillow), reading its whitebox and reference tiles,
+    writing its accepted canvas and final tile PNGs, and its share of the GeoTIFFs (its 1024 px window of the
+    mosaic, heatmap and overlay written on their own, with overviews, read back, and the two quick looks made)."""
+    import tempfile
+
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from iso_tile_stylizer.iso_qgis import fsutil
+    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+
+    z = load_tilejson(tilejson).level().z
+    cpu: dict[str, float] = defaultdict(float)
+
+    def timed(stage: str, fn: Any, *args: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            cpu[stage] += time.thread_time() - t0
+
+    with rasterio.open(out / "mosaic.tif") as ds:
+        gt, wkt = ds.transform, ds.crs.to_wkt()
+    side = round(len(tiles) ** 0.5)  # the patch is square, its tiles in row order
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for i, (x, y) in enumerate(tiles):
+            for answer in sorted((out / "candidates" / f"{x}_{y}").glob("v*.png"))[:k]:
+                data = answer.read_bytes()
+                timed("answer decoding (Pillow)", fsutil.decode_rgb, data)
+            for layer in ("raw_whitebox", "raw_satellite"):
+                f = tilejson.parent / layer / str(z) / str(x) / f"{y}.png"
+                if f.is_file():
+                    timed("reading its whitebox and reference tiles", fsutil.load_rgb_png, f)
+            canvas = fsutil.load_rgb_png(next((out / "accepted").glob(f"*/{x}_{y}.png")))
+            timed("accepted canvas PNG (level 1)", fsutil.save_rgb_png, canvas, tmp / "c.png", 1)
+            final = fsutil.load_rgb_png(out / "tiles" / str(z) / str(x) / f"{y}.png")
+            timed("final tile PNG (level 3)", fsutil.save_rgb_png, final, tmp / "t.png", 3)
+            h, w = final.shape[:2]
+            window = Window((i % side) * w, (i // side) * h, w, h)
+            with rasterio.open(out / "mosaic.tif") as ds:
+                rgba = np.moveaxis(ds.read(window=window), 0, 2)
+            with rasterio.open(out / "seam_heatmap.tif") as ds:
+                heat = ds.read(1, window=window)
+            tgt = (gt.c + window.col_off * gt.a, gt.a, 0.0, gt.f + window.row_off * gt.e, 0.0, gt.e)
+            for stage, fn in tile_geotiffs(rgba, heat, tgt, wkt, tmp).items():
+                timed(stage, fn)
+    n = len(tiles)
+    total = sum(cpu.values()) / n
+    print(f"\nfloor: calls to compiled libraries alone, per tile ({n} tiles, one thread, K={k})")
+    print(f"{'stage':48s} {'CPU s per tile':>14s}")
+    for name, s in cpu.items():
+        print(f"{name:48s} {s / n:14.3f}")
+    print(f"{'total':48s} {total:14.3f}   ({total / 0.25:.1f} x the 0.25 s target)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiles", type=int, default=4, help="patch of N x N tiles (default 4)")
@@ -262,6 +363,7 @@ def main() -> None:
         default=0,
         help="answers of this size, as a model sends them (e.g. 1024); 0: the canvas's size",
     )
+    ap.add_argument("--floor", action="store_true", help="also what calls to compiled libraries alone cost a tile")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -301,6 +403,8 @@ def main() -> None:
             print_figures(m, n)
             results.append(m)
     (OUT / "cpu_per_tile.json").write_text(json.dumps(results, indent=1))
+    if args.floor:
+        floor(OUT / f"measured-{args.runs - 1}", tj, tiles, args.k)
 
 
 if __name__ == "__main__":
