@@ -116,6 +116,39 @@ def test_luminance_by_lookups_is_the_weighted_sum_of_the_linear_channels_bit_for
     np.testing.assert_array_equal(s._luminance(rgb), 116 * s._f(y) - 16)
 
 
+def _lab_as_written(lin):
+    """CIELAB of linear light by the formulas on whole arrays, as ``linear_to_lab`` computed it before it
+    worked in place: the values it must keep, bit for bit."""
+    xyz = lin @ s._RGB_TO_XYZ
+    cube = np.exp(np.log(np.maximum(xyz, s._EPSILON)) * (1 / 3))
+    f = np.where(xyz > s._EPSILON, cube, xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def test_lab_in_place_is_the_formulas_on_whole_arrays_bit_for_bit():
+    """A million colors and every dark one (the linear part of f), as an image, a list of pixels, a strided view
+    and a single pixel; float64 linear light too (every one of the 16.7 million colors was checked once)."""
+    rng = np.random.default_rng(21)
+    dark = np.stack(np.meshgrid(*[np.arange(48)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    rgb = np.concatenate([rng.integers(0, 256, (1_000_000 - len(dark), 3)), dark]).astype(np.uint8)
+    for image in (rgb.reshape(1000, 1000, 3), rgb, rgb.reshape(1000, 1000, 3)[::3, 1::2], rgb[7]):
+        lin = s.SRGB_TO_LINEAR[image]
+        np.testing.assert_array_equal(s.rgb_to_lab(image), _lab_as_written(lin))
+        padded = np.zeros((*lin.shape[:-1], 4), lin.dtype)
+        padded[..., :3] = lin  # a view of linear light that is not contiguous
+        np.testing.assert_array_equal(s.linear_to_lab(padded[..., :3]), _lab_as_written(lin))
+        lin64 = lin.astype(np.float64)
+        got = s.linear_to_lab(lin64)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, _lab_as_written(lin64))
+    assert np.asarray(s._f(np.float32(0.001))) == pytest.approx(0.1457180, abs=1e-6)  # one value, dark or not
+    assert np.asarray(s._f(0.5)) == pytest.approx(0.5 ** (1 / 3), abs=1e-7)
+
+
 def test_conversions_strip_by_strip_give_the_same_values_as_at_once(monkeypatch):
     rgb = noise_image(700, 650, 11)
     monkeypatch.setattr(s, "STRIP_PX", 10**9)  # one strip: the image at once
