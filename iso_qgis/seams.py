@@ -244,6 +244,15 @@ def _gradients(lab_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
+#: a band's mean color and the gradients of its L* (what a seam score reads of each side besides the pixels)
+BandStats = tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]
+
+
+def band_stats(lab: np.ndarray) -> BandStats:
+    """The mean color of a band in Lab and the gradients of its L*, for ``score_seam``."""
+    return lab.reshape(-1, 3).mean(0), _gradients(lab[..., 0])
+
+
 def score_seam(
     band_neighbor: np.ndarray,
     band_new: np.ndarray,
@@ -252,10 +261,12 @@ def score_seam(
     weights: SeamWeights,
     lab_neighbor: np.ndarray | None = None,
     lab_new: np.ndarray | None = None,
+    stats_neighbor: BandStats | None = None,
 ) -> tuple[SeamScore, np.ndarray, np.ndarray]:
     """Score the seam between an accepted neighbor and a new candidate on the SAME ground.
 
-    ``lab_neighbor`` and ``lab_new`` may be given precomputed.
+    ``lab_neighbor`` and ``lab_new`` may be given precomputed, and the neighbor's ``band_stats`` too (a tile's
+    candidates are all scored against the same neighbor band).
     Returns the score, the minimum-error path, and the per-pixel deltaE of the band.
     """
     lab_a = rgb_to_lab(band_neighbor) if lab_neighbor is None else lab_neighbor
@@ -266,8 +277,9 @@ def score_seam(
     along = np.arange(len(path))
     on_cut = err[along, path] if vertical else err[path, along]
     cut_rms = float(np.sqrt(np.mean(on_cut**2)))
-    offset = float(np.linalg.norm(lab_a.reshape(-1, 3).mean(0) - lab_b.reshape(-1, 3).mean(0)))
-    ga, gb = _gradients(lab_a[..., 0]), _gradients(lab_b[..., 0])
+    mean_a, ga = stats_neighbor or band_stats(lab_a)
+    mean_b, gb = band_stats(lab_b)
+    offset = float(np.linalg.norm(mean_a - mean_b))
     gradient = float(np.mean(np.abs(ga[0] - gb[0]) + np.abs(ga[1] - gb[1])) / 2)
     score = weights.cut * cut_rms + weights.offset * offset + weights.gradient * gradient
     return SeamScore(side, neighbor, cut_rms, offset, gradient, score, int(err.size)), path, err

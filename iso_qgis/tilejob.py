@@ -32,6 +32,7 @@ from .runconfig import DEFAULT_PROMPT, RunConfig, candidate_seed
 from .schedule import PriorityGate, Schedule
 from .seams import (
     aggregate_seams,
+    band_stats,
     color_term,
     crop,
     edge_map,
@@ -167,7 +168,8 @@ class TileJobs:
             band = intersect(rect, self.plan.rect(nb))
             if band is not None:
                 nband = crop(ncanvas, self.plan.rect(nb)[:2], band)
-                bands.append((side, self.plan.tile(nb), band, nband, rgb_to_lab(nband)))
+                nlab = rgb_to_lab(nband)
+                bands.append((side, self.plan.tile(nb), band, nband, nlab, band_stats(nlab)))
         ctx = {
             "rect": rect, "bands": bands, "edges": static["edges"], "started": time.perf_counter(),
             "ref_lab": static["ref_lab"], "digest": static["digest"], "template": static["template"],
@@ -249,11 +251,11 @@ class TileJobs:
         assert img is not None
         rect = ctx["rect"]
         seams = []
-        for side, nb, band, nband, nlab in ctx["bands"]:
+        for side, nb, band, nband, nlab, nstats in ctx["bands"]:
             mine = crop(img, rect[:2], band)
             if self.stages["color_match"]:  # scored as it will be kept: its colors matched over the band
                 mine = fit_side(side, band, nband, mine).apply(mine).round().astype(np.uint8)
-            seams.append(score_seam(nband, mine, side, nb, w, nlab)[0])
+            seams.append(score_seam(nband, mine, side, nb, w, nlab, stats_neighbor=nstats)[0])
         seam_part = aggregate_seams(seams, w)
         structure = structure_term(img, ctx["edges"])
         color = color_term(img, ctx["ref_lab"]) if ctx["ref_lab"] is not None else 0.0
@@ -326,12 +328,12 @@ class TileJobs:
         rec.pop("color_match", None)
         rec.pop("harmonization", None)
         if self.stages["color_match"] and ctx["bands"]:
-            fits = [fit_side(side, band, nband, crop(img, rect[:2], band)) for side, _, band, nband, _ in ctx["bands"]]
+            fits = [fit_side(side, band, nband, crop(img, rect[:2], band)) for side, _, band, nband, *_ in ctx["bands"]]
             img = compensate(img, rect, fits)
             rec["color_match"] = [f.as_dict() for f in fits]
         if self.cfg.harmonize and ctx["bands"]:
             lab = rgb_to_lab(img)
-            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab in ctx["bands"]]
+            pairs = [(nlab, crop(lab, rect[:2], band)) for _, _, band, _, nlab, _ in ctx["bands"]]
             img, rec["harmonization"] = harmonize(lab, pairs)
         return img
 

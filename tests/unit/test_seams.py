@@ -225,3 +225,16 @@ def test_delta_e_adds_the_squares_as_a_sum_over_the_channels_does(dtype):
     for x, y in ((a, b), (a[:, -1], b[:, 0]), (a[::3, 5:9], b[1::3, :4]), (a[0, 0], b[0, 0])):  # ... one pixel
         np.testing.assert_array_equal(s.delta_e(x, y), np.sqrt(np.sum((x - y) ** 2, axis=-1)))
     assert s.delta_e(a, b).dtype == dtype
+
+
+def test_a_neighbors_band_stats_given_once_score_as_computed_each_time():
+    """A tile's candidates are scored against the neighbor's band stats computed once: the same score."""
+    a, b = noise_image(40, 16, 30), noise_image(40, 16, 31)
+    b[:, 8:] = a[:, 8:]  # a cut can follow the matching half
+    lab_a = s.rgb_to_lab(a)
+    plain = s.score_seam(a, b, "left", (0, 0), s.SeamWeights())
+    given = s.score_seam(a, b, "left", (0, 0), s.SeamWeights(), lab_a, stats_neighbor=s.band_stats(lab_a))
+    assert given[0] == plain[0] and plain[0].offset > 0 and plain[0].gradient > 0
+    np.testing.assert_array_equal(given[1], plain[1])
+    other = s.band_stats(s.rgb_to_lab(noise_image(40, 16, 32)))  # stats of another band: another score
+    assert s.score_seam(a, b, "left", (0, 0), s.SeamWeights(), stats_neighbor=other)[0].offset != plain[0].offset
