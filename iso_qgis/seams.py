@@ -56,12 +56,10 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 def linear_to_lab(lin: np.ndarray) -> np.ndarray:
     """Linear-light RGB float (..., 3) -> CIELAB float32 (D65).
 
-    The same values as the formulas written out on whole arrays, in less time: one matrix product over every
-    pixel when the input is contiguous (not one per row of an image), each channel computed into its place."""
-    if lin.ndim > 2 and lin.flags.c_contiguous:
-        xyz = (lin.reshape(-1, 3) @ _RGB_TO_XYZ).reshape(lin.shape)
-    else:
-        xyz = lin @ _RGB_TO_XYZ
+    The same values as the formulas written out on whole arrays, in less time: each channel is computed into
+    its place. (The matrix product stays one per row of an image: one product over a whole band costs the same
+    CPU on one thread, and past OpenBLAS's threshold it wakes its threads, from every thread that scores.)"""
+    xyz = lin @ _RGB_TO_XYZ
     f = _f(xyz)
     lab = np.empty_like(f)
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
