@@ -253,56 +253,20 @@ def print_figures(m: dict[str, Any], tiles: int) -> None:
     print(f"{'total':48s} {total / tiles:14.3f}")
 
 
-def tile_geotiffs(rgba: Any, heat: Any, geotransform: tuple[float, ...], wkt: str, tmp: Path) -> dict[str, Any]:
-    """One tile's share of the run's GeoTIFFs, each a function of no arguments: the mosaic (with its full-size
-    quick look as read-back), the heatmap, and the overlay (heat colors over gray, with its quick look), written
-    with the settings of ``mosaic.MosaicPass``."""
-    import numpy as np
-    from PIL import Image
-
-    from iso_tile_stylizer.iso_qgis import mosaic, outputs
-
-    h, w = heat.shape
-    tif = functools.partial(outputs.GeoTiffWriter, width=w, height=h, geotransform=geotransform, crs_wkt=wkt)
-
-    def mosaic_tif() -> None:
-        writer = tif(tmp / "m.tif", count=4, dtype="uint8", zlevel=3)
-        writer.write(0, 0, rgba)
-        mosaic.close_with_png(writer, tmp / "m.png")
-
-    def heatmap_tif() -> None:
-        writer = tif(tmp / "h.tif", count=1, dtype="float32", nodata=mosaic.NODATA, zlevel=1, predictor=1)
-        writer.write(0, 0, heat)
-        writer.close()
-
-    def overlay_tif() -> None:
-        nan_heat = np.where(heat == mosaic.NODATA, np.nan, heat).astype(np.float32)
-        gray = Image.fromarray(rgba[..., :3]).convert("L").convert("RGBA")
-        over = Image.alpha_composite(gray, Image.fromarray(outputs.heatmap_rgba(nan_heat)))
-        writer = tif(tmp / "o.tif", count=3, dtype="uint8", zlevel=1, overviews=False)
-        writer.write(0, 0, np.asarray(over.convert("RGB")))
-        mosaic.close_with_png(writer, tmp / "o.png")
-
-    return {
-        "mosaic GeoTIFF, overviews, read back, PNG": mosaic_tif,
-        "heatmap GeoTIFF, overviews, read back": heatmap_tif,
-        "heatmap overlay: colors, GeoTIFF, PNG": overlay_tif,
-    }
-
-
 def floor(out: Path, tilejson: Path, tiles: list[tuple[int, int]], k: int) -> None:
     """What a tile costs in calls to compiled libraries alone, one tile at a time on one thread, on the files of
     the measured run ``out``: the engine's own arithmetic (registration, resampling, scoring, color match,
     compositing) left out. Decoding its K answers as sent (Pillow), reading its whitebox and reference tiles,
     writing its accepted canvas and final tile PNGs, and its share of the GeoTIFFs (its 1024 px window of the
-    mosaic, heatmap and overlay written on their own, with overviews, read back, and the two quick looks made)."""
+    mosaic and heatmap written by the streaming pass's own functions into GeoTIFFs of its own, with overviews,
+    read back, and the two quick looks made)."""
     import tempfile
 
     import numpy as np
     import rasterio
     from rasterio.windows import Window
 
-    from iso_tile_stylizer.iso_qgis import fsutil
+    from iso_tile_stylizer.iso_qgis import fsutil, mosaic
     from iso_tile_stylizer.iso_qgis.grid import load_tilejson
 
     z = load_tilejson(tilejson).level().z
@@ -315,11 +279,14 @@ def floor(out: Path, tilejson: Path, tiles: list[tuple[int, int]], k: int) -> No
         finally:
             cpu[stage] += time.thread_time() - t0
 
-    with rasterio.open(out / "mosaic.tif") as ds:
-        gt, wkt = ds.transform, ds.crs.to_wkt()
     side = round(len(tiles) ** 0.5)  # the patch is square, its tiles in row order
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        rasterio.open(out / "mosaic.tif") as mosaic_tif,
+        rasterio.open(out / "seam_heatmap.tif") as heat_tif,
+    ):
         tmp = Path(tmp_name)
+        gt = mosaic_tif.transform
         for i, (x, y) in enumerate(tiles):
             for answer in sorted((out / "candidates" / f"{x}_{y}").glob("v*.png"))[:k]:
                 data = answer.read_bytes()
@@ -332,15 +299,21 @@ def floor(out: Path, tilejson: Path, tiles: list[tuple[int, int]], k: int) -> No
             timed("accepted canvas PNG (level 1)", fsutil.save_rgb_png, canvas, tmp / "c.png", 1)
             final = fsutil.load_rgb_png(out / "tiles" / str(z) / str(x) / f"{y}.png")
             timed("final tile PNG (level 3)", fsutil.save_rgb_png, final, tmp / "t.png", 3)
+            # its window of the mosaic and heatmap, written as the streaming pass writes a block, then closed (GDAL
+            # compresses the blocks it holds when they leave its cache: at the close, for a file this small)
             h, w = final.shape[:2]
             window = Window((i % side) * w, (i // side) * h, w, h)
-            with rasterio.open(out / "mosaic.tif") as ds:
-                rgba = np.moveaxis(ds.read(window=window), 0, 2)
-            with rasterio.open(out / "seam_heatmap.tif") as ds:
-                heat = ds.read(1, window=window)
+            rgb = np.moveaxis(mosaic_tif.read((1, 2, 3), window=window), 0, 2)
+            heat = heat_tif.read(1, window=window)
+            heat = np.where(heat == mosaic.NODATA, np.float32(np.nan), heat)
             tgt = (gt.c + window.col_off * gt.a, gt.a, 0.0, gt.f + window.row_off * gt.e, 0.0, gt.e)
-            for stage, fn in tile_geotiffs(rgba, heat, tgt, wkt, tmp).items():
-                timed(stage, fn)
+            writers = mosaic.open_writers(tmp, tmp, w, h, tgt, mosaic_tif.crs.to_wkt())
+            timed("pixels into the GeoTIFFs (alpha, heat colors)", mosaic.write_pixels, writers, 0, 0, rgb, heat, True)
+            timed(
+                "mosaic: deflate, overviews, read back as PNG", mosaic.close_with_png, writers["mosaic"], tmp / "m.png"
+            )
+            timed("heatmap: deflate, overviews, read back", writers["heatmap"].close)
+            timed("overlay: deflate, its PNG", mosaic.close_with_png, writers["overlay"], tmp / "o.png")
     n = len(tiles)
     total = sum(cpu.values()) / n
     print(f"\nfloor: calls to compiled libraries alone, per tile ({n} tiles, one thread, K={k})")

@@ -149,19 +149,7 @@ class MosaicPass:
         w, h = box[2] - box[0], box[3] - box[1]
         gt = run.lv.affine.shifted(box[0], box[1]).to_gdal()
         wkt = run.grid.crs_wkt()
-        self.writers = {
-            # deflate level 3: a quarter of the CPU of level 6, for a file about 8% larger
-            "mosaic": GeoTiffWriter(run.out / "mosaic.tif", w, h, 4, "uint8", gt, wkt, zlevel=3),
-            # the heatmap is nodata but for narrow bands: the floating point predictor costs more than half its
-            # CPU and makes it larger (a 4096 px heatmap: 13.9 MB at level 3 with it, 11.1 MB at level 1 without)
-            "heatmap": GeoTiffWriter(
-                run.out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA, zlevel=1, predictor=1
-            ),
-            # only a source for its PNG: overviews when the PNG is scaled down, which then reads them
-            "overlay": GeoTiffWriter(
-                self.work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=max(w, h) > MAX_PNG_PX
-            ),
-        }
+        self.writers = open_writers(run.out, self.work, w, h, gt, wkt)
         self.plan()
         for b in [b for b in self.jobs_of if self.paint_left.get(b, 0) == 0]:
             self._finalize_block(b)  # blocks no tile paints (holes in the patch)
@@ -258,16 +246,8 @@ class MosaicPass:
         valid = self.status.get(c) == DONE
         col, row = rect[0] - self.box[0], rect[1] - self.box[1]
 
-        def write() -> None:  # on the GeoTIFF thread (GDAL's compression runs outside the GIL)
-            alpha = np.full(rgb.shape[:2], 255 if valid else 0, np.uint8)
-            h = heat if valid else np.full_like(heat, np.nan)
-            self.writers["mosaic"].write(col, row, np.dstack([rgb, alpha]))
-            self.writers["heatmap"].write(col, row, np.nan_to_num(h, nan=NODATA))
-            gray = Image.fromarray(rgb).convert("L").convert("RGBA")
-            over = Image.alpha_composite(gray, Image.fromarray(heatmap_rgba(h)))
-            self.writers["overlay"].write(col, row, np.asarray(over.convert("RGB")))
-
-        self.futures.append(self.tif_pool.submit(write))
+        # on the GeoTIFF thread (GDAL's compression runs outside the GIL)
+        self.futures.append(self.tif_pool.submit(write_pixels, self.writers, col, row, rgb, heat, valid))
 
     def write_tile(self, c: Cell, image: Rect) -> None:
         if self.status.get(c) != DONE:
@@ -290,6 +270,36 @@ class MosaicPass:
         L = np.zeros(rgb.shape[:2], np.float32)
         L[:, cols] = rgb_to_lab(rgb[:, cols])[..., 0]
         self.sums.add(L, ok, [edge], spacing)
+
+
+def open_writers(out: Path, work: Path, w: int, h: int, gt: tuple[float, ...], wkt: str) -> dict[str, GeoTiffWriter]:
+    """The pass's GeoTIFFs of a ``w`` x ``h`` patch: the mosaic and the heatmap in ``out``, and the overlay
+    (the heat over the mosaic in gray, the source of its quick look) in the scratch folder ``work``."""
+    return {
+        # deflate level 3: a quarter of the CPU of level 6, for a file about 8% larger
+        "mosaic": GeoTiffWriter(out / "mosaic.tif", w, h, 4, "uint8", gt, wkt, zlevel=3),
+        # the heatmap is nodata but for narrow bands: the floating point predictor costs more than half its
+        # CPU and makes it larger (a 4096 px heatmap: 13.9 MB at level 3 with it, 11.1 MB at level 1 without)
+        "heatmap": GeoTiffWriter(out / "seam_heatmap.tif", w, h, 1, "float32", gt, wkt, NODATA, zlevel=1, predictor=1),
+        # only a source for its PNG: overviews when the PNG is scaled down, which then reads them
+        "overlay": GeoTiffWriter(
+            work / "overlay.tif", w, h, 3, "uint8", gt, wkt, zlevel=1, overviews=max(w, h) > MAX_PNG_PX
+        ),
+    }
+
+
+def write_pixels(
+    writers: dict[str, GeoTiffWriter], col: int, row: int, rgb: np.ndarray, heat: np.ndarray, valid: bool
+) -> None:
+    """A final block's pixels (``heat``: NaN where there is no seam) into the ``open_writers`` GeoTIFFs at
+    (col, row); a block of no accepted tile (``valid`` false) is transparent and has no heat."""
+    alpha = np.full(rgb.shape[:2], 255 if valid else 0, np.uint8)
+    h = heat if valid else np.full_like(heat, np.nan)
+    writers["mosaic"].write(col, row, np.dstack([rgb, alpha]))
+    writers["heatmap"].write(col, row, np.nan_to_num(h, nan=NODATA))
+    gray = Image.fromarray(rgb).convert("L").convert("RGBA")
+    over = Image.alpha_composite(gray, Image.fromarray(heatmap_rgba(h)))
+    writers["overlay"].write(col, row, np.asarray(over.convert("RGB")))
 
 
 #: what a killed run's streaming pass leaves in the output folder: its scratch folder and the GeoTIFFs
