@@ -223,7 +223,13 @@ mkdir -p "$LOGS"
 chroot_versions=()
 for v in "${versions[@]}"; do [ "$v" = "$host_version" ] || chroot_versions+=("$v"); done
 if [ ${#chroot_versions[@]} -gt 0 ]; then
-  command -v debootstrap >/dev/null || { echo "test_matrix: QGIS ${chroot_versions[*]} need debootstrap (apt-get install debootstrap)" >&2; exit 2; }
+  # a fresh machine has neither debootstrap nor (always) the archive keys that check what it downloads
+  if ! command -v debootstrap >/dev/null || [ ! -s /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+    echo "test_matrix: installing debootstrap and debian-archive-keyring (QGIS ${chroot_versions[*]} run in chroots)"
+    { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+        debootstrap debian-archive-keyring; } >"$LOGS/debootstrap-install.log" 2>&1 \
+      || { echo "test_matrix: could not install debootstrap (see $LOGS/debootstrap-install.log)" >&2; exit 2; }
+  fi
 fi
 
 # Each chroot is locked while in use (flock on <chroot>.lock) and built in the background.
