@@ -76,10 +76,11 @@ def tiles_1024() -> Path:
     return tj
 
 
-def middle_patch(tilejson: Path, n: int) -> list[tuple[int, int]]:
+def middle_patch(tilejson: Path, n: int, corner: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """An n x n patch in the middle of the tile set (dense buildings), or from ``corner`` (x, y)."""
     lv = load_tilejson(tilejson).level()
     x0, y0, x1, y1 = lv.tile_range
-    cx, cy = (x0 + x1 + 1 - n) // 2, (y0 + y1 + 1 - n) // 2
+    cx, cy = corner or ((x0 + x1 + 1 - n) // 2, (y0 + y1 + 1 - n) // 2)
     return [(x, y) for y in range(max(cy, y0), max(cy, y0) + n) for x in range(max(cx, x0), max(cx, x0) + n)]
 
 
@@ -242,6 +243,11 @@ def main() -> None:
         default=0,
         help="answers of this size (a model's own, e.g. 1024), resized to the canvas; 0: the canvas's",
     )
+    ap.add_argument(
+        "--patch",
+        help="the patch's top-left tile X,Y (default: the middle); 4,0 holds the sample's sparse tiles "
+        "(a few small buildings, blank ground)",
+    )
     ap.add_argument("--only", nargs="*", choices=list(STAGES), help="only these configurations")
     ap.add_argument("--offline", action="store_true", help="the offline stylizer, stages off against on")
     args = ap.parse_args()
@@ -250,7 +256,8 @@ def main() -> None:
         offline(args)
         return
     tj = tiles_1024()
-    tiles = middle_patch(tj, args.tiles)
+    corner = tuple(int(v) for v in args.patch.split(",")) if args.patch else None
+    tiles = middle_patch(tj, args.tiles, corner)  # type: ignore[arg-type]
     step = int(load_tilejson(tj).level().step)
     print(f"drift: {args.tiles}x{args.tiles} tiles of {step} px, K={args.k}; shift up to {args.shift:g} px, "
           f"zoom up to {100 * args.zoom:g}%, cast {100 * args.cast:g}%")  # fmt: skip

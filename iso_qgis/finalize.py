@@ -60,8 +60,13 @@ def finalize(
     # footprints of every tile the folder knows, with its outcome
     known = {tuple(int(v) for v in k.split("_")): rec for k, rec in run.state.tiles.items()}
     if known:
-        attrs = {
-            t: {"status": r.get("status", ""), "chosen": int(r.get("chosen", -1)), "score": float(r.get("score", -1.0))}
+        attrs = {  # an accepted tile kept despite a doubt shows as "uncertain" (the review dock and the map say so)
+            t: {
+                "status": "uncertain" if r.get("status") == "accepted" and r.get("uncertain") else r.get("status", ""),
+                "chosen": int(r.get("chosen", -1)),
+                "score": float(r.get("score", -1.0)),
+                "uncertain": str(r.get("uncertain", "")),
+            }
             for t, r in known.items()
         }
         outputs["footprints"] = str(write_footprints(run.grid, list(known), out / "footprints.gpkg", z, attrs))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -46,6 +47,29 @@ IDENTITY_PX = 0.35
 MIN_GAIN = 0.03
 #: a start that reaches this correlation at the coarse levels needs no second start
 GOOD_MATCH = 0.5
+#: the motions registration may fit, simplest first, by the affine parameters each frees (``dp`` of ``_refine``:
+#: x scale, x shear, x shift, y shear, y scale, y shift): a shift; a scale along each axis with it (a model's
+#: zoom, reframing, another aspect); the full affine (rotation and shear too)
+MODELS = {"shift": (2, 5), "scale": (0, 2, 4, 5), "affine": (0, 1, 2, 3, 4, 5)}
+#: a motion is fitted only where the input's structure pins it down: the richest model whose parameters, from the
+#: conditioning of its normal equations at the finest level under a typical answer's residual, move no canvas
+#: corner by more than this (px, one standard deviation); a canvas that cannot pin even a shift is not registered
+#: (the answer is taken as it is: nothing on it can be misplaced by more than that)
+MAX_SIGMA_PX = 0.5
+#: the residual a typical answer leaves after registration, per pixel of normalized structure (2 (1 - match)
+#: at a match of 0.85); a model is chosen before any answer arrives
+TYPICAL_RESIDUAL = 0.3
+#: neighboring samples of a structure map are not independent (a 3 x 3 blur of gradients of block means): the
+#: variance of a least-squares estimate is this many times what independent samples would give (measured: the
+#: spread of estimates over answers drawn with independent texture, on sparse and dense canvases)
+NOISE_CORRELATION = 9.0
+#: on a canvas too sparse for the full affine, an answer is refused as another picture only when its correlation of
+#: structure is within this many standard deviations of what unrelated structure gives (see ``register``)
+SIGNIFICANCE = 5.0
+#: drift is refused only when it is beyond its limit by this many standard deviations of its estimate
+CONFIDENCE = 2.0
+#: structure this close to the canvas's edge (px) is not matched (see ``Template.of``)
+EDGE_PX = 16
 #: a finest level (of several) of at least ``LARGE_LEVEL_PX`` on its short side (canvases of 1024 px and
 #: more: a model's tiles) has structure to spare: it polishes in ``FINE_STEPS`` steps on every ``FINE_ROWS``-th
 #: row, a third of the CPU of all its rows in ``STEPS[2]`` (on drifting 1024 px answers its first step moves
@@ -197,10 +221,33 @@ class _Level:
     factor: int
     t: np.ndarray  # normalized structure of the input at this scale
     sd: np.ndarray  # steepest-descent images (6, N) for the affine parameters
-    hess_inv: np.ndarray  # the inverse of their Gauss-Newton Hessian (6, 6)
+    hess: np.ndarray  # their Gauss-Newton Hessian (6, 6)
     xc: np.ndarray  # pixel center coordinates, flattened
     yc: np.ndarray
     rows: int = 1  # every rows-th row of the level is matched (the arrays above hold those)
+
+    def hess_inv(self, model: str) -> np.ndarray:
+        """The inverse of the Hessian restricted to a model's parameters, as a 6 x 6 map (zero elsewhere): the
+        Gauss-Newton step of that model from the steepest-descent products of all six."""
+        idx = np.array(MODELS[model])
+        out = np.zeros((6, 6))
+        out[np.ix_(idx, idx)] = np.linalg.pinv(self.hess[np.ix_(idx, idx)])
+        return out
+
+    def sigma_px(self, model: str, residual: float) -> float:
+        """How far, at one standard deviation, a fit of ``model`` may put a canvas corner wrong (canvas px) when
+        an answer leaves ``residual`` per pixel: the covariance of its parameters through the corners' motion."""
+        idx = np.array(MODELS[model])
+        sub = self.hess[np.ix_(idx, idx)]
+        if not np.isfinite(sub).all() or np.linalg.eigvalsh(sub).min() <= 1e-9 * max(float(np.abs(sub).max()), 1e-30):
+            return math.inf  # a motion the structure does not constrain at all (none, or all of it on one line)
+        cov = self.hess_inv(model) * (residual * NOISE_CORRELATION)
+        hh, ww = self.t.shape[0] * self.rows, self.t.shape[1]
+        worst = 0.0
+        for x, y in ((0.0, 0.0), (ww, 0.0), (0.0, hh), (ww, hh)):
+            jx, jy = np.array([x, y, 1.0, 0, 0, 0]), np.array([0, 0, 0, x, y, 1.0])
+            worst = max(worst, float(jx @ cov @ jx + jy @ cov @ jy))
+        return math.sqrt(worst) * self.factor
 
     def on_grid(self, warp: np.ndarray) -> np.ndarray:
         """A map of the level's pixels as a map of the matched grid's (its row i is the level's row rows * i)."""
@@ -218,7 +265,19 @@ class Template:
 
     size: tuple[int, int]  # canvas (width, height)
     levels: dict[int, _Level] = field(default_factory=dict)  # by scale divisor, coarse to fine
-    flat: bool = False  # no structure to match (an empty canvas): answers are taken as they are
+    #: the motion the canvas's structure can measure (``MODELS``), or "none": too little structure to place
+    #: anything (an empty canvas, a speck): answers are taken as they are
+    model: str = "none"
+    #: each model's corner uncertainty under a typical answer (px), as the choice saw it
+    sigmas: dict[str, float] = field(default_factory=dict)
+    #: the model fitted at each level (by scale divisor): what that level's structure can measure, at most
+    #: ``model`` (a coarse level of a sparse canvas may hold too few pixels of a building for more than a shift)
+    level_models: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def flat(self) -> bool:
+        """No registration: the canvas holds nothing an answer could misplace measurably."""
+        return self.model == "none"
 
     @classmethod
     def of(cls, canvas: np.ndarray) -> Template:
@@ -229,8 +288,7 @@ class Template:
         for f in factors:
             t = structure_map(grays[f])
             if f == factors[0] and float(np.abs(t).max()) == 0.0:
-                tpl.flat = True
-                return tpl
+                return tpl  # nothing at all: no model
             gy, gx = np.gradient(t)
             large = f == factors[-1] and len(factors) > 1 and min(w, h) / f >= LARGE_LEVEL_PX  # the finest, large
             rows = FINE_ROWS if large else 1
@@ -238,13 +296,30 @@ class Template:
             hh, ww = t.shape
             yc, xc = np.mgrid[0:hh, 0:ww].astype(np.float32) + 0.5
             yc = yc * rows + (0.5 - rows / 2)  # the level's own rows
+            # structure within a drift of the frame's edge is not matched: a model moves it out of the frame, or
+            # makes up what comes in (the same pixels for every answer, so the fit weighs them zero)
+            edge = min(EDGE_PX, 0.04 * min(w, h)) / f
+            keep = ((xc >= edge) & (xc <= ww - edge) & (yc >= edge) & (yc <= hh * rows - edge)).ravel()
             xc, yc = xc.ravel(), yc.ravel()
-            gx, gy = gx.ravel(), gy.ravel()
+            gx, gy = gx.ravel() * keep, gy.ravel() * keep
             sd = np.stack([gx * xc, gx * yc, gx, gy * xc, gy * yc, gy]).astype(np.float32)
             sd64 = sd.astype(np.float64)
             hess = np.einsum("kn,ln->kl", sd64, sd64)
-            tpl.levels[f] = _Level(f, t, sd, np.linalg.pinv(hess), xc, yc, rows)
+            tpl.levels[f] = _Level(f, t, sd, hess, xc, yc, rows)
+        tpl.sigmas = {m: round(tpl.levels[factors[-1]].sigma_px(m, TYPICAL_RESIDUAL), 3) for m in MODELS}
+        tpl.model = _richest(tpl.sigmas)
+        order = list(MODELS)
+        for f, lv in tpl.levels.items():  # a coarser level fits what it pins down to its own pixel size, never more
+            own = _richest({m: lv.sigma_px(m, TYPICAL_RESIDUAL) for m in MODELS}, MAX_SIGMA_PX * f / factors[-1])
+            cap = order.index(tpl.model) if tpl.model in order else -1
+            tpl.level_models[f] = "none" if cap < 0 else order[min(order.index(own) if own in order else 0, cap)]
         return tpl
+
+
+def _richest(sigmas: dict[str, float], limit: float = MAX_SIGMA_PX) -> str:
+    """The richest model whose fit is pinned down (corner uncertainty within ``limit`` px), or "none"."""
+    fits = [m for m in MODELS if sigmas[m] <= limit]
+    return fits[-1] if fits else "none"
 
 
 # ------------------------------------------------------------------ matching
@@ -274,8 +349,11 @@ def _match(level: _Level, image: _Warper, warp: np.ndarray) -> float:
     return float(np.dot(iw, t) / max(float(np.sqrt(np.dot(iw, iw) * np.dot(t, t))), 1e-9))
 
 
-def _refine(level: _Level, image: _Warper, warp: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
-    """Inverse-compositional Lucas-Kanade on normalized structure; returns the map and the final correlation."""
+def _refine(
+    level: _Level, image: _Warper, warp: np.ndarray, steps: int, hess_inv: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Inverse-compositional Lucas-Kanade on normalized structure, over the parameters ``hess_inv`` frees (a
+    model's, ``_Level.hess_inv``); returns the map and the final correlation."""
     t = level.t.ravel()
     match = -1.0
     for _ in range(steps):
@@ -293,7 +371,7 @@ def _refine(level: _Level, image: _Warper, warp: np.ndarray, steps: int) -> tupl
         match = float(np.dot(iw, t) / max(math.sqrt(float(np.dot(tm, t)) * float(np.dot(iw, iw))), 1e-9))
         # the Hessian of the whole template: outside samples are few (the answer covers the canvas but a drift);
         # einsum, not a matrix product: a product of this shape would wake every BLAS thread for nothing
-        dp = level.hess_inv @ np.einsum("kn,n->k", level.sd, err).astype(np.float64)
+        dp = hess_inv @ np.einsum("kn,n->k", level.sd, err).astype(np.float64)
         step = np.array([[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]]])
         warp = _compose(warp, _invert(step))
         if np.abs(dp[[2, 5]]).max() < 1e-3 and np.abs(dp[[0, 1, 3, 4]]).max() < 1e-5:
@@ -314,22 +392,36 @@ class Registration:
     moved_px: float  # how far the map moves the furthest canvas pixel from where the framing puts it
     ok: bool
     reason: str = ""
+    model: str = "affine"  # the motion fitted (``MODELS``), or "none": nothing to measure, taken as it is
+    #: how far the fit may put a canvas corner wrong, one standard deviation (px), from this answer's residual
+    sigma_px: float = 0.0
 
     @property
     def residual(self) -> float:
         """What registration could not explain: 1 - the structure correlation (0: perfect)."""
         return max(0.0, 1.0 - self.match)
 
+    @property
+    def unmeasured(self) -> list[str]:
+        """The motions the input's structure could not measure, so the answer was not checked for them."""
+        freed = set(MODELS.get(self.model, ()))
+        out = [] if freed >= {2, 5} else ["shift"]
+        out += [] if freed >= {0, 4} else ["scale"]
+        return out + ([] if freed >= {1, 3} else ["rotation or shear"])
+
     def as_dict(self) -> dict:
         return {
             "affine": [round(float(v), 5) for v in self.affine.ravel()],
             "framing": self.framing,
+            "model": self.model,
             "shift_px": [round(v, 2) for v in self.shift_px],
             "scale": [round(v, 5) for v in self.scale],
             "skew": round(self.skew, 5),
             "moved_px": round(self.moved_px, 2),
             "match": round(self.match, 4),
             "residual": round(self.residual, 4),
+            "sigma_px": round(self.sigma_px, 3),
+            **({"unmeasured": self.unmeasured} if self.unmeasured else {}),
             **({"reason": self.reason} if self.reason else {}),
         }
 
@@ -369,9 +461,11 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     size of ``answer``).
     """
     w, h = template.size
-    if template.flat:
-        return Registration(IDENTITY.copy(), "fit", 1.0, (0.0, 0.0), (0.0, 0.0), 0.0, 0.0, True)
+    if template.flat:  # nothing to measure, nothing to misplace: the answer as it is
+        return Registration(IDENTITY.copy(), "fit", 1.0, (0.0, 0.0), (0.0, 0.0), 0.0, 0.0, True, model="none")
+    model = template.model
     factors = list(template.levels)
+    hinv = {f: lv.hess_inv(template.level_models[f]) for f, lv in template.levels.items()}
     images = {f: structure_map(g) for f, g in _grays(answer, factors, (w, h)).items()}
     warpers = {f: _Warper(images[f]) for f in factors}
     steps = {f: STEPS[0] if i == 0 else STEPS[1] for i, f in enumerate(factors)}
@@ -382,24 +476,29 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
     tried: list[tuple[float, np.ndarray]] = []
     frames = framings((w, h), answer_size or (answer.shape[1], answer.shape[0]))
 
-    def coarse(warp: np.ndarray) -> tuple[float, np.ndarray]:
+    def coarse(warp: np.ndarray, hinv: dict[int, np.ndarray] = hinv) -> tuple[float, np.ndarray]:
         match = -1.0
         for f in factors[:-1] or factors:
-            warp_f, match = _refine(template.levels[f], warpers[f], _at_scale(warp, f), steps[f])
+            warp_f, match = _refine(template.levels[f], warpers[f], _at_scale(warp, f), steps[f], hinv[f])
             warp = _at_scale(warp_f, 1 / f)
         return match, warp
 
     for expected in frames.values():
         # the framing as it is (most answers are near it); and, unless that matched well, shifted by the
         # phase correlation peak at the coarsest level (a large shift, or sparse structure that misled it)
-        tried.append(coarse(expected))
-        if tried[-1][0] < GOOD_MATCH:
+        these = [coarse(expected)]
+        if these[0][0] < GOOD_MATCH and any(template.level_models[f] != model for f in factors[:-1]):
+            # a drift too large for what the coarse levels fit by themselves (a strong zoom of a small canvas):
+            # the model the canvas supports, at every level
+            these.append(coarse(expected, {f: lv.hess_inv(model) for f, lv in template.levels.items()}))
+        if max(t[0] for t in these) < GOOD_MATCH:
             u, v = _apply(_at_scale(expected, f0), lv0.xc, lv0.yc)
             framed = _sample(images[f0], u, v)[0].reshape(lv0.t.shape)
             dx, dy = _phase_shift(lv0.t, framed)
-            tried.append(coarse(_compose(expected, np.array([[1.0, 0.0, dx * f0], [0.0, 1.0, dy * f0]]))))
+            these.append(coarse(_compose(expected, np.array([[1.0, 0.0, dx * f0], [0.0, 1.0, dy * f0]]))))
+        tried += these
     warp = max(tried, key=lambda t: t[0])[1]
-    warp_f, match = _refine(template.levels[fine], warpers[fine], _at_scale(warp, fine), steps[fine])
+    warp_f, match = _refine(template.levels[fine], warpers[fine], _at_scale(warp, fine), steps[fine], hinv[fine])
     warp = _at_scale(warp_f, 1 / fine)
     # the framing the answer is in: the one it drifted least from (starts from two framings may meet)
     name, expected = min(frames.items(), key=lambda kv: _drift((w, h), kv[1], warp)[3])
@@ -409,16 +508,40 @@ def register(answer: np.ndarray, template: Template, answer_size: tuple[int, int
         if match < still + MIN_GAIN:
             warp, match = IDENTITY.copy(), still
     scale, shift, skew, moved = _drift((w, h), expected, warp)
+    sd = _spread(template.levels[fine], model, max(2.0 * (1.0 - match), 0.0))
     reason = ""
-    if match < MIN_MATCH:
-        reason = f"the answer's structure does not match the input (correlation {match:.2f} < {MIN_MATCH})"
-    elif max(abs(scale[0]), abs(scale[1])) > MAX_SCALE:
+    # drift is refused only where it is measured: beyond its limit by CONFIDENCE standard deviations
+    beyond = CONFIDENCE
+    # a canvas of a few buildings correlates weakly even with a faithful answer (the answer's own texture
+    # outweighs its few edges): there, an answer is "another picture" only if its correlation is no more
+    # than noise would give (SIGNIFICANCE standard deviations of the correlation of unrelated structure)
+    lv = template.levels[fine]
+    floor = MIN_MATCH if model == "affine" else min(MIN_MATCH, SIGNIFICANCE * math.sqrt(NOISE_CORRELATION / lv.t.size))
+    if match < floor:
+        reason = f"the answer's structure does not match the input (correlation {match:.2f} < {floor:.2f})"
+    elif max(abs(scale[0]) - beyond * sd["scale"][0], abs(scale[1]) - beyond * sd["scale"][1]) > MAX_SCALE:
         reason = f"scaled by {100 * max(scale, key=abs):+.1f}% (more than {100 * MAX_SCALE:.0f}%)"
-    elif max(abs(shift[0]) / w, abs(shift[1]) / h) > MAX_SHIFT:
+    elif max((abs(shift[0]) - beyond * sd["shift"][0]) / w, (abs(shift[1]) - beyond * sd["shift"][1]) / h) > MAX_SHIFT:
         reason = f"shifted by {shift[0]:+.0f}, {shift[1]:+.0f} px (more than {100 * MAX_SHIFT:.0f}% of the canvas)"
-    elif skew > MAX_SKEW:
+    elif skew - beyond * sd["skew"] > MAX_SKEW:
         reason = f"rotated or sheared by {math.degrees(skew):.1f} degrees"
-    return Registration(warp, name, match, scale, shift, skew, moved, not reason, reason)
+    return Registration(warp, name, match, scale, shift, skew, moved, not reason, reason, model, sd["corner"])
+
+
+def _spread(level: _Level, model: str, residual: float) -> dict[str, Any]:
+    """Standard deviations of a fit's drift figures, from the covariance of its parameters at the finest level
+    (``residual`` per pixel, as this answer left it): scale along x and y, shift at the center (canvas px),
+    skew (radians), and the worst canvas corner (px). Motions the model does not fit have none."""
+    cov = level.hess_inv(model) * (residual * NOISE_CORRELATION)
+    cx, cy = level.t.shape[1] / 2, level.t.shape[0] * level.rows / 2
+    jx, jy = np.array([cx, cy, 1.0, 0, 0, 0]), np.array([0, 0, 0, cx, cy, 1.0])
+    return {
+        "scale": (math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[4, 4], 0.0))),
+        "shift": (math.sqrt(max(float(jx @ cov @ jx), 0.0)) * level.factor,
+                  math.sqrt(max(float(jy @ cov @ jy), 0.0)) * level.factor),
+        "skew": math.sqrt(max(cov[1, 1] + cov[3, 3], 0.0)),
+        "corner": level.sigma_px(model, residual),
+    }  # fmt: skip
 
 
 def is_identity(affine: np.ndarray, size: tuple[int, int]) -> bool:

@@ -75,6 +75,8 @@ def build_report(run: Engine, canceled: bool, wall_s: float, outputs: dict, metr
             "tiles": len(tiles),
             "accepted": statuses.count("accepted"),
             "failed": statuses.count("failed"),
+            # accepted, but kept despite a doubt (every answer drifted): worth a look in the review dock
+            "uncertain": sum(1 for t in tiles.values() if t.get("status") == "accepted" and t.get("uncertain")),
             "this_run": {
                 **totals(run_cands),
                 "wall_time_s": round(wall_s, 3),

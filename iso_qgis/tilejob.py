@@ -48,6 +48,9 @@ from .state import tile_key
 
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
+#: a candidate whose answer is refused as drifted is asked again at most this many times (each answer is paid; a
+#: tile whose every answer drifted keeps the best of them, flagged ``uncertain``, rather than failing)
+DRIFT_RETRIES = 2
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
 
@@ -177,8 +180,8 @@ class TileJobs:
         self.pending[c] = ctx
         neighbors = {side: canvas for side, _, canvas in scoring}
         jobs = []
-        check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]))
         for i in range(self.cfg.k):
+            check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]), i)
             req = ImageRequest(
                 prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
                 anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
@@ -234,14 +237,31 @@ class TileJobs:
                 self.recorder.unwritable(exc)
         return req, res, rec
 
-    def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int]) -> Check:
-        """What every answer of a tile goes through before it is kept (and cached): resized to the canvas,
-        registered to the whitebox and resampled onto its grid, or refused as ``drifted``."""
+    def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int], candidate: int = 0) -> Check:
+        """What every answer of a candidate goes through before it is kept (and cached): resized to the canvas,
+        registered to the whitebox and resampled onto its grid, or refused as ``drifted``.
+
+        A drifted answer is kept aside (the tile's best by structure match, in ``ctx["drifted"]``): if every
+        answer of the tile drifts, ``finish`` keeps that one rather than leaving a hole. After ``DRIFT_RETRIES``
+        re-asks the refusal is final for the candidate (not retried: each answer is paid)."""
         prio = self.priority(c)
+        refusals = 0
 
         def check(image: np.ndarray) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
+            nonlocal refusals
             with self.scoring.held(prio):  # CPU work: a few at a time, earliest tiles first
-                return fit_answer(image, size, ctx["template"])
+                failure, placed, record = fit_answer(image, size, ctx["template"])
+            if failure is None or failure.kind is not FailureKind.DRIFTED or placed is None:
+                return failure, placed, record
+            with self.lock:
+                refusals += 1
+                match = float(record["registration"]["match"])
+                kept = ctx.get("drifted")
+                if kept is None or match > kept[0]:
+                    ctx["drifted"] = (match, candidate, placed, dict(record), failure.message)
+                if refusals > DRIFT_RETRIES:
+                    failure = Failure(failure.kind, f"{failure.message} ({refusals} answers drifted)", False)
+            return failure, None, record
 
         return check
 
@@ -305,6 +325,8 @@ class TileJobs:
                 name = "MODEL" if kind == "not_found" else "CREDENTIALS"
                 fix = "Fix it and run again; accepted tiles are kept"
                 self.recorder.fatal = IsoInputError(name, cand["error"]["message"], fix)
+        if best is None and best_allowed and ctx.get("drifted") is not None:
+            best = self.keep_drifted(x, y, ctx, candidates, tile_rec)
         if best is None:
             tile_rec["error"] = ctx.get("error") or "every candidate failed"
             tile_rec["status"] = "canceled" if not best_allowed else "failed"
@@ -320,6 +342,32 @@ class TileJobs:
         self.store.accept(c, img)
         self.recorder.state.tiles[tile_key(x, y)] = tile_rec
         self.recorder.persist(x, y, tile_rec, img)
+
+    def keep_drifted(
+        self, x: int, y: int, ctx: dict[str, Any], candidates: list[dict], tile_rec: dict[str, Any]
+    ) -> tuple[float, int, np.ndarray]:
+        """Every answer of a tile drifted beyond the limits: the best of them by structure match (put back on
+        the input as its registration found it) is kept and scored, and the tile marked ``uncertain``: no tile
+        fails for drift alone, and what was paid for is used."""
+        match, index, img, record, why = ctx["drifted"]
+        rec = next((c for c in candidates if c.get("index") == index), None)
+        if rec is None:  # the candidate's record was not returned (a backend bug): record it here
+            rec = {"index": index, "notes": []}
+            candidates.append(rec)
+        rec.update(record)
+        rec.update(self.score(ImageResult(img, rec.get("model", "")), ctx, record.get("registration")))
+        rec.pop("error", None)  # refused as drifted, then kept: usable like any scored candidate
+        rec["kept_drifted"] = why
+        if self.cfg.keep_candidates:
+            p = self.out / "candidates" / f"{x}_{y}" / f"v{index:02d}-kept-drifted.png"
+            try:
+                save_rgb_png(img, p, compress_level=1)
+                rec["file"] = str(p.relative_to(self.out))
+            except OSError as exc:
+                self.recorder.unwritable(exc)
+        tile_rec["uncertain"] = f"every answer drifted beyond the limits; kept the best (candidate {index}): {why}"
+        self.fb.warning(f"tile {x},{y}: every answer drifted; kept the best (match {match:.2f}), marked uncertain")
+        return rec["score"]["total"], index, img
 
     def final_canvas(self, img: np.ndarray, ctx: dict[str, Any], rec: dict[str, Any]) -> np.ndarray:
         """The chosen candidate as it is kept: colors matched to the accepted neighbors (and harmonized, if
@@ -364,7 +412,8 @@ def fit_answer(
     image: np.ndarray, size: tuple[int, int], template: Template | None
 ) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
     """An answer on the canvas grid: resized to the canvas, then (with a template) registered and resampled.
-    Returns ``(failure, image, record)``; the failure is ``drifted`` when the answer cannot be put back."""
+    Returns ``(failure, image, record)``; the failure is ``drifted`` when the answer is measured to have moved
+    beyond the limits (``register``), and the image is then the answer put back as well as it can be."""
     record: dict[str, Any] = {}
     answer_size = (image.shape[1], image.shape[0])
     if answer_size != tuple(size):
@@ -375,14 +424,15 @@ def fit_answer(
     # is is resized to the canvas: ``place``)
     reg = register(image, template, answer_size)
     record["registration"] = reg.as_dict()
-    if not reg.ok:
+    record["fit_affine"] = [float(v) for v in reg.affine.ravel()]  # every digit: ``candidate_image`` redoes it
+    placed = place(image, size, reg.affine)
+    if not reg.ok:  # the answer as registration found it goes with the refusal: a tile may still keep it
         return (
             Failure(FailureKind.DRIFTED, f"the answer cannot be put back on the input: {reg.reason}", True),
-            None,
+            placed,
             record,
         )
-    record["fit_affine"] = [float(v) for v in reg.affine.ravel()]  # every digit: ``candidate_image`` redoes it
-    return None, place(image, size, reg.affine), record
+    return None, placed, record
 
 
 def to_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

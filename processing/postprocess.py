@@ -31,7 +31,7 @@ HEAT_STOPS = [
     (20.0, "#e31a1c", "20"),
     (30.0, "#54006e", "≥30 ΔE"),
 ]
-STATUS_COLORS = {"accepted": "#2ca25f", "failed": "#de2d26", "": "#999999"}
+STATUS_COLORS = {"accepted": "#2ca25f", "uncertain": "#fd8d3c", "failed": "#de2d26", "": "#999999"}
 #: the layer tree group that holds the plugin's regions and every run's outputs
 PLUGIN_GROUP = "Iso Tile Stylizer"
 #: a run's layers top to bottom: outlines, then the heatmap (transparent off the seams) over the mosaic;

@@ -10,6 +10,26 @@ import numpy as np
 
 def block_city(root: Path, blocks: int = 8, seed: int = 3) -> Path:
     """A whitebox tile set of 128 px tiles rendered from a grid of blocks (EPSG:32635); its tilejson."""
+    rng = np.random.default_rng(seed)
+    boxes = [(385000 + i * 40, 6670000 + j * 40, 25, 25, float(rng.uniform(6, 30)))
+             for i in range(blocks) for j in range(blocks)]  # fmt: skip
+    return render_boxes(root, boxes, ppm=1.0, tile_size=128)
+
+
+def sparse_town(root: Path, houses: int = 10, seed: int = 4) -> Path:
+    """A whitebox tile set of 512 px tiles (2 px/m) over 600 x 600 m holding a handful of small houses (6 to
+    12 m, 4 to 8 m high) on empty ground, like a suburb, a park or fields: a few per tile; its tilejson."""
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for _ in range(houses):
+        x, y = rng.uniform(0, 560, 2)
+        w, d = rng.uniform(6, 12, 2)
+        boxes.append((385000 + x, 6670000 + y, w, d, float(rng.uniform(4, 8))))
+    return render_boxes(root, boxes, ppm=2.0, tile_size=512)
+
+
+def render_boxes(root: Path, boxes: list[tuple[float, float, float, float, float]], ppm: float, tile_size: int) -> Path:
+    """A whitebox tile set rendered from boxes (x, y, width, depth, height; EPSG:32635 m); its tilejson."""
     from osgeo import ogr, osr
 
     from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
@@ -20,18 +40,13 @@ def block_city(root: Path, blocks: int = 8, seed: int = 3) -> Path:
     srs.ImportFromEPSG(32635)
     lyr = ds.CreateLayer("blocks", srs, ogr.wkbPolygon)
     lyr.CreateField(ogr.FieldDefn("height", ogr.OFTReal))
-    rng = np.random.default_rng(seed)
-    for i in range(blocks):
-        for j in range(blocks):
-            x, y = 385000 + i * 40, 6670000 + j * 40
-            f = ogr.Feature(lyr.GetLayerDefn())
-            f.SetField("height", float(rng.uniform(6, 30)))
-            f.SetGeometry(
-                ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + 25} {y},{x + 25} {y + 25},{x} {y + 25},{x} {y}))")
-            )
-            lyr.CreateFeature(f)
+    for x, y, w, d, height in boxes:
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetField("height", height)
+        f.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x} {y},{x + w} {y},{x + w} {y + d},{x} {y + d},{x} {y}))"))
+        lyr.CreateFeature(f)
     ds = None
-    render_whitebox(gpkg, root / "tiles", ppm=1.0, tile_size=128, height_field="height")
+    render_whitebox(gpkg, root / "tiles", ppm=ppm, tile_size=tile_size, height_field="height")
     return root / "tiles" / "tilejson.json"
 
 

@@ -68,6 +68,8 @@ def describe(cand: dict[str, Any]) -> str:
     lines = [f"v{cand['index']:02d}  seed {cand.get('seed')}  {cand.get('model', '')}"]
     if cand.get("error"):
         return "\n".join([*lines, f"failed: {cand['error'].get('kind')}: {cand['error'].get('message')}"])
+    if cand.get("kept_drifted"):
+        lines.append(f"kept although every answer of the tile drifted: {cand['kept_drifted']}")
     score = cand.get("score") or {}
     lines.append("score " + ", ".join(f"{k} {v:.3f}" for k, v in score.items()))
     for s in cand.get("seams", []):

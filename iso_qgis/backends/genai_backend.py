@@ -236,8 +236,15 @@ class GenAIBackend:
             and self.s.fallback_model
             and result.failure
             and result.failure.kind
-            not in (FailureKind.BLOCKED, FailureKind.AUTH, FailureKind.CANCELED, FailureKind.NOT_FOUND)
-        ):  # fmt: skip  (a wrong model id is the user's to fix, not to hide behind the fallback)
+            not in (
+                FailureKind.BLOCKED,
+                FailureKind.AUTH,
+                FailureKind.CANCELED,
+                FailureKind.NOT_FOUND,
+                FailureKind.DRIFTED,
+            )
+        ):  # fmt: skip  (a wrong model id is the user's to fix, not to hide behind the fallback; drifted answers
+            # are kept aside by the tile, which keeps the best of them: no more paid answers than K x (1 + retries))
             first = result
             result = self._call_with_retries(self.s.fallback_model, layout, config, req.check)
             result.fallback = True

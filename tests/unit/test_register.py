@@ -220,3 +220,64 @@ def test_a_large_finest_level_is_matched_on_every_other_row_to_within_a_few_hund
     assert corner_error(cheap.affine, true, 1024) < 0.5
     monkeypatch.undo()
     assert Template.of(whitebox()).levels[2].t.shape == (256, 256)  # a 512 px canvas: every row
+
+
+def houses(positions: list[tuple[int, int]], size: int = 512) -> np.ndarray:
+    """A sparse canvas: small houses (a 16 x 12 px roof over a wall) at ``positions`` on empty ground."""
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = GROUND
+    for x, y in positions:
+        img[y : y + 12, x : x + 16] = 199
+        img[y + 12 : y + 18, x : x + 16] = 130
+    return img
+
+
+def error_at(canvas: np.ndarray, found: np.ndarray, true: np.ndarray) -> float:
+    """The largest distance between where the found and the true map put the canvas's structure (px)."""
+    rows, cols = np.nonzero(np.abs(canvas.astype(int) - GROUND).max(axis=-1) > 8)
+    pts = np.array([cols + 0.5, rows + 0.5, np.ones(len(rows))])
+    return float(np.max(np.hypot(*(found @ pts - true @ pts))))
+
+
+def test_a_blank_canvas_needs_no_registration_at_all(monkeypatch):
+    from iso_tile_stylizer.iso_qgis import register as reg_module
+
+    tpl = Template.of(houses([]))
+    assert tpl.model == "none" and tpl.flat
+    monkeypatch.setattr(reg_module, "structure_map", lambda *a: pytest.fail("the answer was measured"))
+    reg = register(styled(whitebox()), tpl)  # any answer: nothing on the canvas can be misplaced
+    assert reg.ok and reg.model == "none" and np.array_equal(reg.affine, np.eye(2, 3))
+
+
+def test_each_canvas_fits_the_motion_its_structure_can_measure():
+    """By the conditioning of the normal equations: nothing, a shift, a scale, the full affine."""
+    assert Template.of(houses([(240, 250)])).model == "shift"  # one house: where it is, not how large the tile is
+    spread = houses([(60, 60), (420, 80), (250, 250), (70, 410), (400, 420)])
+    assert Template.of(spread).model in ("scale", "affine")
+    assert Template.of(whitebox()).model == "affine"
+    # structure only at the very edge (a neighbor's house cut by the canvas): nothing to measure
+    assert Template.of(houses([(500, 250), (250, 502)])).model == "none"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("positions", [[(240, 250)], [(120, 300)], [(60, 60), (420, 80), (250, 250), (70, 410)]])
+def test_a_sparse_canvas_is_never_refused_for_drift_it_cannot_measure_and_its_houses_land_within_a_pixel(
+    positions, seed
+):
+    """A model's zoom of up to 2% and shift of up to 12 px: a house or a few on empty ground were refused as
+    "scaled" or "rotated" (a full affine fitted where nothing pins it down); now each answer is kept, and the
+    houses are put back where the input has them."""
+    rng = np.random.default_rng(seed)
+    wb = houses(positions)
+    true = about_center(1 + rng.uniform(-0.02, 0.02), *rng.uniform(-12, 12, 2), 512)
+    reg = register(moved(styled(wb, seed), true), Template.of(wb))
+    assert reg.ok, reg.reason
+    assert error_at(wb, reg.affine, true) < 1.0
+    if len(positions) == 1:
+        assert reg.model == "shift" and "scale" in reg.unmeasured and reg.scale == (0.0, 0.0)
+
+
+def test_drift_measured_with_confidence_is_still_refused_on_a_sparse_canvas():
+    wb = houses([(60, 60), (420, 80), (250, 250), (70, 410), (400, 420)])
+    reg = register(moved(styled(wb), about_center(1.0, 60.0, -5.0, 512)), Template.of(wb))  # 12% of the canvas
+    assert not reg.ok and "shifted by +60" in reg.reason
