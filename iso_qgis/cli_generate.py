@@ -189,7 +189,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         x0, y0, w, h = SEED_TILE_RANGE
         print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",
               file=sys.stderr)  # fmt: skip
-    res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, **region_kw)
+    res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, layer=a.layer, **region_kw)
     ref_tilejson = str(Path(a.ref_tiles_dir) / "tilejson.json") if a.ref_tiles_dir else None
     region_desc = {k: v for k, v in vars(a).items() if k in ("region", "extent") and v is not None}
     if "tile_range" in region_kw:
