@@ -19,11 +19,26 @@ SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 class TerminalFeedback(StderrFeedback):
-    """One live status line on a terminal; a line per tile otherwise."""
+    """One live status line on a terminal; a line per tile otherwise.
+
+    On a terminal a message clears the live line, takes its place, and the live line is drawn again under
+    it, so the two never share a line.
+    """
+
+    CLEAR = "\r\033[K"
 
     def __init__(self) -> None:
         super().__init__(verbose=not sys.stderr.isatty())
         self.tty = sys.stderr.isatty()
+        self.live = ""  # the status line now on screen, not ended (terminal only)
+
+    def write_line(self, line: str) -> None:
+        with self.lock:
+            if self.live:
+                sys.stderr.write(self.CLEAR + line + "\n" + self.live)
+            else:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     def status(self, done: int, total: int, counters: dict[str, float]) -> None:
         elapsed = counters["elapsed_s"]
@@ -33,10 +48,22 @@ class TerminalFeedback(StderrFeedback):
             f"calls {int(counters['calls'])} failures {int(counters['failures'])} | "
             f"elapsed {_hms(elapsed)} remaining ~{_hms(left)}"
         )
-        if self.tty:
-            print("\r\033[K" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr)
+        if not self.tty:
+            self.write_line(line)
+            return
+        with self.lock:
+            last = done >= total
+            sys.stderr.write(self.CLEAR + line + ("\n" if last else ""))
+            sys.stderr.flush()
+            self.live = "" if last else line
+
+    def end_line(self) -> None:
+        """End a status line left open (a run canceled or stopped by an error), so what follows has its own."""
+        with self.lock:
+            if self.live:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+                self.live = ""
 
 
 def _hms(s: float) -> str:
@@ -211,7 +238,11 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         register=a.register, color_match=a.color_match, multiband=a.multiband,
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = run_generation(cfg, TerminalFeedback())
+    fb = TerminalFeedback()
+    try:
+        result = run_generation(cfg, fb)
+    finally:
+        fb.end_line()
     print_summary(result, time.perf_counter() - t0)
     return 130 if result.canceled else 0
 
