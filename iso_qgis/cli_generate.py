@@ -244,7 +244,14 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     finally:
         fb.end_line()
     print_summary(result, time.perf_counter() - t0)
-    return 130 if result.canceled else 0
+    return exit_code(result)
+
+
+def exit_code(result: Any) -> int:
+    """130: canceled (resumable); 1: no tile of the run could be made; else 0 (failed tiles are in the summary)."""
+    if result.canceled:
+        return 130
+    return 1 if result.nothing_made else 0
 
 
 def genai_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -275,9 +282,10 @@ def print_summary(result: Any, wall: float) -> None:
               f"  report     {result.outputs['report']}")  # fmt: skip
         return
     metrics = result.report.get("metrics", {}).get("seam_step", {})
+    outcome = "CANCELED, resumable" if result.canceled else "FAILED" if result.nothing_made else "done"
     lines = [
         "",
-        f"Iso Tile Stylizer: {'CANCELED, resumable' if result.canceled else 'done'} in {_hms(wall)}",
+        f"Iso Tile Stylizer: {outcome} in {_hms(wall)}",
         f"  tiles      {result.accepted_count} accepted, {result.failed_count} failed of {result.tile_count} "
         f"(folder: {t['accepted']} accepted)",
         f"  calls      {run['calls']} ({run['retries']} retries, {run['cache_hits']} cached, {run['failures']} failed)",
@@ -291,4 +299,14 @@ def print_summary(result: Any, wall: float) -> None:
     for key in ("mosaic", "heatmap", "tiles_vrt", "footprints", "report"):
         if key in result.outputs:
             lines.append(f"  {key:<10} {result.outputs[key]}")
+    if result.failed_count:
+        lines.append(failed_line(result))
     print("\n".join(lines))
+
+
+def failed_line(result: Any) -> str:
+    """The summary's last line when tiles failed: how many, where to read why, and that a rerun retries them."""
+    where = f"each tile's error is in {result.outputs.get('report', 'the report')}; a rerun retries them"
+    if result.nothing_made:
+        return f"error: no tile could be made: all {result.failed_count} failed ({where})"
+    return f"{result.failed_count} of {result.tile_count} tiles failed ({where})"

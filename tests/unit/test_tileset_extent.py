@@ -23,11 +23,7 @@ PARIS_TEXT = "(2.34000, 48.85000, 2.36000, 48.86000)"
 @pytest.fixture
 def seed(tmp_path):
     """The seed pipeline's profile (bounds_wgs84 in Helsinki), two whitebox tiles on disk."""
-    tj, tiles = seed_tile_set(tmp_path / "seed")
-    data = json.loads(tj.read_text())
-    data["render"]["max_height_m"] = 30.0
-    tj.write_text(json.dumps(data))
-    return tj, tiles
+    return seed_tile_set(tmp_path / "seed", max_height_m=30.0)
 
 
 def plain_tilejson(root, tiles=(), maxzoom=0):
