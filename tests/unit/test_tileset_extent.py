@@ -123,3 +123,20 @@ def test_the_listing_reads_file_names_not_images(tmp_path):
     p.parent.mkdir(parents=True)
     p.write_bytes(np.zeros(3, np.uint8).tobytes())  # not an image: only its name counts here
     assert resolve(tj, tile_range=(1, 0, 1, 1), z=1, layer="").tiles == [(1, 0)]
+
+
+@pytest.mark.parametrize("template", ["{z}/{x}/{y}.png", "https://tiles.example.invalid/{z}/{x}/{y}.png"])
+def test_a_standard_tilejson_is_held_to_its_bounds_and_a_url_one_only_to_them(tmp_path, template):
+    root = tmp_path / "xyz"
+    root.mkdir()
+    helsinki = [24.93, 60.16, 24.96, 60.18]
+    tj = {"tilejson": "3.0.0", "tiles": [template], "bounds": helsinki, "minzoom": 0, "maxzoom": 14}
+    (root / "tilejson.json").write_text(json.dumps(tj))
+    err = refused(tilejson=root / "tilejson.json", region=PARIS, region_crs="EPSG:4326", layer="")
+    assert err.input_name == "REGION" and "(24.93000, 60.16000, 24.96000, 60.18000) (from its bounds" in err.problem
+    inside = box(24.94, 60.165, 24.95, 60.17)
+    if template.startswith("https"):  # a URL tile set cannot be listed: its bounds are all there is to check
+        assert resolve(root / "tilejson.json", region=inside, region_crs="EPSG:4326", layer="").tile_count > 0
+    else:
+        err = refused(tilejson=root / "tilejson.json", region=inside, region_crs="EPSG:4326", layer="")
+        assert err.input_name == "TILEJSON" and "no tiles at zoom 14" in err.problem
