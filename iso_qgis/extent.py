@@ -35,10 +35,10 @@ class DeclaredExtent:
 
 
 def declared_extent(grid: TileGrid, z: int) -> DeclaredExtent | None:
-    """The tile set's own statement of its extent: the tighter of its tile range and bounds, if any.
+    """The tile set's own statement of its extent: its tile range or its bounds, if it states either.
 
     A standard XYZ set's tile range is the whole world, so its bounds come first; an iso grid's tile
-    range is the tiles rendered, tighter than the buildings' bounds.
+    range is the tiles rendered, exact where the buildings' bounds are not.
     """
     found: list[DeclaredExtent] = []
     tile_range = grid.level(z).tile_range
@@ -124,7 +124,7 @@ def check_tiles_present(
         f"none of the {len(tiles)} tiles selected ({_span_text(mine)}, {_ground(grid, z, mine, crs)}) exists in"
         f" {folder}: its {len(present)} tiles at zoom {z} are {_span_text(theirs)}, {_ground(grid, z, theirs, crs)}"
         f" (in {_crs_label(crs)})",
-        "Choose a region over the tiles the tile set has",
+        "Choose tiles the tile set has: a region over them, or a tile range within theirs",
     )
 
 
