@@ -1,6 +1,6 @@
 """Command line: ``python -m iso_qgis <command> ...`` (no QGIS needed).
 
-Bad input prints one line ``error: ...`` and exits with code 2.
+Bad input prints one line ``error: ...`` and exits with code 2; a run in which no tile could be made exits 1.
 """
 
 from __future__ import annotations

@@ -19,11 +19,26 @@ SEED_TILE_RANGE = (0, 0, 4, 4)
 
 
 class TerminalFeedback(StderrFeedback):
-    """One live status line on a terminal; a line per tile otherwise."""
+    """One live status line on a terminal; a line per tile otherwise.
+
+    On a terminal a message clears the live line, takes its place, and the live line is drawn again under
+    it, so the two never share a line.
+    """
+
+    CLEAR = "\r\033[K"
 
     def __init__(self) -> None:
         super().__init__(verbose=not sys.stderr.isatty())
         self.tty = sys.stderr.isatty()
+        self.live = ""  # the status line now on screen, not ended (terminal only)
+
+    def write_line(self, line: str) -> None:
+        with self.lock:
+            if self.live:
+                sys.stderr.write(self.CLEAR + line + "\n" + self.live)
+            else:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     def status(self, done: int, total: int, counters: dict[str, float]) -> None:
         elapsed = counters["elapsed_s"]
@@ -33,10 +48,22 @@ class TerminalFeedback(StderrFeedback):
             f"calls {int(counters['calls'])} failures {int(counters['failures'])} | "
             f"elapsed {_hms(elapsed)} remaining ~{_hms(left)}"
         )
-        if self.tty:
-            print("\r\033[K" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr)
+        if not self.tty:
+            self.write_line(line)
+            return
+        with self.lock:
+            last = done >= total
+            sys.stderr.write(self.CLEAR + line + ("\n" if last else ""))
+            sys.stderr.flush()
+            self.live = "" if last else line
+
+    def end_line(self) -> None:
+        """End a status line left open (a run canceled or stopped by an error), so what follows has its own."""
+        with self.lock:
+            if self.live:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+                self.live = ""
 
 
 def _hms(s: float) -> str:
@@ -189,7 +216,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         x0, y0, w, h = SEED_TILE_RANGE
         print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",
               file=sys.stderr)  # fmt: skip
-    res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, **region_kw)
+    res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, layer=a.layer, **region_kw)
     ref_tilejson = str(Path(a.ref_tiles_dir) / "tilejson.json") if a.ref_tiles_dir else None
     region_desc = {k: v for k, v in vars(a).items() if k in ("region", "extent") and v is not None}
     if "tile_range" in region_kw:
@@ -211,9 +238,20 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         register=a.register, color_match=a.color_match, multiband=a.multiband,
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = run_generation(cfg, TerminalFeedback())
+    fb = TerminalFeedback()
+    try:
+        result = run_generation(cfg, fb)
+    finally:
+        fb.end_line()
     print_summary(result, time.perf_counter() - t0)
-    return 130 if result.canceled else 0
+    return exit_code(result)
+
+
+def exit_code(result: Any) -> int:
+    """130: canceled (resumable); 1: no tile of the run could be made; else 0 (failed tiles are in the summary)."""
+    if result.canceled:
+        return 130
+    return 1 if result.nothing_made else 0
 
 
 def genai_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -244,9 +282,10 @@ def print_summary(result: Any, wall: float) -> None:
               f"  report     {result.outputs['report']}")  # fmt: skip
         return
     metrics = result.report.get("metrics", {}).get("seam_step", {})
+    outcome = "CANCELED, resumable" if result.canceled else "FAILED" if result.nothing_made else "done"
     lines = [
         "",
-        f"Iso Tile Stylizer: {'CANCELED, resumable' if result.canceled else 'done'} in {_hms(wall)}",
+        f"Iso Tile Stylizer: {outcome} in {_hms(wall)}",
         f"  tiles      {result.accepted_count} accepted, {result.failed_count} failed of {result.tile_count} "
         f"(folder: {t['accepted']} accepted)",
         f"  calls      {run['calls']} ({run['retries']} retries, {run['cache_hits']} cached, {run['failures']} failed)",
@@ -260,4 +299,14 @@ def print_summary(result: Any, wall: float) -> None:
     for key in ("mosaic", "heatmap", "tiles_vrt", "footprints", "report"):
         if key in result.outputs:
             lines.append(f"  {key:<10} {result.outputs[key]}")
+    if result.failed_count:
+        lines.append(failed_line(result))
     print("\n".join(lines))
+
+
+def failed_line(result: Any) -> str:
+    """The summary's last line when tiles failed: how many, where to read why, and that a rerun retries them."""
+    where = f"each tile's error is in {result.outputs.get('report', 'the report')}; a rerun retries them"
+    if result.nothing_made:
+        return f"error: no tile could be made: all {result.failed_count} failed ({where})"
+    return f"{result.failed_count} of {result.tile_count} tiles failed ({where})"

@@ -41,7 +41,7 @@ class Engine:
         self.lv = self.grid.level(cfg.z)
         self.z = self.lv.z
         validate(cfg, self.lv)
-        src = TileSource.for_layer(self.grid, cfg.layer)
+        self.source = src = TileSource.for_layer(self.grid, cfg.layer)
         ref = self._reference_source()
         self.anchors = load_anchors(cfg.anchors)
         self.prompt = cfg.prompt or DEFAULT_PROMPT

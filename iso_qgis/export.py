@@ -15,12 +15,10 @@ holds a few tiles per zoom, never the mosaic. Nothing in the output is deleted.
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import math
 import os
-import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from .feedback import Feedback
 from .fsutil import atomic_write, atomic_write_json
 from .grid import load_tilejson
 from .pmtiles import PMTilesWriter, read_metadata
-from .sources import TileSource
+from .sources import TileSource, tiles_on_disk
 
 FORMATS = ("png", "webp", "mbtiles", "pmtiles")
 FILE_FORMATS = ("mbtiles", "pmtiles")  # one file; the others are folders
@@ -73,21 +71,8 @@ def list_tiles(source: TileSource, z: int) -> list[tuple[int, int]]:
             problem = f"a remote tile set needs a tile_range of at most {MAX_REMOTE_TILES} tiles"
             raise IsoInputError("TILEJSON", problem, "Download the tiles and export the local copy")
         return [(x, y) for y in range(tr[1], tr[3] + 1) for x in range(tr[0], tr[2] + 1)]
-    rel = source.template.replace("file://", "", 1).replace("{z}", str(z))
-    if "{x}" not in rel or "{y}" not in rel:
-        raise IsoInputError("TILEJSON", f"tile template {source.template!r} lacks {{x}} or {{y}}", "Fix the tilejson")
-    base = os.path.abspath(source.grid.base_dir or ".")
-    pattern = os.path.join(glob.escape(base), glob.escape(rel).replace("{x}", "*").replace("{y}", "*"))
-    rx = re.escape(rel).replace(r"\{x\}", r"(?P<x>-?\d+)", 1).replace(r"\{y\}", r"(?P<y>-?\d+)", 1)
-    rx = re.compile(rx.replace(r"\{x\}", "(?P=x)").replace(r"\{y\}", "(?P=y)"))
-    found = []
-    for path in glob.glob(pattern):
-        m = rx.fullmatch(os.path.relpath(path, base).replace(os.sep, "/"))
-        if m and os.path.isfile(path):
-            x, y = int(m["x"]), int(m["y"])
-            if tr is None or (tr[0] <= x <= tr[2] and tr[1] <= y <= tr[3]):
-                found.append((x, y))
-    return sorted(found, key=lambda t: (t[1], t[0]))
+    found = tiles_on_disk(source, z) or []
+    return [t for t in found if tr is None or (tr[0] <= t[0] <= tr[2] and tr[1] <= t[1] <= tr[3])]
 
 
 class _Mosaic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 
 class Canceled(Exception):
@@ -33,14 +34,24 @@ class Feedback:
 
 
 class StderrFeedback(Feedback):
-    """Messages to stderr, for the command line."""
+    """Messages to stderr, for the command line: one whole line each, whichever thread writes it."""
+
+    #: one for every writer: tiles finish on several threads, and all share one stderr
+    lock = threading.Lock()
 
     def __init__(self, verbose: bool = True) -> None:
         self.verbose = verbose
 
     def info(self, message: str) -> None:
         if self.verbose:
-            print(message, file=sys.stderr)
+            self.write_line(message)
 
     def warning(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr)
+        self.write_line(f"warning: {message}")
+
+    def write_line(self, line: str) -> None:
+        # one write of text and newline together: print() writes them apart, and another thread's line
+        # can land between the two
+        with self.lock:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()

@@ -13,7 +13,9 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from .errors import IsoInputError
+from .extent import check_range_meets, check_region_meets, check_tiles_present
 from .grid import TileGrid, load_tilejson
+from .sources import TileSource
 
 
 @dataclass
@@ -41,8 +43,13 @@ def resolve(
     tile_range: tuple[int, int, int, int] | None = None,
     z: int | None = None,
     max_height_m: float | None = None,
+    layer: str | None = None,
 ) -> Resolution:
-    """Exactly one of ``region``, ``extent`` or ``tile_range`` selects the tiles."""
+    """Exactly one of ``region``, ``extent`` or ``tile_range`` selects the tiles.
+
+    A selection that does not meet the tile set's extent is refused. With ``layer`` (the tiles a run will
+    read), a selection none of whose tiles is a file of that layer is refused too (see ``extent.py``).
+    """
     grid = tilejson if isinstance(tilejson, TileGrid) else load_tilejson(tilejson, max_height_m=max_height_m)
     lv = grid.level(z)
     given = [n for n, v in (("REGION", region), ("EXTENT", extent), ("X0/Y0/W/H", tile_range)) if v is not None]
@@ -52,24 +59,25 @@ def resolve(
             "no region given" if not given else f"give one way to select tiles, not {' and '.join(given)}",
             "Give a polygon REGION, an EXTENT, or a tile range X0, Y0, W, H",
         )
+    name = given[0]
     if tile_range is not None:
         x0, y0, w, h = (int(v) for v in tile_range)
         tiles = grid.range_tiles(x0, y0, w, h)
-        if lv.tile_range is not None:
-            xa, ya, xb, yb = lv.tile_range
-            outside = [t for t in tiles if not (xa <= t[0] <= xb and ya <= t[1] <= yb)]
-            if len(outside) == len(tiles):
-                raise IsoInputError(
-                    "X0/Y0/W/H", f"tile range {x0},{y0} {w}x{h} lies outside the grid's tiles {lv.tile_range}", "Fix it"
-                )
-        return Resolution(grid, lv.z, tiles)
-    if extent is not None:
-        xmin, ymin, xmax, ymax = (float(v) for v in extent)
-        if not (xmax > xmin and ymax > ymin):
-            raise IsoInputError("EXTENT", f"extent {extent} has no area", "Give xmin < xmax and ymin < ymax")
-        region, region_crs = box(xmin, ymin, xmax, ymax), extent_crs
-    assert region is not None
-    return Resolution(grid, lv.z, grid.tiles_in_region(region, region_crs, lv.z))
+        check_range_meets(grid, lv.z, tiles, name)
+        shown_crs = None
+    else:
+        if extent is not None:
+            xmin, ymin, xmax, ymax = (float(v) for v in extent)
+            if not (xmax > xmin and ymax > ymin):
+                raise IsoInputError("EXTENT", f"extent {extent} has no area", "Give xmin < xmax and ymin < ymax")
+            region, region_crs = box(xmin, ymin, xmax, ymax), extent_crs
+        assert region is not None
+        check_region_meets(grid, lv.z, region, region_crs, name)
+        tiles = grid.tiles_in_region(region, region_crs, lv.z)
+        shown_crs = region_crs
+    if layer is not None:
+        check_tiles_present(TileSource.for_layer(grid, layer), lv.z, tiles, name, shown_crs)
+    return Resolution(grid, lv.z, tiles)
 
 
 def read_region(path: str | Path, crs: str | None = None, layer: str | None = None) -> tuple[BaseGeometry, str]:

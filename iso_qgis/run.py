@@ -19,6 +19,7 @@ from .batchphase import BatchPhaseRunner
 from .colorfield import forget_weights
 from .dryrun import dry_run
 from .engine import Engine
+from .extent import check_tiles_present
 from .feedback import Feedback
 from .finalize import finalize
 from .heap import return_large_blocks
@@ -133,6 +134,8 @@ def run_generation(
     return_large_blocks()
     fb = feedback or Feedback()
     engine = Engine(cfg, fb, backend)  # every input and the credentials are checked before the folder is touched
+    # a run none of whose whitebox tiles exists would only fail every tile: refused before the folder is made
+    check_tiles_present(engine.source, engine.z, [tuple(t) for t in cfg.tiles], "REGION")
     if cfg.dry_run:
         return run_engine(engine)
     if cfg.batch and phase_runner is None:

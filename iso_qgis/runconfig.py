@@ -113,6 +113,11 @@ class RunResult:
     totals: dict[str, Any]
     report: dict[str, Any]
 
+    @property
+    def nothing_made(self) -> bool:
+        """Every tile of the run failed: not one is accepted, from this run or an earlier one in the folder."""
+        return self.failed_count > 0 and self.accepted_count == 0
+
 
 def candidate_seed(base: int, x: int, y: int, i: int) -> int:
     """Distinct, reproducible seeds per tile and candidate."""

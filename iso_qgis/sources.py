@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import glob
 import io
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -114,6 +116,36 @@ class TileSource:
             while len(_CACHE) > _CACHE_TILES:
                 _CACHE.popitem(last=False)
         return img
+
+
+def tiles_on_disk(source: TileSource, z: int) -> list[tuple[int, int]] | None:
+    """The ``(x, y)`` of the tile files of ``source`` at zoom z (one listing of the zoom's folder), sorted by
+    row then column; None for a URL tile set, which cannot be listed."""
+    if source.is_remote:
+        return None
+    rel = source.template.replace("file://", "", 1).replace("{z}", str(z))
+    if "{x}" not in rel or "{y}" not in rel:
+        raise IsoInputError("TILEJSON", f"tile template {source.template!r} lacks {{x}} or {{y}}", "Fix the tilejson")
+    base = _abs_dir(source.grid.base_dir or ".")
+    pattern = os.path.join(glob.escape(base), glob.escape(rel).replace("{x}", "*").replace("{y}", "*"))
+    rx = re.escape(rel).replace(r"\{x\}", r"(?P<x>-?\d+)", 1).replace(r"\{y\}", r"(?P<y>-?\d+)", 1)
+    rx = re.compile(rx.replace(r"\{x\}", "(?P=x)").replace(r"\{y\}", "(?P=y)"))
+    found = []
+    for path in glob.glob(pattern):
+        m = rx.fullmatch(os.path.relpath(path, base).replace(os.sep, "/"))
+        if m and os.path.isfile(path):
+            found.append((int(m["x"]), int(m["y"])))
+    return sorted(found, key=lambda t: (t[1], t[0]))
+
+
+def zoom_folder(source: TileSource, z: int) -> str:
+    """Where the tiles of zoom z are (the template up to its first {x} or {y}), to name in a message."""
+    loc = source.template.replace("{z}", str(z))
+    cut = min(i for i in (loc.find("{x}"), loc.find("{y}"), len(loc)) if i >= 0)
+    head = loc[:cut].rsplit("/", 1)[0] if "/" in loc[:cut] else ""
+    if source.is_remote:
+        return head
+    return os.path.join(_abs_dir(source.grid.base_dir or "."), head.removeprefix("file://"))
 
 
 @functools.lru_cache(maxsize=64)

@@ -274,7 +274,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 if kw:
                     raise QgsProcessingException("REGION: give a region or a tile range, not both")
                 kw = {"tile_range": tile_range}
-            res = on_python_thread(resolve, tilejson, z=zoom, max_height_m=height, **kw)
+            layer = self.parameterAsString(parameters, "LAYER", context) or "raw_whitebox"
+            res = on_python_thread(resolve, tilejson, z=zoom, max_height_m=height, layer=layer, **kw)
             anchors = anchor_files(
                 self.parameterAsFile(parameters, "ANCHORS_DIR", context) or None,
                 [p for p in self.parameterAsFileList(parameters, "ANCHORS", context) if p],
@@ -293,7 +294,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 out_dir=out_dir,
                 tiles=res.tiles,
                 z=res.z,
-                layer=self.parameterAsString(parameters, "LAYER", context) or "raw_whitebox",
+                layer=layer,
                 ref_tilejson=self.parameterAsFile(parameters, "REF_TILEJSON", context) or None,
                 ref_layer=self.parameterAsString(parameters, "REF_LAYER", context) or None,
                 anchors=anchors,
@@ -333,6 +334,13 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             feedback.reportError(
                 "Canceled: accepted tiles are kept; run again with the same settings to continue", False
             )
+        elif result.nothing_made:  # a run that made nothing fails, in a model or a batch too
+            raise QgsProcessingException(
+                f"No tile could be made: all {result.failed_count} failed. Each tile's error is in "
+                f"{result.outputs.get('report')}; a rerun retries them"
+            )
+        elif result.failed_count:
+            feedback.reportError(f"{result.failed_count} of {result.tile_count} tiles failed: see the report", False)
         o = result.outputs
         group = f"Iso tiles: {Path(out_dir).name}"
         results = {

@@ -59,14 +59,17 @@ def patch(tilejson: Path, w: int, h: int) -> list[tuple[int, int]]:
     return [(x, y) for y in range(y0, y0 + h) for x in range(x0, x0 + w)]
 
 
-def seed_tile_set(root: Path) -> tuple[Path, list[tuple[int, int]]]:
-    """A seed-profile tile set (isometric_affine) that does not state its tallest building; two whitebox tiles."""
+def seed_tile_set(root: Path, max_height_m: float | None = None) -> tuple[Path, list[tuple[int, int]]]:
+    """A seed-profile tile set (isometric_affine), in Helsinki, two whitebox tiles; it states its tallest
+    building only if given ``max_height_m``."""
     import json
 
     from PIL import Image
 
     render = {"projection": "isometric_affine", "ppm_z0": 0.25, "height_scale": 1.2,
               "bbox_3857_origin_m": [2775000.0, 8436000.0]}  # fmt: skip
+    if max_height_m is not None:
+        render["max_height_m"] = max_height_m
     tj = {"tilejson": "3.0.0", "tileSize": 128, "overlap": 0.0625, "bounds_wgs84": [24.93, 60.16, 24.935, 60.163],
           "minzoom": 0, "maxzoom": 0, "render": render}  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)

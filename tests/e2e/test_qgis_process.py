@@ -69,6 +69,17 @@ def test_generatetiles_headless(qgis_env, helsinki_tiles, tmp_path):
     assert (out / "tiles" / "0" / "4" / "3.png").is_file() and (out / "mosaic_nb_pro.png").is_file()
 
 
+def test_generatetiles_headless_refuses_a_region_off_the_tile_set(qgis_env, helsinki_tiles, tmp_path):
+    out = tmp_path / "gen"
+    proc = qgis_process(
+        qgis_env, "run", "isotiles:generatetiles", "--json", "--", f"TILEJSON={helsinki_tiles / 'tilejson.json'}",
+        "EXTENT=2.34,2.36,48.85,48.86 [EPSG:4326]", "K=1", f"OUTPUT_DIR={out}",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "(EXTENT): the extent (2.34000, 48.85000, 2.36000, 48.86000) lies outside" in proc.stdout + proc.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -82,6 +93,8 @@ def test_generatetiles_headless(qgis_env, helsinki_tiles, tmp_path):
           "--anchors_dir", "{tmp}", "--out_dir", "{tmp}/o"], "ANCHORS_DIR"),
         (["generate", "--tiles_dir", "{tiles}", "--x0", "1", "--y0", "1", "--w", "1", "--h", "1",
           "--overlap_px", "999", "--out_dir", "{tmp}/o"], "OVERLAP_PX"),
+        (["generate", "--tiles_dir", "{tiles}", "--extent", "2.34,48.85,2.36,48.86", "--extent_crs", "EPSG:4326",
+          "--out_dir", "{tmp}/o"], "EXTENT: the extent (2.34000, 48.85000, 2.36000, 48.86000) lies outside"),
     ],
 )  # fmt: skip
 def test_cli_bad_input_is_one_line_and_exit_code_2(repo_root, helsinki_tiles, tmp_path, args, needle):
@@ -90,6 +103,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(repo_root, helsinki_tiles, tm
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_renderwhitebox_and_renderreference_headless(qgis_env, helsinki_pbf, helsinki_tiles, tmp_path):

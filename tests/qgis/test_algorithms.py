@@ -285,7 +285,7 @@ def test_generatetiles_small_patch_outputs_are_georeferenced(run_alg, helsinki_t
     ("params", "message"),
     [
         ({"TILEJSON": "/nonexistent/tilejson.json"}, "TILEJSON"),
-        ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "REGION"),
+        ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "(EXTENT): the extent (0.00000, 0.00000, 1.00000, 1.00000) lies outside"),
     ],
 )
 def test_bad_input_raises_a_clear_processing_exception(run_alg, helsinki_tiles, tmp_path, params, message):
