@@ -24,6 +24,13 @@ from qgis.PyQt.QtWidgets import (
 from ..iso_qgis.pyinstall import GENAI_REQUIREMENT, install_hint, pip_command, use_packages_dir
 from ..processing.settings import plugin_packages_dir
 
+#: a rasterio wheel carries a GDAL of its own; a distribution's rasterio uses QGIS's
+RASTERIO_NOTE = (
+    "\n\nrasterio's wheel brings a GDAL of its own (checked after the install: QGIS must still open rasters). "
+    "Where your distribution has rasterio built on QGIS's own GDAL, prefer it: on Debian and Ubuntu, "
+    "sudo apt install python3-rasterio, then restart QGIS."
+)
+
 
 def genai_status() -> str:
     """One line: is google-genai importable, and from where."""
@@ -160,6 +167,7 @@ class InstallPackagesDialog(PipDialog):
                 + "\n• ".join(why)
                 + f"\n\nInstall installs them as pip wheels into a folder of the plugin's own:\n{self.target}\n"
                 "Packages your Python already has stay as they are (numpy, GDAL's bindings); nothing else changes."
+                + (RASTERIO_NOTE if any(r.startswith("rasterio") for r in self.requirements) else "")
             )
         else:
             self.intro.setText("Every Python package the algorithms need is installed.")
