@@ -174,7 +174,11 @@ class InstallPackagesDialog(PipDialog):
             self.install_button.setEnabled(False)
 
     def setParameters(self, _parameters) -> None:
-        """Processing's dialog call: there are no parameters to set here."""
+        """Processing opens it in place of an algorithm's dialog (a stand-in's): no parameters to set."""
+
+    def results(self) -> dict:
+        """What Processing asks an algorithm's dialog after it closes: nothing was run."""
+        return {}
 
     def command(self) -> list[str]:
         constraints = Path(self.scratch.name) / "constraints.txt"

@@ -113,3 +113,23 @@ def test_a_failed_install_of_missing_packages_says_how_to_install_by_hand(qgis_a
     dlg.install()
     assert wait_for(dlg) is False
     assert "pip failed" in dlg.result.text() and "python3 -m iso_qgis install_deps" in dlg.result.text()
+
+
+def test_a_stand_in_algorithm_opens_the_install_dialog_from_the_toolbox(qgis_app):
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    from iso_tile_stylizer.processing.missing import stand_in
+    from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
+
+    alg = stand_in("resolvetiles", "Resolve region to tiles", ImportError("No module named 'shapely'"))()
+    assert (alg.name(), alg.displayName()) == ("resolvetiles", "Resolve region to tiles")
+    dlg = alg.createCustomParametersWidget(None)
+    assert isinstance(dlg, InstallPackagesDialog)
+    dlg.setParameters({})  # as processing.execAlgorithmDialog calls it
+    assert dlg.results() == {}
+    try:  # with every package there, it still names the import that failed
+        alg.processAlgorithm({}, QgsProcessingContext(), QgsProcessingFeedback())
+    except QgsProcessingException as exc:
+        assert "No module named 'shapely'" in str(exc) and "install_deps" in str(exc)
+    else:
+        raise AssertionError("a stand-in must refuse to run")
