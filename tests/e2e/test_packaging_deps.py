@@ -106,8 +106,9 @@ def test_with_every_package_there_the_real_algorithms_load(plugins_dir, tmp_path
     assert out["rasters"] == "ok"
 
 
-def test_install_deps_dry_run_uses_the_folder_qgis_uses(repo_root, plugins_dir, tmp_path):
-    env = hidden_env(tmp_path, "shapely,rasterio")
+@pytest.mark.parametrize("hidden", ["shapely,rasterio", "numpy,shapely,pyproj,rasterio,PIL"])
+def test_install_deps_dry_run_uses_the_folder_qgis_uses(repo_root, plugins_dir, tmp_path, hidden):
+    env = hidden_env(tmp_path, hidden)
     proc = subprocess.run([sys.executable, "-m", "iso_qgis", "install_deps", "--dry-run"], env=env, cwd=repo_root,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -120,7 +121,7 @@ def test_install_deps_dry_run_uses_the_folder_qgis_uses(repo_root, plugins_dir, 
                           capture_output=True, text=True, timeout=120, cwd="/")  # fmt: skip
     folder = os.path.normpath(qgis.stdout.strip().splitlines()[-1])
     assert f"--target {folder} " in proc.stderr.replace(folder + "/", folder), (folder, proc.stderr)
-    assert "--constraint" in proc.stderr and "shapely>=2.0 rasterio>=1.3" in proc.stderr
+    assert "--constraint" in proc.stderr and "shapely>=2.0" in proc.stderr and "rasterio>=1.3" in proc.stderr
 
 
 @pytest.fixture(scope="module")
