@@ -112,7 +112,7 @@ def test_install_deps_dry_run_uses_the_folder_qgis_uses(repo_root, plugins_dir, 
     proc = subprocess.run([sys.executable, "-m", "iso_qgis", "install_deps", "--dry-run"], env=env, cwd=repo_root,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "missing: shapely is not installed" in proc.stderr
+    assert proc.stderr.startswith("missing: ") and "shapely is not installed" in proc.stderr
     # the folder the plugin uses inside QGIS, for the same profile
     probe = ("import sys; from qgis.core import QgsApplication; app = QgsApplication([], False); app.initQgis(); "
              "sys.path.insert(0, sys.argv[1]); from iso_tile_stylizer.processing.settings import plugin_packages_dir; "
