@@ -1,5 +1,10 @@
 import sys
 
-from .cli import main
+from .pyinstall import packages_dir, qgis_profile_dir, use_packages_dir
+
+# the packages the plugin installed for QGIS serve the command line too (install_deps puts them there)
+use_packages_dir(packages_dir(qgis_profile_dir()))
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

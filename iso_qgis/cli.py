@@ -181,6 +181,42 @@ def _serve(a: argparse.Namespace) -> int:
     return _open_viewer(folder, "pmtiles")
 
 
+# ------------------------------------------------------------------ install_deps
+@command("install_deps")
+def _install_deps(a: argparse.Namespace) -> int:
+    """The engine's missing packages into the folder the plugin uses in QGIS (pip --target), checked after."""
+    import subprocess
+    import tempfile
+
+    from .pyinstall import engine_install_plan, packages_dir, pip_command, prune, qgis_profile_dir, verify
+
+    target = Path(a.target) if a.target else packages_dir(qgis_profile_dir(a.profile))
+    requirements, why, pins = engine_install_plan(target)
+    if not requirements:
+        print(json.dumps({"target": str(target), "installed": [], "needs": []}))
+        return 0
+    print("missing: " + "; ".join(why), file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
+        try:
+            cmd = pip_command(target, requirements, python=a.python, find_links=a.find_links, constraints=constraints)
+        except FileNotFoundError as exc:
+            raise IsoInputError("PYTHON", str(exc), "Give the Python QGIS runs with --python") from None
+        print(" ".join(cmd), file=sys.stderr)
+        if a.dry_run:
+            return 0
+        if subprocess.run(cmd, stdout=sys.stderr, check=False).returncode != 0:  # nosec B603 # pip, as above
+            raise IsoInputError("PIP", "pip could not install " + " ".join(requirements), "Its output is above")
+    pruned = prune(target, keep=requirements)
+    result = verify(target, python=a.python)
+    print(json.dumps({"target": str(target), "installed": requirements, "pruned": pruned, **result}))
+    if result["needs"] or result["gdal"] not in ("ok", "no osgeo.gdal in this Python"):
+        print("error: still not usable: " + "; ".join(result["needs"] or [str(result["gdal"])]), file=sys.stderr)
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m iso_qgis", description="Iso Tile Stylizer engine")
@@ -226,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="open the page in the web browser (served on 127.0.0.1)")
     p = sub.add_parser("serve", help="serve a viewer folder on 127.0.0.1 (range requests) and open it in the browser")
     p.add_argument("folder", help="the folder publish wrote")
+    p = sub.add_parser("install_deps", help="install the engine's missing Python packages where the plugin finds them")
+    p.add_argument("--target", help="the folder (default: the plugin's own in the QGIS profile, as QGIS uses it)")
+    p.add_argument("--profile", default="default", help="the QGIS profile whose folder to use")
+    p.add_argument("--find_links", "--find-links", help="install from this folder of wheels only (no index)")
+    p.add_argument("--python", help="the Python QGIS runs (default: this one)")
+    p.add_argument("--dry_run", "--dry-run", action="store_true", help="say what would be installed, and how")
     from .cli_generate import add_generate_parser
 
     add_generate_parser(sub, add_region_args)

@@ -102,7 +102,8 @@ class Compositor:
         return [(x, r) for r in rows for x in xs if intersect(rect, self.block_rect((x, r))) is not None]
 
     def _path(self, cell: Cell) -> Path:
-        assert self.spill_dir is not None
+        if self.spill_dir is None:
+            raise RuntimeError("a composite block spilled without a spill folder")
         return self.spill_dir / f"{cell[0]}_{cell[1]}.blk"
 
     def block(self, cell: Cell, create: bool = True) -> _Block | None:
@@ -144,7 +145,8 @@ class Compositor:
             if blk is None:
                 continue
             part = intersect(rect, blk.rect)
-            assert part is not None
+            if part is None:
+                raise RuntimeError(f"block {cell} listed for {rect} does not overlap it")
             dst, src = local_slices(rect, part), local_slices(blk.rect, part)
             rgb[dst], filled[dst], heat[dst] = blk.rgb[src], blk.filled[src], blk.heat[src]
         return rgb, filled, heat
@@ -152,9 +154,11 @@ class Compositor:
     def _scatter(self, rect: Rect, rgb: np.ndarray, heat: np.ndarray) -> None:
         for cell in self.cells_in(rect):
             blk = self.block(cell)
-            assert blk is not None
+            if blk is None:
+                raise RuntimeError(f"block {cell} of {rect} was not created before it was written")
             part = intersect(rect, blk.rect)
-            assert part is not None
+            if part is None:
+                raise RuntimeError(f"block {cell} listed for {rect} does not overlap it")
             dst, src = local_slices(blk.rect, part), local_slices(rect, part)
             blk.rgb[dst], blk.heat[dst] = rgb[src], heat[src]
             blk.filled[dst] = True

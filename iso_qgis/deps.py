@@ -1,20 +1,49 @@
-"""Which Python packages the engine needs, and a clear message when one is missing or too old."""
+"""Which Python packages the engine needs, which are missing or too old, and a clear message saying so.
+
+Nothing here imports them at module level: the plugin and ``python3 -m iso_qgis install_deps`` must start
+where they are missing.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from .errors import IsoInputError
-from .pyinstall import user_install_flags
 
 #: import name -> (pip name, lowest version)
 REQUIRED = {
     "numpy": ("numpy", (1, 21)),
-    "shapely": ("shapely>=2.0", (2, 0)),
+    "shapely": ("shapely", (2, 0)),
     "pyproj": ("pyproj", (3, 3)),
     "rasterio": ("rasterio", (1, 3)),
     "PIL": ("pillow", (9, 0)),
 }
+#: import name -> what the engine uses it for
+PURPOSE = {
+    "numpy": "image arrays",
+    "shapely": "regions and tile footprints",
+    "pyproj": "coordinate systems",
+    "rasterio": "GeoTIFF mosaics and reference imagery",
+    "PIL": "PNG tiles",
+}
+INSTALL_HOW = (
+    "Install them with Plugins ▸ Iso Tile Stylizer ▸ Install missing Python packages… (into a folder of the "
+    "plugin's own), or on the command line with: python3 -m iso_qgis install_deps (pip install --target that folder)"
+)
+
+
+@dataclass(frozen=True)
+class Need:
+    """A package the engine needs that this Python lacks, or has too old."""
+
+    module: str
+    requirement: str
+    problem: str
+
+    def __str__(self) -> str:
+        why = PURPOSE.get(self.module)
+        return f"{self.problem} (needed for {why})" if why else self.problem
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -25,28 +54,31 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def problems() -> list[str]:
-    """Human-readable problems, empty when every package is there and new enough."""
+def needs() -> list[Need]:
+    """The packages to install, empty when every one is there and new enough."""
     found = []
-    for module, (pip_name, lowest) in REQUIRED.items():
+    for module, (name, lowest) in REQUIRED.items():
+        requirement = f"{name}>={'.'.join(map(str, lowest))}"
         try:
             mod = importlib.import_module(module)
         except ImportError:
-            found.append(f"{pip_name} is not installed")
+            found.append(Need(module, requirement, f"{name} is not installed"))
             continue
-        have = _version(getattr(mod, "__version__", "0"))
-        if have < lowest:
-            found.append(f"{module} {getattr(mod, '__version__', '?')} is too old (need {'.'.join(map(str, lowest))}+)")
+        except Exception as exc:  # noqa: BLE001 (a compiled package that fails to load is as good as missing)
+            found.append(Need(module, requirement, f"{name} cannot be loaded ({type(exc).__name__}: {exc})"))
+            continue
+        have = getattr(mod, "__version__", "0")
+        if _version(have) < lowest:
+            found.append(Need(module, requirement, f"{name} {have} is too old (need {'.'.join(map(str, lowest))}+)"))
     return found
 
 
+def problems() -> list[str]:
+    """Human-readable problems, empty when every package is there and new enough."""
+    return [n.problem for n in needs()]
+
+
 def require() -> None:
-    found = problems()
-    if found:
-        pip = " ".join(f'"{REQUIRED[m][0]}"' for m in REQUIRED)
-        raise IsoInputError(
-            "PYTHON",
-            "; ".join(found),
-            f"Install into the Python that QGIS runs: python3 -m pip install {user_install_flags()} {pip} "
-            "(see the README)",
-        )
+    if problems():
+        why = "; ".join(str(n) for n in needs())
+        raise IsoInputError("PYTHON", "the Python that QGIS runs lacks packages: " + why, INSTALL_HOW)

@@ -69,7 +69,7 @@ def _read_text(path_or_url: str) -> tuple[str, str | None]:
         import urllib.request
 
         try:
-            with urllib.request.urlopen(path_or_url, timeout=30) as resp:  # noqa: S310 (user's URL)
+            with urllib.request.urlopen(path_or_url, timeout=30) as resp:  # noqa: S310  # nosec B310 # the user's own tilejson URL; to go through QGIS's network stack (proxy, auth) later
                 return resp.read(10_000_000).decode("utf-8"), None
         except OSError as exc:
             raise IsoInputError("TILEJSON", f"cannot fetch {path_or_url}: {exc}", "Check the URL") from None

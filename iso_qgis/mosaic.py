@@ -196,7 +196,8 @@ class MosaicPass:
         try:
             for c in [c for c, s in self.status.items() if s == PENDING]:
                 self.decided(c, False)
-            assert not self.jobs_of, f"{len(self.jobs_of)} blocks still awaited"
+            if self.jobs_of:
+                raise RuntimeError(f"{len(self.jobs_of)} mosaic blocks still awaited at the end of a run")
             self._drain(0)
         finally:  # on an error, pending writes stop before the files are dropped
             self.tif_pool.shutdown(cancel_futures=True)
@@ -237,7 +238,8 @@ class MosaicPass:
         for c in self.comp.cells_in(rect):
             if self.status.get(c) == DONE:
                 part = intersect(rect, self.block_rect(c))
-                assert part is not None
+                if part is None:
+                    raise RuntimeError(f"block {c} listed for {rect} does not overlap it")
                 ok[local_slices(rect, part)] = True
         return ok
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
@@ -60,7 +60,7 @@ def write_tile_vrt(
         dx, dy = cx0 - c0, cy0 - r0
         src_rect = f'<SrcRect xOff="{lv.pad}" yOff="{lv.pad}" xSize="{lv.step}" ySize="{lv.step}"/>'
         dst_rect = f'<DstRect xOff="{dx}" yOff="{dy}" xSize="{lv.step}" ySize="{lv.step}"/>'
-        fname = f'<SourceFilename relativeToVRT="{rel}">{escape(name)}</SourceFilename>'
+        fname = f'<SourceFilename relativeToVRT="{rel}">{html.escape(name, quote=False)}</SourceFilename>'
         for b in range(3):
             bands[b].append(f"<SimpleSource>{fname}<SourceBand>{b + 1}</SourceBand>{src_rect}{dst_rect}</SimpleSource>")
         if has_alpha:
@@ -73,7 +73,7 @@ def write_tile_vrt(
     gt = grid.level(lv.z).affine.shifted(c0, r0).to_gdal()
     parts = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        f"<SRS>{escape(grid.crs_wkt())}</SRS>",
+        f"<SRS>{html.escape(grid.crs_wkt(), quote=False)}</SRS>",
         "<GeoTransform>" + ", ".join(repr(float(v)) for v in gt) + "</GeoTransform>",
     ]
     for i, interp in enumerate(("Red", "Green", "Blue", "Alpha")):

@@ -186,7 +186,8 @@ class PMTilesWriter:
                 *(round(v * 1e7) for v in (w, s, e, n)),
                 cz, round((w + e) / 2 * 1e7), round((s + n) / 2 * 1e7),
             )  # fmt: skip
-            assert len(header) == HEADER_LEN, len(header)
+            if len(header) != HEADER_LEN:
+                raise RuntimeError(f"PMTiles header of {len(header)} bytes, not {HEADER_LEN}")
             tmp = temp_beside(self.target, ".pmtiles")
             try:
                 with open(tmp, "wb") as out, open(self.scratch, "rb") as src:

@@ -57,7 +57,8 @@ class Recorder:
     # ------------------------------------------------------------ tiles
     def persist(self, x: int, y: int, rec: dict[str, Any], canvas: np.ndarray | None = None) -> None:
         """Write a tile's canvas and record behind the run; a failed write stops the run (see write_error)."""
-        assert self.writer is not None, "persist() outside a run"
+        if self.writer is None:
+            raise RuntimeError("persist() outside a run")
         fut = self.writer.submit(self.state.record, x, y, rec, canvas)
         if canvas is not None:
             cell = self.plan.cell(x, y)

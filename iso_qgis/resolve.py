@@ -71,7 +71,12 @@ def resolve(
             if not (xmax > xmin and ymax > ymin):
                 raise IsoInputError("EXTENT", f"extent {extent} has no area", "Give xmin < xmax and ymin < ymax")
             region, region_crs = box(xmin, ymin, xmax, ymax), extent_crs
-        assert region is not None
+        if region is None:
+            raise IsoInputError(
+                "REGION",
+                "no region, extent or tile range was given",
+                "Give a polygon REGION, an EXTENT, or a tile range X0, Y0, W, H",
+            )
         check_region_meets(grid, lv.z, region, region_crs, name)
         tiles = grid.tiles_in_region(region, region_crs, lv.z)
         shown_crs = region_crs

@@ -378,7 +378,8 @@ def seam_step_ratio(
     ok = np.ones_like(L, dtype=bool) if valid is None else valid
     h, w = L.shape
     if cols is None or rows is None:
-        assert step is not None
+        if step is None:
+            raise ValueError("seam_step_ratio needs cols and rows, or a step")
         cols = (
             cols if cols is not None else [round(k * step) for k in range(1, int(w / step) + 1) if round(k * step) < w]
         )

@@ -161,7 +161,7 @@ def _fetch(url: str, attempts: int = 3) -> bytes | None:
 
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (user's tile URL)
+            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310  # nosec B310 # the tile set's own tile URL; to go through QGIS's network stack (proxy, auth) later
                 return resp.read(64 * 1024 * 1024)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:

@@ -80,7 +80,8 @@ class ZoomLevel:
     def row_index(self, y: int) -> int:
         if self.y_down:
             return y
-        assert self.rows is not None
+        if self.rows is None:
+            raise ValueError("a TMS (y up) level needs its row count")
         return self.rows - 1 - y
 
     def tile_y(self, row_index: int) -> int:

@@ -149,7 +149,8 @@ class TileJobs:
         with self.lock:
             for nc in cells:
                 if nc in self.todo and nc not in self.static and len(self.static) < PREFETCH_MAX:
-                    assert self.prefetch_pool is not None
+                    if self.prefetch_pool is None:
+                        raise RuntimeError("tiles prefetched without a prefetch pool")
                     self.static[nc] = self.prefetch_pool.submit(self.static_context, nc)
 
     def prepare(self, c: Cell) -> list:
@@ -208,7 +209,8 @@ class TileJobs:
             "tokens_out": res.tokens_out, "cost_usd": res.cost_usd, "file": None, "notes": res.notes,
         }  # fmt: skip
         if res.ok and res.image is not None and res.checked is None:  # the backend did not check its answer
-            assert req.check is not None
+            if req.check is None:
+                raise RuntimeError("an unchecked answer to a request without a check")
             failure, res.image, res.checked = req.check(res.image)
             if failure is not None:
                 res.failure, res.image = failure, None
@@ -268,7 +270,8 @@ class TileJobs:
     def score(self, res: ImageResult, ctx: dict[str, Any], registration: dict | None = None) -> dict[str, Any]:
         w = self.cfg.weights
         img = res.image
-        assert img is not None
+        if img is None:
+            raise RuntimeError("score() of an answer without an image")
         rect = ctx["rect"]
         seams = []
         for side, nb, band, nband, nlab, nstats in ctx["bands"]:

@@ -62,6 +62,7 @@ class IsoTileStylizerPlugin:
         self.review_dock = None
         self.draw_hint = None
         self.publisher = None
+        self.missing_bar = None
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
@@ -116,6 +117,45 @@ class IsoTileStylizerPlugin:
         self.iface.addPluginToMenu(MENU, settings)
         self.toolbar.addAction(settings)
         self.actions.append(settings)
+        install = QAction(icon("/mActionAddPlugin.svg"), "Install missing Python packages…", self.iface.mainWindow())
+        install.setObjectName("isotiles_install_packages")
+        install.triggered.connect(self.install_packages)
+        self.iface.addPluginToMenu(MENU, install)
+        self.actions.append(install)
+        self.warn_if_packages_missing()
+
+    def warn_if_packages_missing(self) -> bool:
+        """A message bar naming what the engine lacks, with the way to install it; False when nothing is missing."""
+        from qgis.core import Qgis
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        from ..iso_qgis.deps import needs
+
+        found = [str(n) for n in needs()]
+        if not found:
+            return False
+        bar = self.iface.messageBar()
+        item = bar.createMessage("Iso Tile Stylizer", "the algorithms need Python packages: " + "; ".join(found))
+        button = QPushButton("Install missing Python packages…")
+        button.clicked.connect(self.install_packages)
+        item.layout().addWidget(button)
+        bar.pushWidget(item, Qgis.MessageLevel.Warning, 0)
+        self.missing_bar = item
+        return True
+
+    def install_packages(self) -> None:
+        from .install_dialog import InstallPackagesDialog
+
+        InstallPackagesDialog(self.iface.mainWindow()).exec()
+
+    def packages_ready(self) -> bool:
+        """True when the engine's packages are there; else the install dialog opens (the action needs them)."""
+        from ..iso_qgis.deps import problems
+
+        if not problems():
+            return True
+        self.install_packages()
+        return not problems()
 
     def add_models_folder(self, add: bool = True) -> bool:
         """The plugin's example models (``examples/``) in Processing's model folders, so the toolbox lists them
@@ -156,12 +196,15 @@ class IsoTileStylizerPlugin:
         """Pick the tile set (remembered), then draw; the tiles under the region light up as you go."""
         from qgis.core import QgsSettings
 
+        canvas = self.iface.mapCanvas()
+        self.drop_draw_hint()
+        if checked and not self.packages_ready():
+            self.draw_action.setChecked(False)
+            return
         from ..iso_qgis.errors import IsoInputError
         from ..iso_qgis.grid import load_tilejson
         from .region_tool import RegionTool
 
-        canvas = self.iface.mapCanvas()
-        self.drop_draw_hint()
         if not checked:
             if self.region_tool is not None:
                 canvas.unsetMapTool(self.region_tool)
@@ -225,6 +268,8 @@ class IsoTileStylizerPlugin:
         """The candidate review dock: pick a tile, compare its K candidates, choose or regenerate."""
         from qgis.PyQt.QtCore import Qt
 
+        if not self.packages_ready():
+            return
         from .review_dock import ReviewDock
 
         window = self.iface.mainWindow()
@@ -256,12 +301,15 @@ class IsoTileStylizerPlugin:
     def open_algorithm(self, alg_id: str) -> None:
         import processing  # QGIS's own package: only reachable inside QGIS
 
-        processing.execAlgorithmDialog(alg_id, {})
+        if self.packages_ready():
+            processing.execAlgorithmDialog(alg_id, {})
 
     def publish_viewer(self) -> None:
         """exportmosaic writing a viewer folder, then an offer to open it in the browser."""
         from .publish_action import ViewerPublisher
 
+        if not self.packages_ready():
+            return
         if self.publisher is None:
             self.publisher = ViewerPublisher(self.iface)
         self.publisher.run()
@@ -271,6 +319,10 @@ class IsoTileStylizerPlugin:
             self.publisher.stop()  # the local servers of opened viewers
             self.publisher = None
         self.drop_draw_hint()
+        if self.missing_bar is not None:
+            with contextlib.suppress(RuntimeError):  # already closed by the user
+                self.iface.messageBar().popWidget(self.missing_bar)
+            self.missing_bar = None
         self.add_models_folder(False)
         if self.review_dock is not None:
             self.iface.removeDockWidget(self.review_dock)

@@ -360,7 +360,8 @@ class ReviewDock(QDockWidget):
         self.pick(point)
 
     def _grid_crs(self) -> QgsCoordinateReferenceSystem:
-        assert self.grid is not None
+        if self.grid is None:
+            raise RuntimeError("no tile set is open in the review dock")
         return QgsCoordinateReferenceSystem.fromWkt(self.grid.crs_wkt())
 
     def pick(self, point: QgsPointXY) -> tuple[int, int] | None:

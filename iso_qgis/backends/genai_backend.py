@@ -258,7 +258,8 @@ class GenAIBackend:
     def _cached(self, key: str, model: str, check: Check | None) -> ImageResult | None:
         """The cached answer under ``key``, checked; None if there is none or the check refuses it (then it is
         dropped, and asked again, once more paid)."""
-        assert self.cache is not None
+        if self.cache is None:
+            raise RuntimeError("_cached() called on a backend without an answer cache")
         hit = self.cache.get(key)
         if hit is None:
             return None
@@ -342,7 +343,7 @@ class GenAIBackend:
                 res.checked = checked
                 self._account(res, model, _add_usage(refused, usage))
                 return res
-            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)
+            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)  # noqa: S311  # nosec B311 # jitter spreads retries; it guards nothing
             wait = min(delay if delay is not None else backoff, self.s.retry_max_ms / 1000)
             if failure.kind == FailureKind.QUOTA:
                 self.gate.pause(wait)  # everyone slows down, instead of multiplying calls

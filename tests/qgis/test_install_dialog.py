@@ -64,3 +64,72 @@ def test_settings_show_whether_google_genai_is_there(qgis_app):
 
     dlg = SettingsDialog()
     assert "google-genai" in dlg.genai.text()
+
+
+def test_install_missing_packages_names_them_installs_them_and_checks_qgis_opens_rasters(
+    qgis_app, tmp_path, monkeypatch
+):
+    from iso_tile_stylizer.iso_qgis import deps
+    from iso_tile_stylizer.iso_qgis.pyinstall import packages_dir
+    from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
+
+    # an engine package this Python lacks, as a wheel in a local folder
+    monkeypatch.setitem(deps.REQUIRED, "isotiles_dummy_engine", ("isotiles-dummy-engine", (1, 2)))
+    monkeypatch.setitem(deps.PURPOSE, "isotiles_dummy_engine", "testing the dialog")
+    wheels = tmp_path / "wheels"
+    dummy_wheel(wheels, name="isotiles-dummy-engine", version="1.2.0", module="isotiles_dummy_engine")
+    target = packages_dir(tmp_path / "profile")
+    dlg = InstallPackagesDialog(target=str(target), find_links=str(wheels))
+    try:
+        assert "isotiles-dummy-engine is not installed (needed for testing the dialog)" in dlg.intro.text()
+        assert str(target) in dlg.intro.text() and dlg.install_button.isEnabled()
+        dlg.install()
+        assert wait_for(dlg), dlg.log.toPlainText() + dlg.result.text()
+        assert "Installed isotiles-dummy-engine>=1.2 in" in dlg.result.text()
+        assert "QGIS still opens rasters" in dlg.result.text()
+        assert deps.problems() == []
+        assert "--constraint" in dlg.log.toPlainText()  # pinned to what QGIS's Python has
+    finally:
+        if str(target) in sys.path:
+            sys.path.remove(str(target))
+        sys.modules.pop("isotiles_dummy_engine", None)
+
+
+def test_with_nothing_missing_the_dialog_has_nothing_to_install(qgis_app):
+    from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
+
+    dlg = InstallPackagesDialog(target="/nonexistent")
+    assert "Every Python package the algorithms need is installed" in dlg.intro.text()
+    assert not dlg.install_button.isEnabled()
+
+
+def test_a_failed_install_of_missing_packages_says_how_to_install_by_hand(qgis_app, tmp_path, monkeypatch):
+    from iso_tile_stylizer.iso_qgis import deps
+    from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
+
+    monkeypatch.setitem(deps.REQUIRED, "isotiles_not_there", ("isotiles-not-there", (1, 0)))
+    (tmp_path / "empty").mkdir()
+    dlg = InstallPackagesDialog(target=str(tmp_path / "t"), find_links=str(tmp_path / "empty"))
+    dlg.install()
+    assert wait_for(dlg) is False
+    assert "pip failed" in dlg.result.text() and "python3 -m iso_qgis install_deps" in dlg.result.text()
+
+
+def test_a_stand_in_algorithm_opens_the_install_dialog_from_the_toolbox(qgis_app):
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    from iso_tile_stylizer.processing.missing import stand_in
+    from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
+
+    alg = stand_in("resolvetiles", "Resolve region to tiles", ImportError("No module named 'shapely'"))()
+    assert (alg.name(), alg.displayName()) == ("resolvetiles", "Resolve region to tiles")
+    dlg = alg.createCustomParametersWidget(None)
+    assert isinstance(dlg, InstallPackagesDialog)
+    dlg.setParameters({})  # as processing.execAlgorithmDialog calls it
+    assert dlg.results() == {}
+    try:  # with every package there, it still names the import that failed
+        alg.processAlgorithm({}, QgsProcessingContext(), QgsProcessingFeedback())
+    except QgsProcessingException as exc:
+        assert "No module named 'shapely'" in str(exc) and "install_deps" in str(exc)
+    else:
+        raise AssertionError("a stand-in must refuse to run")

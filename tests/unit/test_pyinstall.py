@@ -68,3 +68,99 @@ def _env_with_plugin():
 
     plugins = str(Path(iso_tile_stylizer.__path__[0]).parent)
     return {**os.environ, "PYTHONPATH": plugins}
+
+
+# ------------------------------------------------------------------ the engine's packages
+def _wheel(folder, name, version, module, requires=()):
+    """A pure-Python wheel with its dependencies declared (Requires-Dist), made by hand."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
+    files = {
+        f"{module}/__init__.py": f'__version__ = "{version}"\n',
+        f"{dist}.dist-info/METADATA": meta,
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+
+
+def _pip_install(target, requirement, wheels, constraints=None):
+    cmd = pyinstall.pip_command(target, requirement, find_links=str(wheels), constraints=constraints)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_install_is_pinned_to_what_the_python_has_and_keeps_only_what_was_missing(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    _wheel(wheels, "isotiles-engine", "2.0", "isotiles_engine", requires=["isotiles-base>=1"])
+    _wheel(wheels, "isotiles-base", "1.0", "isotiles_base")
+    _wheel(wheels, "isotiles-base", "3.0", "isotiles_base")  # newer: pip would take it, were it not pinned
+    system = tmp_path / "system"  # the Python's own site: it has isotiles-base 1.0
+    _pip_install(system, "isotiles-base==1.0", wheels)
+    monkeypatch.syspath_prepend(str(system))
+    target = tmp_path / "plugin-packages"
+    pins = pyinstall.pins(target, ["isotiles-engine>=2"])
+    assert "isotiles-base==1.0" in pins and not [p for p in pins if p.startswith("isotiles-engine")]
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    _pip_install(target, "isotiles-engine>=2", wheels, constraints)
+    assert (target / "isotiles_base" / "__init__.py").read_text() == '__version__ = "1.0"\n'  # the pin held
+    assert pyinstall.prune(target, keep=["isotiles-engine>=2"]) == ["isotiles-base"]
+    assert sorted(p.name for p in target.iterdir()) == ["isotiles_engine", "isotiles_engine-2.0.dist-info"]
+    assert (system / "isotiles_base" / "__init__.py").is_file()  # the Python's own copy is untouched
+
+
+def test_prune_keeps_a_package_the_python_has_in_another_version(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    _wheel(wheels, "isotiles-base", "1.0", "isotiles_base")
+    _wheel(wheels, "isotiles-base", "3.0", "isotiles_base")
+    system = tmp_path / "system"
+    _pip_install(system, "isotiles-base==1.0", wheels)
+    monkeypatch.syspath_prepend(str(system))
+    target = tmp_path / "plugin-packages"
+    _pip_install(target, "isotiles-base==3.0", wheels)
+    assert pyinstall.prune(target) == []
+    assert (target / "isotiles_base" / "__init__.py").is_file()
+
+
+def test_versions_with_a_local_label_are_pinned_to_their_public_part():
+    assert pyinstall._public_version("1.24.2+dfsg") == "1.24.2"
+    assert pyinstall._public_version("2.0.0rc1") == "2.0.0rc1"
+    assert pyinstall._public_version("not-a-version") is None
+
+
+def test_the_command_line_finds_the_profile_qgis_uses(tmp_path, monkeypatch):
+    monkeypatch.setenv("QGIS_CUSTOM_CONFIG_PATH", str(tmp_path / "cfg"))
+    assert pyinstall.qgis_profile_dir("work") == tmp_path / "cfg" / "profiles" / "work"
+    monkeypatch.delenv("QGIS_CUSTOM_CONFIG_PATH")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.setattr(pyinstall.sys, "platform", "linux")
+    assert pyinstall.qgis_profile_dir() == tmp_path / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
+    # run from a plugin installed in a profile: that profile, whatever the environment says
+    plugin = tmp_path / "q" / "profiles" / "mine" / "python" / "plugins" / "iso_tile_stylizer" / "iso_qgis"
+    monkeypatch.setattr(pyinstall, "__file__", str(plugin / "pyinstall.py"))
+    assert pyinstall.qgis_profile_dir() == tmp_path / "q" / "profiles" / "mine"
+
+
+def test_the_engine_plan_names_each_missing_package_and_why(monkeypatch):
+    from iso_tile_stylizer.iso_qgis import deps
+
+    monkeypatch.setitem(deps.REQUIRED, "isotiles_not_here", ("isotiles-not-here", (1, 2)))
+    monkeypatch.setitem(deps.PURPOSE, "isotiles_not_here", "testing")
+    requirements, why, pins = pyinstall.engine_install_plan("/nonexistent")
+    assert requirements == ["isotiles-not-here>=1.2"]
+    assert why == ["isotiles-not-here is not installed (needed for testing)"]
+    assert any(p.startswith("numpy==") for p in pins)  # QGIS's numpy stays the one in use
