@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from .cost import both_prices_line, cost_usd, estimate_note, estimate_usage, load_prices
 from .engine import Engine
 from .fsutil import atomic_write_json
@@ -63,11 +65,14 @@ def dry_run(run: Engine) -> RunResult:
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip
+        if cfg.context == "template":  # one image of the template's size: what it holds does not change the price
+            t = cfg.template_px
+            req.template, req.neighbors = np.zeros((t, t, 3), np.uint8), {}
         parts = request_layout(req)  # built for real: labels as they would be sent (images are sized below)
         chars = sum(len(p) for p in parts if isinstance(p, str))
-        images = [*req.anchors, *neighbors.values(), *([req.reference] if req.reference is not None else []), wb]
+        images = [p for p in parts if isinstance(p, np.ndarray)]
         sizes = [(img.shape[1], img.shape[0]) for img in images]
-        usage = estimate_usage(chars, sizes, image_size_for(*req.size))
+        usage = estimate_usage(chars, sizes, image_size_for(*req.answer_size))
         per_call = cost_usd(prices, model, usage)
         per_batch_call = cost_usd(prices, model, usage, batch=True)
         priced = priced and per_call is not None

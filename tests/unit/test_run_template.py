@@ -1,0 +1,69 @@
+"""CONTEXT template end to end: one template per request, the answer cut back, no outline left anywhere."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from isotiles_testing import patch
+from PIL import Image
+
+from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult
+from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
+from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.infill import red_pixels
+from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+
+
+def config(city, out, **kw):
+    base = {"tiles": patch(city, 3, 2), "k": 2, "overlap_px": 16, "concurrency": 2, "context": "template"}
+    return RunConfig(tilejson=str(city), out_dir=str(out), **{**base, **kw})
+
+
+class Recording(OfflineBackend):
+    """The offline stylizer, keeping every request it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[ImageRequest] = []
+
+    def generate(self, request: ImageRequest) -> ImageResult:
+        self.requests.append(request)
+        return super().generate(request)
+
+
+def test_every_tile_is_made_from_one_template_and_no_outline_survives(city, tmp_path):
+    backend = Recording()
+    res = run_generation(config(city, tmp_path), backend=backend)
+    assert res.accepted_count == 6 and res.failed_count == 0
+    for req in backend.requests:
+        assert req.template is not None and req.template.shape == (1024, 1024, 3)
+        assert req.neighbors == {} and req.prompt.startswith("Fill in the outlined section")
+        assert red_pixels(req.template) > 0  # the outline was sent
+    report = json.loads((tmp_path / "report_nb_pro.json").read_text())
+    tiles = report["tiles"]
+    first = tiles[min(tiles)]["candidates"][0]
+    assert first["template"]["template_px"] == 1024 and "context" in first
+    # a tile with a left neighbor: its area pushed to the template's right edge
+    areas = {tuple(t["candidates"][0]["template"]["sides"]) for t in tiles.values()}
+    assert ("left",) in areas and ("left", "top") in areas
+    outputs = [p for p in tmp_path.rglob("*.png") if "heatmap" not in p.name]
+    assert outputs
+    for p in outputs:
+        assert red_pixels(np.asarray(Image.open(p).convert("RGB"))) == 0, p
+    settings = json.loads((tmp_path / "run_state.json").read_text())["settings"]
+    assert settings["context"] == "template" and settings["template_px"] == 1024
+
+
+def test_a_folder_made_with_images_refuses_template_and_resumes_with_its_own(city, tmp_path):
+    run_generation(config(city, tmp_path, context="images", tiles=patch(city, 1, 1)))
+    with pytest.raises(IsoInputError):
+        run_generation(config(city, tmp_path, tiles=patch(city, 1, 1)))
+    res = run_generation(config(city, tmp_path, context="images", tiles=patch(city, 1, 1)))
+    assert res.accepted_count == 1
+
+
+def test_an_unknown_context_is_refused_with_the_fix(city, tmp_path):
+    with pytest.raises(IsoInputError, match=r"CONTEXT.*images or template"):
+        run_generation(config(city, tmp_path, context="quilt"))
