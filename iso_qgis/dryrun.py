@@ -38,12 +38,15 @@ def dry_run_summary(totals: dict[str, Any]) -> str:
 
 def dry_run(run: Engine) -> RunResult:
     from .backends.base import ImageRequest
+    from .backends.endpoint import DEFAULT_MODEL as ENDPOINT_MODEL
     from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_layout
 
     t0 = time.perf_counter()
     cfg = run.cfg
     prices = getattr(run.backend, "prices", None) or load_prices()
     model = cfg.model or getattr(getattr(run.backend, "s", None), "model", "") or DEFAULT_MODEL
+    if cfg.backend == "endpoint":
+        model = cfg.model or ENDPOINT_MODEL
     cells = run.plan.cells(cfg.tiles)
     accepted = {c for c in cells if run.state.tiles.get(tile_key(*run.plan.tile(c)), {}).get("status") == "accepted"}
     todo = [c for c in cells if c not in accepted]
@@ -75,6 +78,8 @@ def dry_run(run: Engine) -> RunResult:
         usage = estimate_usage(chars, sizes, image_size_for(*req.answer_size))
         per_call = cost_usd(prices, model, usage)
         per_batch_call = cost_usd(prices, model, usage, batch=True)
+        if cfg.backend == "endpoint":  # the user's server: what the user says a call costs (0 by default)
+            per_call = per_batch_call = float(cfg.backend_options.get("price_per_call", 0.0))
         priced = priced and per_call is not None
         tiles[f"{x}_{y}"] = {
             "calls": cfg.k,

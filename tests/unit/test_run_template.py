@@ -67,3 +67,18 @@ def test_a_folder_made_with_images_refuses_template_and_resumes_with_its_own(cit
 def test_an_unknown_context_is_refused_with_the_fix(city, tmp_path):
     with pytest.raises(IsoInputError, match=r"CONTEXT.*images or template"):
         run_generation(config(city, tmp_path, context="quilt"))
+
+
+def test_the_dry_run_prices_one_template_image_instead_of_several(city, tmp_path):
+    kw = {"backend": "gemini", "dry_run": True, "tiles": patch(city, 2, 2)}
+    images = run_generation(config(city, tmp_path / "i", context="images", **kw)).report["tiles"]
+    template = run_generation(config(city, tmp_path / "t", **kw)).report["tiles"]
+    assert max(t["images_per_call"] for t in images.values()) == 3  # left, top, the input
+    assert {t["images_per_call"] for t in template.values()} == {1}
+
+
+def test_an_endpoint_dry_run_costs_what_the_user_says_a_call_costs(city, tmp_path):
+    opts = {"price_per_call": 0.05}
+    res = run_generation(config(city, tmp_path, backend="endpoint", dry_run=True, backend_options=opts))
+    assert res.totals["calls"] == 12 and res.totals["estimated_cost_usd"] == pytest.approx(0.6)
+    assert res.totals["model"] == "qwen-image-edit"
