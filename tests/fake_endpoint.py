@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -54,17 +54,19 @@ def find_outline(rgb: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def infill(rgb: np.ndarray, keep_outline: bool = False) -> np.ndarray:
-    """What an infill model draws: the outlined area painted (its input under the outline taken from just
-    inside), the context kept; an image with no outline painted whole."""
+def infill(
+    rgb: np.ndarray, keep_outline: bool = False, style: Callable[[np.ndarray], np.ndarray] = paint
+) -> np.ndarray:
+    """What an infill model draws: the outlined area painted in ``style`` (its input under the outline taken
+    from just inside), the context kept; an image with no outline painted whole."""
     box = find_outline(rgb)
     if box is None:
-        return paint(rgb)
+        return style(rgb)
     x0, y0, x1, y1 = box
     out = rgb.copy()
     inner = rgb[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2]
     area = np.pad(inner, ((2, 2), (2, 2), (0, 0)), mode="edge")
-    out[y0:y1, x0:x1] = paint(area)
+    out[y0:y1, x0:x1] = style(area)
     if keep_outline:
         out[y0 : y0 + 2, x0:x1] = (255, 0, 0)
     return out
