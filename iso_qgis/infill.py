@@ -95,6 +95,8 @@ def check_context(context: str, template_px: int) -> None:
 
 def template_prompt(user_prompt: str) -> str:
     """The infill models' prompt, the user's own after it."""
+    if user_prompt.startswith(TEMPLATE_PROMPT):  # already it (a folder's settings record the prompt as sent)
+        return user_prompt
     return TEMPLATE_PROMPT + (f" {user_prompt.strip()}" if user_prompt.strip() else "")
 
 

@@ -82,3 +82,17 @@ def test_an_endpoint_dry_run_costs_what_the_user_says_a_call_costs(city, tmp_pat
     res = run_generation(config(city, tmp_path, backend="endpoint", dry_run=True, backend_options=opts))
     assert res.totals["calls"] == 12 and res.totals["estimated_cost_usd"] == pytest.approx(0.6)
     assert res.totals["model"] == "qwen-image-edit"
+
+
+def test_the_review_regenerates_a_template_folder_with_templates(city, tmp_path):
+    from iso_tile_stylizer.iso_qgis.review import regenerate_tile
+
+    tiles = patch(city, 2, 1)
+    run_generation(config(city, tmp_path, tiles=tiles))
+    backend = Recording()
+    out = regenerate_tile(tmp_path, *tiles[1], k=1, backend=backend)
+    assert out["new"] == [2]
+    req = backend.requests[0]
+    assert req.template is not None and req.neighbors == {}
+    assert req.prompt.startswith("Fill in the outlined section") and req.prompt.count("Fill in") == 1
+    assert red_pixels(req.template) > 0
