@@ -81,7 +81,9 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument("--ref_layer", help="reference layer (default: raw_satellite if the tile set has it)")
     add_region_args(p)
     p.add_argument("--out_dir", help="output folder (default with --run_id: <release>/nb_pro)")
-    p.add_argument("--backend", default=os.environ.get("IMAGE_BACKEND") or "offline", help="offline, vertex, gemini")
+    p.add_argument(
+        "--backend", default=os.environ.get("IMAGE_BACKEND") or "offline", help="offline, vertex, gemini, endpoint"
+    )
     p.add_argument("--model", default="")
     p.add_argument("--fallback_model", default="")
     p.add_argument("--anchors_dir", help="folder of style images")
@@ -115,6 +117,13 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p.add_argument(
         "--batch_poll_s", type=float, default=30.0, help="seconds between two looks at the batch jobs",
     )  # fmt: skip
+    p.add_argument(
+        "--context", choices=("images", "template"), default=None,
+        help="how a model is asked: each accepted neighbor as a labeled image (images), or one infill template, "
+        "the neighbors' pixels around the outlined tile (template). Default: template for --backend endpoint, "
+        "else images",
+    )  # fmt: skip
+    p.add_argument("--template_px", type=int, default=1024, help="with --context template: 1024 or 2048 px")
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -129,7 +138,7 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
                              "VERTEX_LOCATION, VERTEX_ACCESS_TOKEN; else Application Default Credentials)")  # fmt: skip
     g.add_argument("--project", help="Vertex AI project (default: $VERTEX_PROJECT)")
     g.add_argument("--location", help="Vertex AI location (default: $VERTEX_LOCATION, else global)")
-    g.add_argument("--timeout_s", type=float, default=180.0, help="per call")
+    g.add_argument("--timeout_s", type=float, help="per call (default: 180 s; 600 s for endpoint: cold GPUs)")
     g.add_argument("--requests_per_minute", type=float, default=0.0, help="0: only the concurrency limits calls")
     g.add_argument("--image_size", default="", help="1K, 2K or 4K (default: from the canvas)")
     g.add_argument("--temperature", type=float)
@@ -138,6 +147,16 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     g.add_argument("--no_cache", action="store_true", help="do not reuse or keep answers")
     g.add_argument("--prices", help="price table JSON (USD per million tokens per model)")
     g.add_argument("--base_url", help="a private endpoint for the API")
+    e = p.add_argument_group("endpoint backend: a self-hosted image-edit server (see docs/asking.md)")
+    e.add_argument("--endpoint_url", help="the server's edit route (default: $ISOTILES_ENDPOINT_URL)")
+    e.add_argument(
+        "--endpoint_header", action="append", default=[], metavar="NAME=VALUE",
+        help="a header for a proxy's auth, e.g. Modal-Key=... (default: $ISOTILES_ENDPOINT_HEADERS, a JSON object)",
+    )  # fmt: skip
+    e.add_argument("--steps", type=int, default=20, help="diffusion steps")
+    e.add_argument("--true_cfg_scale", type=float, default=4.0)
+    e.add_argument("--guidance_scale", type=float, default=1.0)
+    e.add_argument("--price_per_call", type=float, default=0.0, help="USD a call costs you (a GPU's share)")
     d = p.add_argument_group(
         "a model's drift (auto: registration and color match on for vertex and gemini, all off for offline)"
     )
@@ -236,6 +255,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,
+        context=a.context or ("template" if a.backend == "endpoint" else "images"), template_px=a.template_px,
     )  # fmt: skip
     t0 = time.perf_counter()
     fb = TerminalFeedback()
@@ -254,11 +274,33 @@ def exit_code(result: Any) -> int:
     return 1 if result.nothing_made else 0
 
 
+def endpoint_options(a: argparse.Namespace) -> dict[str, Any]:
+    """The endpoint backend's settings from the flags (its URL and headers else from the environment)."""
+    opts: dict[str, Any] = {
+        "steps": a.steps, "true_cfg_scale": a.true_cfg_scale, "guidance_scale": a.guidance_scale,
+        "timeout_s": a.timeout_s or 600.0, "retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms,
+        "price_per_call": a.price_per_call, "cache_dir": a.cache_dir, "use_cache": not a.no_cache,
+    }  # fmt: skip
+    if a.endpoint_url:
+        opts["url"] = a.endpoint_url
+    if a.endpoint_header:
+        headers = {}
+        for h in a.endpoint_header:
+            name, sep, value = h.partition("=")
+            if not sep or not name.strip():
+                raise IsoInputError("ENDPOINT_HEADER", f"{h!r} is not NAME=VALUE", "Give e.g. Modal-Key=abc")
+            headers[name.strip()] = value
+        opts["headers"] = headers
+    return opts
+
+
 def genai_options(a: argparse.Namespace) -> dict[str, Any]:
     if a.backend == "offline":
         return {}
+    if a.backend == "endpoint":
+        return endpoint_options(a)
     opts: dict[str, Any] = {
-        "retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms, "timeout_s": a.timeout_s,
+        "retry_max": a.retry_max, "retry_max_ms": a.retry_max_ms, "timeout_s": a.timeout_s or 180.0,
         "requests_per_minute": a.requests_per_minute, "image_size": a.image_size, "temperature": a.temperature,
         "top_p": a.top_p, "cache_dir": a.cache_dir, "use_cache": not a.no_cache, "prices_file": a.prices,
         "base_url": a.base_url,

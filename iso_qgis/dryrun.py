@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from .cost import both_prices_line, cost_usd, estimate_note, estimate_usage, load_prices
 from .engine import Engine
 from .fsutil import atomic_write_json
@@ -36,12 +38,15 @@ def dry_run_summary(totals: dict[str, Any]) -> str:
 
 def dry_run(run: Engine) -> RunResult:
     from .backends.base import ImageRequest
+    from .backends.endpoint import DEFAULT_MODEL as ENDPOINT_MODEL
     from .backends.genai_backend import DEFAULT_MODEL, image_size_for, request_layout
 
     t0 = time.perf_counter()
     cfg = run.cfg
     prices = getattr(run.backend, "prices", None) or load_prices()
     model = cfg.model or getattr(getattr(run.backend, "s", None), "model", "") or DEFAULT_MODEL
+    if cfg.backend == "endpoint":
+        model = cfg.model or ENDPOINT_MODEL
     cells = run.plan.cells(cfg.tiles)
     accepted = {c for c in cells if run.state.tiles.get(tile_key(*run.plan.tile(c)), {}).get("status") == "accepted"}
     todo = [c for c in cells if c not in accepted]
@@ -63,13 +68,18 @@ def dry_run(run: Engine) -> RunResult:
         req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip
+        if cfg.context == "template":  # one image of the template's size: what it holds does not change the price
+            t = cfg.template_px
+            req.template, req.neighbors = np.zeros((t, t, 3), np.uint8), {}
         parts = request_layout(req)  # built for real: labels as they would be sent (images are sized below)
         chars = sum(len(p) for p in parts if isinstance(p, str))
-        images = [*req.anchors, *neighbors.values(), *([req.reference] if req.reference is not None else []), wb]
+        images = [p for p in parts if isinstance(p, np.ndarray)]
         sizes = [(img.shape[1], img.shape[0]) for img in images]
-        usage = estimate_usage(chars, sizes, image_size_for(*req.size))
+        usage = estimate_usage(chars, sizes, image_size_for(*req.answer_size))
         per_call = cost_usd(prices, model, usage)
         per_batch_call = cost_usd(prices, model, usage, batch=True)
+        if cfg.backend == "endpoint":  # the user's server: what the user says a call costs (0 by default)
+            per_call = per_batch_call = float(cfg.backend_options.get("price_per_call", 0.0))
         priced = priced and per_call is not None
         tiles[f"{x}_{y}"] = {
             "calls": cfg.k,

@@ -24,7 +24,7 @@ from .grid import load_tilejson
 from .plan import Plan
 from .pricing import dry_run_backend
 from .recorder import Recorder
-from .runconfig import DEFAULT_PROMPT, RunConfig, load_anchors, same_grid, validate
+from .runconfig import RunConfig, load_anchors, same_grid, validate
 from .schedule import make_schedule
 from .sources import TileSource
 from .state import RunState, file_digest
@@ -44,7 +44,7 @@ class Engine:
         self.source = src = TileSource.for_layer(self.grid, cfg.layer)
         ref = self._reference_source()
         self.anchors = load_anchors(cfg.anchors)
-        self.prompt = cfg.prompt or DEFAULT_PROMPT
+        self.prompt = cfg.prompt_sent()
         self.grow = cfg.overlap_px if self.lv.pad == 0 else 0
         self.schedule = make_schedule(cfg.schedule, cfg.neighbor_mode)
         sides = self.schedule.sides
@@ -53,7 +53,8 @@ class Engine:
         self.backend = backend or dry_run_backend(cfg) or make_backend(cfg.backend, **self._backend_options())
         preflight = getattr(self.backend, "preflight", None)
         if preflight is not None:
-            preflight(len(self.anchors) + len(sides) + (1 if ref else 0) + 1)
+            templated = cfg.context == "template"  # one template instead of neighbors, reference and input
+            preflight(len(self.anchors) + (1 if templated else len(sides) + (1 if ref else 0) + 1))
         self.out = Path(cfg.out_dir)
         lv = self.lv
         grid_fp = {"crs": self.grid.crs, "affine": lv.affine.as_list(), "step": lv.step, "pad": lv.pad,

@@ -33,6 +33,7 @@ from .engine import Engine
 from .errors import IsoInputError
 from .feedback import Feedback
 from .finalize import REPORT, finalize
+from .infill import TEMPLATE_PX
 from .runconfig import RunConfig
 from .seams import SeamScore, SeamWeights, aggregate_seams, crop, intersect, score_seam
 from .stages import DRIFT_STAGES
@@ -150,6 +151,7 @@ def folder_run(out_dir: str | Path, anchors: list[str] | None = None, max_height
             weights=SeamWeights(**{k: v for k, v in s.get("weights", {}).items() if k in known}),
             max_height_m=max_height_m, region=dict((state.runs[-1].get("region") or {}) if state.runs else {}),
             **{stage: "on" if s.get(stage) else "off" for stage in DRIFT_STAGES},  # as the folder was made
+            context=s.get("context", "images"), template_px=int(s.get("template_px", TEMPLATE_PX)),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise IsoInputError(

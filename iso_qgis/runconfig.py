@@ -18,6 +18,7 @@ from PIL import Image
 from .batchphase import check_batch
 from .errors import IsoInputError
 from .grid import ZoomLevel
+from .infill import TEMPLATE_PX, check_context, template_prompt
 from .schedule import NEIGHBOR_MODES, SCHEDULES
 from .seams import SeamWeights
 from .sources import load_rgb
@@ -66,10 +67,18 @@ class RunConfig:
     register: str = "auto"  # answers put back on the input grid (iso_qgis.register)
     color_match: str = "auto"  # each tile's colors matched to its neighbors as a smooth field (iso_qgis.colorfield)
     multiband: str = "auto"  # seams blended band by band, low frequencies over the whole band (composite)
+    # how a model is asked: each neighbor a labeled image ("images"), or one infill template ("template";
+    # iso_qgis.infill) of ``template_px`` px
+    context: str = "images"
+    template_px: int = TEMPLATE_PX
 
     def drift_handling(self) -> dict[str, bool]:
         """Which of the drift stages are on: register, color_match, multiband ("auto" resolved)."""
         return resolve_stages(self.backend, {name: getattr(self, name) for name in DRIFT_STAGES})
+
+    def prompt_sent(self) -> str:
+        """The prompt every request carries: the user's (or the default), or the infill models' with it."""
+        return template_prompt(self.prompt) if self.context == "template" else self.prompt or DEFAULT_PROMPT
 
     def settings(
         self, anchor_digests: list[str], grid: dict[str, Any] | None = None, registering: bool = False
@@ -82,7 +91,7 @@ class RunConfig:
             "ref_tilejson": self.ref_tilejson and str(Path(self.ref_tilejson).resolve()),
             "ref_layer": self.ref_layer,
             "anchors": anchor_digests,
-            "prompt": self.prompt or DEFAULT_PROMPT,
+            "prompt": self.prompt_sent(),
             "negative_prompt": self.negative_prompt,
             "backend": self.backend,
             "model": self.model,
@@ -96,6 +105,7 @@ class RunConfig:
             "harmonize": self.harmonize,
             "weights": self.weights.as_dict(registering),
             # only when set: folders made without it keep their settings (and so resume)
+            **({"context": "template", "template_px": self.template_px} if self.context == "template" else {}),
             **({"good_enough": self.good_enough} if self.good_enough is not None else {}),
             # the stages that are on (folders made before them, or without them, keep their settings)
             **{name: True for name, on in self.drift_handling().items() if on},
@@ -156,6 +166,7 @@ def validate(cfg: RunConfig, lv: ZoomLevel) -> None:
     if cfg.schedule not in SCHEDULES:
         raise IsoInputError("SCHEDULE", f"unknown schedule {cfg.schedule!r}", f"Choose {', '.join(SCHEDULES)}")
     check_batch(cfg.batch, cfg.schedule, cfg.backend)
+    check_context(cfg.context, cfg.template_px)
     if cfg.concurrency < 1:
         raise IsoInputError("CONCURRENCY", f"{cfg.concurrency} is below 1", "Set CONCURRENCY to 1 or more")
     if lv.pad == 0 and not 0 <= cfg.overlap_px <= lv.step / 2:

@@ -25,10 +25,11 @@ from .colorfield import compensate, fit_side
 from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import atomic_write_bytes, load_rgb_png, save_rgb_png
+from .infill import Infill, apply_color, build_template, cut_back, ground_window
 from .plan import Cell, Plan
 from .recorder import Recorder
 from .register import Template, is_identity, register, resample
-from .runconfig import DEFAULT_PROMPT, RunConfig, candidate_seed
+from .runconfig import RunConfig, candidate_seed
 from .schedule import PriorityGate, Schedule
 from .seams import (
     aggregate_seams,
@@ -53,6 +54,8 @@ PREFETCH_MAX = 8
 DRIFT_RETRIES = 2
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
+#: where no whitebox tile is
+WHITEBOX_BACKGROUND = (236, 236, 232)
 
 
 class TileJobs:
@@ -78,7 +81,7 @@ class TileJobs:
         self.recorder = recorder
         self.src, self.ref = sources
         self.anchors = anchors
-        self.prompt = cfg.prompt or DEFAULT_PROMPT
+        self.prompt = cfg.prompt_sent()
         self.backend = backend
         self.out = recorder.out
         self.stages = stages
@@ -112,7 +115,7 @@ class TileJobs:
         """The tile's whitebox and reference canvases and their digest, or why they cannot be had."""
         x, y = self.plan.tile(c)
         try:
-            wb, _ = assemble_canvas(self.src, x, y, self.plan.z, self.plan.grow, background=(236, 236, 232))
+            wb, _ = assemble_canvas(self.src, x, y, self.plan.z, self.plan.grow, background=WHITEBOX_BACKGROUND)
             if wb is None:
                 return {"error": f"whitebox tile missing: {self.src.location(x, y, self.plan.z)}"}
             ref = assemble_canvas(self.ref, x, y, self.plan.z, self.plan.grow)[0] if self.ref else None
@@ -129,7 +132,8 @@ class TileJobs:
         if "error" not in ctx:
             ref = ctx["reference"]
             ctx.update(edges=edge_map(ctx["whitebox"]), ref_lab=small_lab(ref, 16) if ref is not None else None)
-            ctx["template"] = Template.of(ctx["whitebox"]) if self.registering else None
+            templated = self.cfg.context == "template"  # answers registered on their infill template instead
+            ctx["template"] = Template.of(ctx["whitebox"]) if self.registering and not templated else None
         return ctx
 
     def inputs_changed(self, c: Cell) -> bool:
@@ -181,15 +185,39 @@ class TileJobs:
         self.pending[c] = ctx
         neighbors = {side: canvas for side, _, canvas in scoring}
         jobs = []
+        infill = self.infill(c, wb, scoring) if self.cfg.context == "template" else None
+        if infill is not None:  # the neighbors go in the template, not as images of their own
+            neighbors = {}
         for i in range(self.cfg.k):
-            check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]), i)
+            check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]), i, infill)
             req = ImageRequest(
                 prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
                 anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
                 model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.plan.z), candidate=i, check=check,
+                template=infill.image if infill else None, template_area=infill.area if infill else None,
             )  # fmt: skip
             jobs.append(CandidateJob(self, req, ctx))
         return jobs
+
+    def infill(self, c: Cell, wb: np.ndarray, scoring: list[tuple[str, Cell, np.ndarray]]) -> Infill:
+        """CONTEXT template: the tile's template. Its neighbors are those it is scored against, and the corner
+        between two of them (decided before both, so the template is the same whatever the timing)."""
+        nbs = [(self.plan.rect(nb), self.plan.core(nb), canvas) for _, nb, canvas in scoring]
+        have = {side for side, _, _ in scoring}
+        for a, b in (("left", "top"), ("top", "right"), ("right", "bottom"), ("bottom", "left")):
+            if a in have and b in have:
+                corner = self.plan.neighbor(self.plan.neighbor(c, a), b)
+                canvas = self.store.get(corner)
+                if canvas is not None:
+                    nbs.append((self.plan.rect(corner), self.plan.core(corner), canvas))
+        x, y = self.plan.tile(c)
+
+        def ground(window: tuple[int, int, int, int]) -> np.ndarray:
+            return ground_window(self.src, (x, y), self.plan.z, window, WHITEBOX_BACKGROUND)
+
+        infill = build_template(self.plan.rect(c), wb, nbs, ground, self.cfg.template_px)
+        infill.target = Template.of(infill.plain)  # once for the K answers
+        return infill
 
     def generate(self, req: ImageRequest, ctx: dict[str, Any]) -> tuple[ImageRequest, ImageResult, dict]:
         """Runs on a worker thread: one model call, the candidate saved and scored as it arrives."""
@@ -239,9 +267,12 @@ class TileJobs:
                 self.recorder.unwritable(exc)
         return req, res, rec
 
-    def answer_check(self, c: Cell, ctx: dict[str, Any], size: tuple[int, int], candidate: int = 0) -> Check:
+    def answer_check(
+        self, c: Cell, ctx: dict[str, Any], size: tuple[int, int], candidate: int = 0, infill: Infill | None = None
+    ) -> Check:
         """What every answer of a candidate goes through before it is kept (and cached): resized to the canvas,
-        registered to the whitebox and resampled onto its grid, or refused as ``drifted``.
+        registered to the whitebox and resampled onto its grid, or refused as ``drifted``; an answer to a
+        template (``infill``) registered on the template and its area cut back (``infill.cut_back``).
 
         A drifted answer is kept aside (the tile's best by structure match, in ``ctx["drifted"]``): if every
         answer of the tile drifts, ``finish`` keeps that one rather than leaving a hole. After ``DRIFT_RETRIES``
@@ -252,14 +283,17 @@ class TileJobs:
         def check(image: np.ndarray) -> tuple[Failure | None, np.ndarray | None, dict[str, Any]]:
             nonlocal refusals
             with self.scoring.held(prio):  # CPU work: a few at a time, earliest tiles first
-                failure, placed, record = fit_answer(image, size, ctx["template"])
-            if failure is None or failure.kind is not FailureKind.DRIFTED or placed is None:
+                if infill is not None:
+                    failure, placed, record = cut_back(image, infill)
+                else:
+                    failure, placed, record = fit_answer(image, size, ctx["template"])
+            if failure is None or failure.kind is not FailureKind.DRIFTED:
                 return failure, placed, record
             with self.lock:
                 refusals += 1
                 match = float(record["registration"]["match"])
                 kept = ctx.get("drifted")
-                if kept is None or match > kept[0]:
+                if placed is not None and (kept is None or match > kept[0]):
                     ctx["drifted"] = (match, candidate, placed, dict(record), failure.message)
                 if refusals > DRIFT_RETRIES:
                     failure = Failure(failure.kind, f"{failure.message} ({refusals} answers drifted)", False)
@@ -490,4 +524,5 @@ def candidate_image(path: str | os.PathLike[str], cand: dict[str, Any], size: tu
     if not cand.get("answer_file"):
         return image
     affine = cand.get("fit_affine")
-    return place(image, size, np.asarray(affine, np.float64) if affine is not None else None)
+    placed = place(image, size, np.asarray(affine, np.float64) if affine is not None else None)
+    return apply_color(placed, cand.get("context_color"))  # a template's color change, undone as it was

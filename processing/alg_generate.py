@@ -34,7 +34,9 @@ from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 from .postprocess import load_output
 from .settings import backend_options, read_settings
 
-BACKENDS = ["offline", "vertex", "gemini"]
+BACKENDS = ["offline", "vertex", "gemini", "endpoint"]
+CONTEXT_CHOICES = ["auto", "images", "template"]
+TEMPLATE_SIZES = ["1024", "2048"]
 GOOD_ENOUGH_HELP = (
     "Suggested: 12.5 with the default weights. On the Helsinki sample with the offline backend and K=4 the "
     "best of 4 had a median of 12.3 and a quarter of all candidates scored below 12.5; with 12.5 the run made "
@@ -54,6 +56,13 @@ def _text(alg: IsoAlgorithm, parameters: dict, context, text_key: str, file_key:
             )
         return Path(path).read_text(encoding="utf-8").strip()
     return text.strip()
+
+
+def _context(backend: str, choice: str) -> str:
+    """CONTEXT auto: templates for a self-hosted infill model, labeled images for the others."""
+    if choice != "auto":
+        return choice
+    return "template" if backend == "endpoint" else "images"
 
 
 class GenerateTilesAlgorithm(IsoAlgorithm):
@@ -171,8 +180,24 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             "Vertex AI reads a batch's requests from Cloud Storage and writes its answers there: a bucket in the "
             "project's region. Not needed with the gemini backend."
         )
+        context_mode = QgsProcessingParameterEnum("CONTEXT", "Context: how a model is asked", CONTEXT_CHOICES, False, 0)
+        context_mode.setHelp(
+            "images: each accepted neighbor as a labeled image beside the tile's input; the model imagines the "
+            "joins. template: one image of the model's input size, the tile's input outlined in red among the "
+            "accepted neighbors' pixels (what infill models fine-tuned on isometric tiles expect); the answer's "
+            "drift and color change are measured on the neighbors it redraws. auto: template for the endpoint "
+            "backend, images otherwise. Part of an output folder's settings."
+        )
+        template_px = QgsProcessingParameterEnum("TEMPLATE_PX", "Template size, px", TEMPLATE_SIZES, False, 0)
         defaults = read_settings()
+        endpoint_url = QgsProcessingParameterString(
+            "ENDPOINT_URL", "Endpoint URL (endpoint backend; from the plugin settings unless changed)",
+            defaultValue=defaults["endpoint_url"] or None, optional=True,
+        )  # fmt: skip
         advanced = [
+            context_mode,
+            template_px,
+            endpoint_url,
             QgsProcessingParameterString("MODEL", "Model id (empty: the backend's default)", optional=True),
             QgsProcessingParameterString("FALLBACK_MODEL", "Fallback model id", optional=True),
             good_enough,
@@ -251,7 +276,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         # on the main thread: the settings and the authentication database
         backend = BACKENDS[self.parameterAsEnum(parameters, "BACKEND", context)]
         overrides = {
-            key.lower(): self.parameterAsString(parameters, key, context) for key in ("AUTHCFG", "PROJECT", "LOCATION")
+            key.lower(): self.parameterAsString(parameters, key, context)
+            for key in ("AUTHCFG", "PROJECT", "LOCATION", "ENDPOINT_URL")
         }
         dry_run = self.parameterAsBool(parameters, "DRY_RUN", context)  # prices only: no key, no master password
         try:
@@ -321,6 +347,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 overwrite=overwrite,
                 max_height_m=height,
                 **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},
+                context=_context(backend, CONTEXT_CHOICES[self.parameterAsEnum(parameters, "CONTEXT", context)]),
+                template_px=int(TEMPLATE_SIZES[self.parameterAsEnum(parameters, "TEMPLATE_PX", context)]),
                 region={"source": "qgis", **{k: str(v) for k, v in kw.items() if k != "region"}},
             )
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"

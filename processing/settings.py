@@ -23,6 +23,12 @@ FIELDS: dict[str, tuple[Any, type]] = {
     "prices_file": ("", str),
     "requests_per_minute": (0.0, float),
     "timeout_s": (180.0, float),
+    # the endpoint backend: a self-hosted image-edit server; its headers (a proxy's keys) in an authcfg
+    "endpoint_url": ("", str),
+    "endpoint_authcfg": ("", str),
+    "endpoint_timeout_s": (600.0, float),
+    "endpoint_steps": (20, int),
+    "endpoint_price_per_call": (0.0, float),
 }
 
 
@@ -64,6 +70,45 @@ def secret_from_authcfg(authcfg: str) -> str:
     )
 
 
+def headers_from_authcfg(authcfg: str) -> dict[str, str]:
+    """The HTTP headers an authentication configuration holds: an API Header configuration's names and values,
+    or a Basic one's user name (the header's name) and password (its value)."""
+    manager = QgsApplication.authManager()
+    cfg = QgsAuthMethodConfig()
+    if not manager.loadAuthenticationConfig(authcfg, cfg, True) or not cfg.isValid(True):
+        raise QgsProcessingException(
+            f"ENDPOINT_AUTHCFG: the authentication configuration {authcfg!r} could not be read. "
+            "Check it in Settings > Options > Authentication (and that the master password is set)"
+        )
+    if cfg.method() == "APIHeader":
+        headers = {str(k): str(v) for k, v in dict(cfg.configMap()).items() if k and v}
+    else:
+        user, password = cfg.config("username", ""), cfg.config("password", "")
+        headers = {user: password} if user and password else {}
+    if not headers:
+        raise QgsProcessingException(
+            f"ENDPOINT_AUTHCFG: the authentication configuration {authcfg!r} holds no header. Use an API Header "
+            "configuration (e.g. Modal-Key and Modal-Secret), or Basic: the header's name as user, its value as "
+            "password"
+        )
+    return headers
+
+
+def endpoint_options(values: dict[str, Any], with_secret: bool) -> dict[str, Any]:
+    """The endpoint backend's options from the settings (its URL else from ``ISOTILES_ENDPOINT_URL``)."""
+    opts: dict[str, Any] = {
+        "timeout_s": values["endpoint_timeout_s"], "steps": values["endpoint_steps"],
+        "price_per_call": values["endpoint_price_per_call"],
+    }  # fmt: skip
+    if values["endpoint_url"]:
+        opts["url"] = values["endpoint_url"]
+    if values["cache_dir"]:
+        opts["cache_dir"] = values["cache_dir"]
+    if values["endpoint_authcfg"] and with_secret:
+        opts["headers"] = headers_from_authcfg(values["endpoint_authcfg"])
+    return opts
+
+
 def backend_options(backend: str, overrides: dict[str, Any] | None = None, with_secret: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``iso_qgis.backends.make_backend``: settings, algorithm overrides, the secret.
 
@@ -72,6 +117,8 @@ def backend_options(backend: str, overrides: dict[str, Any] | None = None, with_
     if backend == "offline":
         return {}
     values = {**read_settings(), **{k: v for k, v in (overrides or {}).items() if v not in (None, "")}}
+    if backend == "endpoint":
+        return endpoint_options(values, with_secret)
     opts: dict[str, Any] = {"timeout_s": values["timeout_s"], "requests_per_minute": values["requests_per_minute"]}
     for key in ("base_url", "cache_dir", "prices_file"):
         if values[key]:

@@ -29,7 +29,9 @@ scenario takes ``slow`` (seconds to wait before answering).  Kinds and options:
 
 The output image is the LAST ``inlineData`` image of the request, styled (``style``: "tint", the default,
 blends it 45% toward a color chosen by ``generationConfig.seed``; "ramp" maps its luminance onto a fixed color
-ramp, the same on every call, with a texture of its own per call), then drifted as a model does:
+ramp, the same on every call, with a texture of its own per call), then drifted as a model does. An infill
+template (an image with a red outlined rectangle) has only its outlined area styled, the outline gone and the
+context kept, as the infill models do. Drifts:
 
 - ``shift``: px; a number draws each axis in [-shift, shift] per call, a pair is exact
 - ``zoom``: relative scale about the center; a number draws it in [-zoom, zoom], a pair [sx, sy] is exact
@@ -62,6 +64,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from fake_batch import BatchService
+from fake_endpoint import infill
 from PIL import Image
 
 GEMINI_PATH = re.compile(r"^/(?P<version>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
@@ -339,13 +342,22 @@ class FakeGemini:
             with self._lock:
                 attempt = self._attempts[seed] = self._attempts.get(seed, -1) + 1
             rng = np.random.default_rng([int(seed or 0) & 0xFFFFFFFF, attempt])
-            styled = ramp_style(src, rng) if sc.get("style") == "ramp" else np.asarray(tint(src, seed))
+            ramp = sc.get("style") == "ramp"
+
+            def paint(a: np.ndarray) -> np.ndarray:
+                return ramp_style(Image.fromarray(a), rng) if ramp else np.asarray(tint(Image.fromarray(a), seed))
+
+            styled = infill(np.asarray(src.convert("RGB")), style=paint)  # a template: only its outlined area
             moved, rec["drift"] = drift(styled, sc, rng)
             answer = Image.fromarray(moved)
             if sc.get("size") and tuple(sc["size"]) != answer.size:
                 answer = answer.resize(tuple(sc["size"]), Image.BILINEAR)
         else:
-            answer = tint(src, seed, sc.get("size"))
+            answer = Image.fromarray(
+                infill(np.asarray(src.convert("RGB")), style=lambda a: np.asarray(tint(Image.fromarray(a), seed)))
+            )
+            if sc.get("size") and tuple(sc["size"]) != answer.size:
+                answer = answer.resize(tuple(sc["size"]), Image.BILINEAR)
         out_tokens, thoughts, finish = 0, 0, "STOP"
         candidate: dict[str, Any] = {"index": 0}
         if kind == "ok":

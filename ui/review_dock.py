@@ -50,7 +50,7 @@ from ..iso_qgis.grid import TileGrid, load_tilejson
 from ..iso_qgis.pythread import on_python_thread
 
 SETTINGS_KEY = "iso_tile_stylizer/last_review_dir"
-BACKENDS = ("offline", "vertex", "gemini")
+BACKENDS = ("offline", "vertex", "gemini", "endpoint")
 THUMB_PX = 150
 CHOSEN_STYLE = "CandidateCard { border: 3px solid #1e88e5; border-radius: 4px; background: #e3f2fd; }"
 PLAIN_STYLE = "CandidateCard { border: 1px solid #bbb; border-radius: 4px; }"
@@ -256,7 +256,10 @@ class ReviewDock(QDockWidget):
         row(self.pick_button, self.tile_label)
         self.cards_area = CardsArea()
         layout.addWidget(self.cards_area, 1)
-        self.backend_combo = QComboBox(toolTip="Backend for new candidates (vertex, gemini: the plugin's settings)")
+        self.backend_combo = QComboBox(
+            toolTip="Backend for new candidates (vertex, gemini, endpoint: the plugin's settings), asked the "
+            "folder's own way (images or template)"
+        )
         self.backend_combo.addItems(BACKENDS)
         self.k_spin = QSpinBox(minimum=1, maximum=16, prefix="K = ", toolTip="How many new candidates")
         self.regenerate_button = QPushButton("Regenerate this tile", clicked=self.regenerate)

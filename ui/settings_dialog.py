@@ -15,6 +15,7 @@ from qgis.PyQt.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
 )
 
@@ -69,6 +70,32 @@ class SettingsDialog(QDialog):
         form.addRow("Answer cache folder", self.cache_dir)
         form.addRow("Price table (JSON)", self.prices_file)
         form.addRow("Requests per minute", self.rpm)
+        # the endpoint backend: a self-hosted image-edit server (docs/asking.md)
+        self.endpoint_url = QLineEdit(values["endpoint_url"])
+        self.endpoint_url.setPlaceholderText("https://…/edit_b64 (else $ISOTILES_ENDPOINT_URL)")
+        self.endpoint_auth = QgsAuthConfigSelect(self)
+        self.endpoint_auth.setConfigId(values["endpoint_authcfg"])
+        self.endpoint_auth.setToolTip(
+            "Headers a proxy asks for (e.g. Modal-Key and Modal-Secret): an API Header configuration, or Basic "
+            "with the header's name as user name and its value as password"
+        )
+        self.endpoint_timeout = QDoubleSpinBox()
+        self.endpoint_timeout.setRange(10, 3600)
+        self.endpoint_timeout.setSuffix(" s")
+        self.endpoint_timeout.setValue(values["endpoint_timeout_s"])
+        self.endpoint_steps = QSpinBox()
+        self.endpoint_steps.setRange(1, 200)
+        self.endpoint_steps.setValue(values["endpoint_steps"])
+        self.endpoint_price = QDoubleSpinBox()
+        self.endpoint_price.setDecimals(4)
+        self.endpoint_price.setRange(0, 100)
+        self.endpoint_price.setPrefix("$ ")
+        self.endpoint_price.setValue(values["endpoint_price_per_call"])
+        form.addRow("Endpoint backend: URL", self.endpoint_url)
+        form.addRow("Endpoint backend: headers", self.endpoint_auth)
+        form.addRow("Endpoint backend: timeout", self.endpoint_timeout)
+        form.addRow("Endpoint backend: steps", self.endpoint_steps)
+        form.addRow("Endpoint backend: price per call", self.endpoint_price)
         note = QLabel(
             "The key is kept in the QGIS authentication database; these settings store only its id. "
             "Gemini API: an API key. Vertex AI: Application Default Credentials, or an access token. "
@@ -112,6 +139,11 @@ class SettingsDialog(QDialog):
             "cache_dir": self.cache_dir.filePath(),
             "prices_file": self.prices_file.filePath(),
             "requests_per_minute": self.rpm.value(),
+            "endpoint_url": self.endpoint_url.text().strip(),
+            "endpoint_authcfg": self.endpoint_auth.configId(),
+            "endpoint_timeout_s": self.endpoint_timeout.value(),
+            "endpoint_steps": self.endpoint_steps.value(),
+            "endpoint_price_per_call": self.endpoint_price.value(),
         }
 
     def accept(self) -> None:

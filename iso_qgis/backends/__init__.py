@@ -6,7 +6,7 @@ import os
 
 from .base import Backend, Failure, FailureKind, ImageRequest, ImageResult
 
-BACKENDS = ("offline", "vertex", "gemini")
+BACKENDS = ("offline", "vertex", "gemini", "endpoint")
 
 
 CREDENTIAL_OPTIONS = ("api_key", "project", "location", "access_token", "token_provider")
@@ -55,7 +55,52 @@ def make_backend(name: str, **options) -> Backend:
         if unknown:
             raise IsoInputError("BACKEND", f"unknown backend settings {unknown}", f"Use {sorted(known)}")
         return GenAIBackend(GenAISettings(api=name, **options), creds)
+    if name == "endpoint":
+        return make_endpoint(options)
     raise IsoInputError("BACKEND", f"unknown backend {name!r}", f"Choose one of {', '.join(BACKENDS)}")
+
+
+def make_endpoint(options: dict) -> Backend:
+    """The ``endpoint`` backend: its URL from the options, else ``ISOTILES_ENDPOINT_URL``; its headers (a
+    proxy's keys) from the options, else ``ISOTILES_ENDPOINT_HEADERS`` (a JSON object)."""
+    import dataclasses
+    import json
+    import urllib.parse
+
+    from ..errors import IsoInputError
+    from .endpoint import ENV_URL, EndpointSettings
+    from .endpoint import EndpointBackend as _Endpoint
+
+    opts = dict(options)
+    if opts.pop("fallback_model", ""):
+        raise IsoInputError("FALLBACK_MODEL", "the endpoint backend has no fallback model", "Leave it empty")
+    url = str(opts.pop("url", "") or os.environ.get(ENV_URL, "")).strip()
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise IsoInputError(
+            "ENDPOINT_URL",
+            f"{url!r} is not an http(s) URL" if url else "no endpoint URL given",
+            f"Give the server's edit route, e.g. https://host/edit_b64 (--endpoint_url, or ${ENV_URL})",
+        )
+    headers = opts.pop("headers", None)
+    if headers is None and os.environ.get("ISOTILES_ENDPOINT_HEADERS"):
+        try:
+            headers = json.loads(os.environ["ISOTILES_ENDPOINT_HEADERS"])
+        except ValueError:
+            headers = None
+        if not isinstance(headers, dict):
+            raise IsoInputError(
+                "ISOTILES_ENDPOINT_HEADERS",
+                "is not a JSON object",
+                'Set it to e.g. {"Modal-Key": "...", "Modal-Secret": "..."}',
+            )
+    known = {f.name for f in dataclasses.fields(EndpointSettings)} - {"url", "headers"}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise IsoInputError("BACKEND", f"unknown endpoint settings {unknown}", f"Use {sorted(known)}")
+    if opts.get("model") == "":
+        opts.pop("model")
+    return _Endpoint(EndpointSettings(url=url, headers={str(k): str(v) for k, v in (headers or {}).items()}, **opts))
 
 
 __all__ = ["BACKENDS", "Backend", "Failure", "FailureKind", "ImageRequest", "ImageResult", "make_backend"]

@@ -68,6 +68,10 @@ class ImageRequest:
     candidate: int = 0
     temperature: float | None = None
     top_p: float | None = None
+    #: CONTEXT template: the one image sent (the neighbors' pixels around the outlined area to fill) and the
+    #: area in its pixels (x0, y0, x1, y1); the answer is a redrawn template (see ``iso_qgis.infill``)
+    template: np.ndarray | None = None
+    template_area: tuple[int, int, int, int] | None = None
     #: what the caller checks every answer with, before it is kept or cached: ``check(image)`` returns
     #: ``(failure or None, the image to keep, a record)``. A backend that retries runs it on each answer and
     #: treats a failure like any other (retries, then the fallback model); see :class:`ImageResult` ``checked``.
@@ -78,6 +82,13 @@ class ImageRequest:
         """(width, height) of the canvas the answer must have."""
         h, w = self.whitebox.shape[:2]
         return (w, h)
+
+    @property
+    def answer_size(self) -> tuple[int, int]:
+        """(width, height) of the image the model is asked for: the template's, else the canvas's."""
+        if self.template is not None:
+            return (self.template.shape[1], self.template.shape[0])
+        return self.size
 
 
 @dataclass

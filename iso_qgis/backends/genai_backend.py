@@ -146,6 +146,8 @@ def request_layout(req: ImageRequest) -> list[Any]:
     parts: list[Any] = [prompt]
     for i, anchor in enumerate(req.anchors, start=1):
         parts += [f"ANCHOR {i} (style reference)", anchor]
+    if req.template is not None:  # CONTEXT template: the neighbors, reference and input are in it
+        return [*parts, "TEMPLATE (fill in the outlined section; redraw the whole image)", req.template]
     for side in SIDES:
         if side in req.neighbors:
             parts += [f"NEIGHBOR {side.upper()} (already accepted; continue it seamlessly)", req.neighbors[side]]
@@ -211,7 +213,7 @@ class GenAIBackend:
 
     # ------------------------------------------------------------------ call
     def config(self, req: ImageRequest) -> dict[str, Any]:
-        w, h = req.size
+        w, h = req.answer_size
         cfg: dict[str, Any] = {
             "response_modalities": ["IMAGE"],
             "seed": int(req.seed),

@@ -77,6 +77,8 @@ class OfflineBackend:
             return ImageResult(image=None, model=model, failure=failure, latency_s=time.perf_counter() - t0)
         with STYLIZE_SLOTS:
             image = self.stylize(request)
+        if request.template is not None and request.template_area is not None:  # CONTEXT template
+            image = fill_template(request.template, request.template_area, image)
         return ImageResult(image=image, model=model, latency_s=time.perf_counter() - t0)
 
     def stylize(self, request: ImageRequest) -> np.ndarray:
@@ -172,6 +174,17 @@ class OfflineBackend:
             while len(_PALETTES) > 32:  # bounded: anchor sets are few per run
                 _PALETTES.popitem(last=False)
         return _PALETTES[key]
+
+
+def fill_template(template: np.ndarray, area: tuple[int, int, int, int], canvas: np.ndarray) -> np.ndarray:
+    """A template redrawn as an infill model does: the outlined area filled (with the stylized canvas), the
+    context kept."""
+    x0, y0, x1, y1 = area
+    out = template.copy()
+    if (x1 - x0, y1 - y0) != (canvas.shape[1], canvas.shape[0]):
+        canvas = np.asarray(Image.fromarray(canvas).resize((x1 - x0, y1 - y0), Image.LANCZOS))
+    out[y0:y1, x0:x1] = canvas
+    return out
 
 
 def _rgb(a: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

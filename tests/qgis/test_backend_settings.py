@@ -119,3 +119,33 @@ def test_generatetiles_shows_the_key_the_settings_hold(isotiles_provider, authcf
     alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
     assert alg.parameterDefinition("AUTHCFG").defaultValue() == authcfg
     assert alg.parameterDefinition("PROJECT").defaultValue() == "p-1"
+
+
+def test_generatetiles_on_an_endpoint_with_a_proxys_headers_from_the_auth_database(
+    run_alg, settings, helsinki_tiles, tmp_path
+):
+    from fake_endpoint import FakeEndpoint
+    from qgis.core import QgsApplication, QgsAuthMethodConfig
+
+    manager = QgsApplication.authManager()
+    if not manager.masterPasswordIsSet():
+        assert manager.setMasterPassword("test-master-password", True)
+    cfg = QgsAuthMethodConfig("Basic")
+    cfg.setName("endpoint proxy key")
+    cfg.setConfig("username", "Modal-Key")
+    cfg.setConfig("password", SECRET)
+    assert manager.storeAuthenticationConfig(cfg)
+    try:
+        with FakeEndpoint(require_headers={"Modal-Key": SECRET}) as fake:
+            settings({"endpoint_authcfg": cfg.id(), "cache_dir": str(tmp_path / "cache")})
+            res = run_alg(
+                "isotiles:generatetiles",
+                {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 2, "H": 1, "K": 2,
+                 "BACKEND": 3, "ENDPOINT_URL": fake.url, "OUTPUT_DIR": str(tmp_path / "out")},
+            )  # fmt: skip
+            assert res["TILE_COUNT"] == 2 and res["CALLS"] == fake.calls() == 4
+        report = json.loads((tmp_path / "out" / "report_nb_pro.json").read_text())
+        assert report["config"]["context"] == "template"  # CONTEXT auto: templates for an endpoint
+        assert SECRET not in json.dumps(report)
+    finally:
+        manager.removeAuthenticationConfig(cfg.id())
