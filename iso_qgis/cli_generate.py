@@ -105,9 +105,10 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         help="left+top, left, top, none, all, or auto (all in a new folder, else the folder's own mode)",
     )  # fmt: skip
     p.add_argument(
-        "--schedule", default="wavefront", choices=("wavefront", "lattice"),
+        "--schedule", default="auto", choices=("wavefront", "lattice", "auto"),
         help="wavefront: a tile waits for its left and top neighbors (W + H - 1 waves); lattice: 3 phases "
-        "whatever the size, tiles that do not touch first, then the gaps with context on 2, then 4 sides",
+        "whatever the size, tiles that do not touch first, then the gaps with context on 2, then 4 sides; "
+        "auto (default): lattice in a new folder, else the folder's own schedule",
     )  # fmt: skip
     p.add_argument(
         "--batch", action="store_true",
@@ -215,7 +216,7 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
-    from .neighbors import resolve_neighbor_mode
+    from .neighbors import NEW_FOLDER_SCHEDULE, resolve_neighbor_mode, resolve_schedule
     from .resolve import resolve
     from .run import RunConfig, run_generation
 
@@ -241,8 +242,11 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     if "tile_range" in region_kw:
         region_desc.update(zip(("x0", "y0", "w", "h"), region_kw["tile_range"]))
     neighbor_mode, why = resolve_neighbor_mode(a.neighbor_mode, out_dir, res.tiles, a.overwrite)
-    if why:
-        print(f"note: {why}", file=sys.stderr)
+    schedule, why_schedule = resolve_schedule(a.schedule, out_dir, a.overwrite)
+    # the default needs no note; a folder that keeps the wavefront does (it is not what a new one gets)
+    for line in (why, why_schedule if schedule != NEW_FOLDER_SCHEDULE else ""):
+        if line:
+            print(f"note: {line}", file=sys.stderr)
     cfg = RunConfig(
         tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
@@ -250,7 +254,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
-        neighbor_mode=neighbor_mode, schedule=a.schedule, batch=a.batch,
+        neighbor_mode=neighbor_mode, schedule=schedule, batch=a.batch,
         seed=a.seed, concurrency=a.concurrency, keep_candidates=not a.no_candidates,
         overwrite=a.overwrite, harmonize=a.harmonize, max_height_m=a.max_height_m, region=region_desc,
         backend_options=genai_options(a), dry_run=a.dry_run,

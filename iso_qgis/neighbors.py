@@ -17,12 +17,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .schedule import NEIGHBOR_MODES
+from .schedule import NEIGHBOR_MODES, SCHEDULES
 from .state import STATE_FILE, tile_key
 
 AUTO = "auto"
 #: what the dialog and the command line offer: the modes, then auto (appended, so the modes keep their numbers)
 NEIGHBOR_CHOICES = (*NEIGHBOR_MODES, AUTO)
+#: the same for SCHEDULE: auto is the lattice in a new folder, the folder's own schedule in one that holds a run
+SCHEDULE_CHOICES = (*SCHEDULES, AUTO)
+#: a new folder's schedule under auto: a lattice tile is matched on up to four sides (better seams), and its
+#: phases can go to the Batch API
+NEW_FOLDER_SCHEDULE = "lattice"
 
 
 def folder_patches(out_dir: str | Path, tiles: list[tuple[int, int]]) -> tuple[str | None, int]:
@@ -65,3 +70,23 @@ def resolve_neighbor_mode(
             "union write the patches into a new folder (auto takes all there)"
         )
     return mode, f"Neighbors: {mode} (auto: the folder's run was made with it, so a rerun resumes)"
+
+
+def resolve_schedule(requested: str, out_dir: str | Path, overwrite: bool = False) -> tuple[str, str]:
+    """The schedule a run takes for ``requested`` (a schedule, or ``auto``) and a line for the log ('' when
+    it was given explicitly). A folder's schedule is one of its settings: a folder made with the wavefront
+    (which states none: it was the only one) resumes with it."""
+    if requested != AUTO:
+        return requested, ""
+    try:
+        head: Any = None if overwrite else json.loads((Path(out_dir) / STATE_FILE).read_text(encoding="utf-8"))
+        settings = head["settings"] if head is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        settings = None
+    if not isinstance(settings, dict):
+        return NEW_FOLDER_SCHEDULE, (
+            f"Schedule: {NEW_FOLDER_SCHEDULE} (auto: a new folder; tiles that do not touch first, then the gaps "
+            "between them, matched on up to four sides)"
+        )
+    schedule = settings.get("schedule", "wavefront")
+    return schedule, f"Schedule: {schedule} (auto: the folder's run was made with it, so a rerun resumes)"

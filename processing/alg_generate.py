@@ -24,10 +24,9 @@ from qgis.core import (
 )
 
 from ..iso_qgis.cli_generate import anchor_files
-from ..iso_qgis.neighbors import AUTO, NEIGHBOR_CHOICES, resolve_neighbor_mode
+from ..iso_qgis.neighbors import AUTO, NEIGHBOR_CHOICES, SCHEDULE_CHOICES, resolve_neighbor_mode, resolve_schedule
 from ..iso_qgis.pythread import on_python_thread
 from ..iso_qgis.resolve import resolve
-from ..iso_qgis.schedule import SCHEDULES
 from ..iso_qgis.stages import DRIFT_STAGES, MODES
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
@@ -160,7 +159,10 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             "and bottom neighbors after it), so patches written into the folder later are scored and composited "
             "against its tiles on every side; in a folder that holds a run, that run's mode, so a rerun resumes."
         )
-        schedule = QgsProcessingParameterEnum("SCHEDULE", "Schedule", list(SCHEDULES), False, 0)
+        schedule = QgsProcessingParameterEnum(
+            "SCHEDULE", "Schedule (auto: lattice, or the folder's own)", list(SCHEDULE_CHOICES), False,
+            SCHEDULE_CHOICES.index(AUTO),
+        )  # fmt: skip
         schedule.setHelp(
             "wavefront: a tile waits for its left and top neighbors, W + H - 1 waves for a W x H patch. lattice: 3 "
             "phases whatever the size: tiles that do not touch first, then the tiles between them with context on "
@@ -310,8 +312,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             overwrite = self.parameterAsBool(parameters, "OVERWRITE", context)
             requested = NEIGHBOR_CHOICES[self.parameterAsEnum(parameters, "NEIGHBOR_MODE", context)]
             neighbor_mode, why = resolve_neighbor_mode(requested, out_dir, res.tiles, overwrite)
-            if why:
-                feedback.pushInfo(why)
+            requested_schedule = SCHEDULE_CHOICES[self.parameterAsEnum(parameters, "SCHEDULE", context)]
+            schedule, why_schedule = resolve_schedule(requested_schedule, out_dir, overwrite)
+            for line in (why, why_schedule):
+                if line:
+                    feedback.pushInfo(line)
             options = dict(self._backend_options)
             if bucket := self.parameterAsString(parameters, "BATCH_BUCKET", context):
                 options["batch_bucket"] = bucket
@@ -339,7 +344,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 else self.parameterAsDouble(parameters, "GOOD_ENOUGH", context),
                 overlap_px=self.parameterAsInt(parameters, "OVERLAP_PX", context),
                 neighbor_mode=neighbor_mode,
-                schedule=list(SCHEDULES)[self.parameterAsEnum(parameters, "SCHEDULE", context)],
+                schedule=schedule,
                 seed=self.parameterAsInt(parameters, "SEED", context),
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),

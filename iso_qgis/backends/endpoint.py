@@ -125,7 +125,7 @@ class EndpointBackend:
                 res = ImageResult(None, model, failure, latency_s=time.perf_counter() - t0, retries=retries)
                 res.checked, res.cost_usd = checked, calls * self.s.price_per_call
                 return res
-            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)
+            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)  # noqa: S311  # nosec B311 # jitter spreads retries; it guards nothing
             self.sleep(min(delay if delay is not None else backoff, self.s.retry_max_ms / 1000))
             retries += 1
 

@@ -396,16 +396,24 @@ def test_generatetiles_good_enough_is_an_optional_advanced_number(run_alg, isoti
     assert "good_enough" not in state["settings"]
 
 
-def test_generatetiles_schedule_is_an_advanced_choice_wavefront_by_default(run_alg, isotiles_provider, helsinki_tiles,
-                                                                          tmp_path):  # fmt: skip
+def test_generatetiles_schedule_is_an_advanced_choice_lattice_for_a_new_folder_by_default(
+    run_alg, isotiles_provider, helsinki_tiles, tmp_path
+):
+    """auto (the default): the lattice in a new folder; a folder made with the wavefront resumes with it."""
     from qgis.core import QgsApplication, QgsProcessingParameterDefinition, QgsProcessingParameterEnum
 
     alg = QgsApplication.processingRegistry().createAlgorithmById("isotiles:generatetiles")
     p = alg.parameterDefinition("SCHEDULE")
-    assert isinstance(p, QgsProcessingParameterEnum) and p.options() == ["wavefront", "lattice"]
-    assert p.defaultValue() == 0 and p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
+    assert isinstance(p, QgsProcessingParameterEnum) and p.options() == ["wavefront", "lattice", "auto"]
+    assert p.defaultValue() == 2 and p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
     assert "lattice" in p.help()
     base = {"TILEJSON": str(helsinki_tiles / "tilejson.json"), "X0": 4, "Y0": 3, "W": 3, "H": 1, "K": 1}
-    run_alg("isotiles:generatetiles", {**base, "SCHEDULE": 1, "OUTPUT_DIR": str(tmp_path / "lattice")})
-    settings = json.loads((tmp_path / "lattice" / "run_state.json").read_text())["settings"]
+    run_alg("isotiles:generatetiles", {**base, "OUTPUT_DIR": str(tmp_path / "new")})
+    settings = json.loads((tmp_path / "new" / "run_state.json").read_text())["settings"]
     assert settings["schedule"] == "lattice"
+    run_alg("isotiles:generatetiles", {**base, "SCHEDULE": 0, "W": 2, "OUTPUT_DIR": str(tmp_path / "wave")})
+    settings = json.loads((tmp_path / "wave" / "run_state.json").read_text())["settings"]
+    assert "schedule" not in settings  # the wavefront states none: folders made before the lattice resume
+    res = run_alg("isotiles:generatetiles", {**base, "OUTPUT_DIR": str(tmp_path / "wave")})  # auto: resumes
+    assert json.loads((tmp_path / "wave" / "run_state.json").read_text())["settings"] == settings
+    assert res["TILE_COUNT"] == 3
