@@ -26,7 +26,12 @@ set back (``finish_all()`` ends them at their next GET). ``fake.batch.create_err
 next job creations answer. ``fake.batch.created`` lists the jobs created (each one is paid), ``fake.batch.lines``
 every line answered (job, key, status, usage), ``fake.batch.log`` every HTTP request (method, path, status).
 ``vertex_echo_key`` and ``reverse_output`` vary Vertex AI's output lines (whether they carry the input's
-``key``; their order), which the service does not promise.
+``key``; their order), which the service does not promise. Ruder still, as a real service can be:
+``proto_echo`` echoes Vertex AI requests as the service's protos print them (snake_case names, every unset
+field a ``null``, the seed a float); ``unknown_fields`` adds fields this client has never heard of to every line,
+answer and ``usageMetadata``; ``garbage_lines`` puts that many unreadable lines after the first one;
+``pad_bytes`` adds that much to every output line (a Vertex output repeats each request's images: gigabytes);
+``output_dir`` writes outputs there, a line at a time, and serves them from disk (an output larger than memory).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -126,6 +132,11 @@ class BatchService:
         self.vertex_echo_key = False  # whether Vertex output lines carry the input line's "key"
         self.create_errors: deque = deque()  # HTTP statuses the next job creations answer (e.g. 503, 400)
         self.reverse_output = False  # Vertex output lines in the reverse order of the input (order is not promised)
+        self.proto_echo = False  # Vertex echoes requests in snake_case, null-padded, "seed": 7.0
+        self.unknown_fields = False  # new fields in every output line, answer and usageMetadata
+        self.garbage_lines = 0  # unreadable lines after an output's first line
+        self.pad_bytes = 0  # an unknown field of this many bytes in every output line
+        self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ scripting
@@ -253,31 +264,54 @@ class BatchService:
             self.lines.append({"job": job.name, "key": key, "status": status, "usage": usage, "scenario": scenario})
         return out
 
-    def _write_output(self, job: Job) -> None:
+    def _output_rows(self, job: Job):
+        """A finished job's output lines (str), as the service writes them."""
         assert job.results is not None
-        if job.api == "vertex":
-            bucket, prefix = split_gs(job.dest)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(job.created))
-            directory = f"{prefix.rstrip('/')}/prediction-model-{stamp}.{job.id}"
-            rows = []
-            for (key, req, _), res in zip(job.lines, job.results):
-                if res is None:
-                    continue
-                row: dict[str, Any] = {"status": "", "processedTime": now_rfc3339(), "request": req}
+        pairs = [(line, res) for line, res in zip(job.lines, job.results) if res is not None]
+        if job.api == "vertex" and self.reverse_output:
+            pairs = pairs[::-1]
+        for i, ((key, req, _), res) in enumerate(pairs):
+            if job.api == "vertex":
+                row: dict[str, Any] = {"status": "", "processed_time": now_rfc3339(),
+                                       "request": proto_echo(req) if self.proto_echo else req}  # fmt: skip
                 if self.vertex_echo_key and key is not None:
                     row["key"] = key
                 if "response" in res:
                     row["response"] = res["response"]
                 else:
                     row["status"] = f"Error {res['error']['code']}: {res['error']['message']}"
-                rows.append(json.dumps(row))
-            rows = rows[::-1] if self.reverse_output else rows
-            self.objects[(bucket, f"{directory}/predictions.jsonl")] = ("\n".join(rows) + "\n").encode()
+            else:
+                row = {"key": key, **res}
+            if self.unknown_fields:
+                row = with_unknown_fields(row)
+            if self.pad_bytes:
+                row["padding"] = "p" * self.pad_bytes
+            yield json.dumps(row)
+            if i == 0:
+                for g in range(self.garbage_lines):
+                    yield '{"key": "' + str(g) + '", "response": {"candidates": [{"content": ' + "\x00" * 7
+
+    def _store_output(self, name: str, job: Job) -> Any:
+        """The output as bytes, or written to ``output_dir`` a line at a time (a Path)."""
+        if self.output_dir is None:
+            return ("\n".join(self._output_rows(job)) + "\n").encode()
+        path = Path(self.output_dir) / name.replace("/", "_")
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in self._output_rows(job):
+                fh.write(row + "\n")
+        return path
+
+    def _write_output(self, job: Job) -> None:
+        assert job.results is not None
+        if job.api == "vertex":
+            bucket, prefix = split_gs(job.dest)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(job.created))
+            directory = f"{prefix.rstrip('/')}/prediction-model-{stamp}.{job.id}"
+            self.objects[(bucket, f"{directory}/predictions.jsonl")] = self._store_output(f"{job.id}.jsonl", job)
             job.output = f"gs://{bucket}/{directory}"
         elif job.source == "file":
-            rows = [json.dumps({"key": key, **res}) for (key, _, _), res in zip(job.lines, job.results) if res]
             fid = f"batch-{job.id}-results"
-            data = ("\n".join(rows) + "\n").encode()
+            data = self._store_output(f"{fid}.jsonl", job)
             self.files[fid] = {"meta": self._file_meta(fid, f"{job.display_name}-results", data, "GENERATED"),
                                "data": data}  # fmt: skip
             job.output = f"files/{fid}"
@@ -424,11 +458,13 @@ class BatchService:
             "name": f"files/{fid}",
             "displayName": display,
             "mimeType": mime or "application/jsonl",
-            "sizeBytes": str(len(data)),
+            "sizeBytes": str(size_of(data)),
             "createTime": now_rfc3339(),
             "updateTime": now_rfc3339(),
             "expirationTime": now_rfc3339(time.time() + 48 * 3600),
-            "sha256Hash": base64.b64encode(hashlib.sha256(data).hexdigest().encode()).decode(),
+            "sha256Hash": base64.b64encode(
+                hashlib.sha256(data if isinstance(data, bytes) else b"").hexdigest().encode()
+            ).decode(),
             "uri": f"{self.fake.base_url}/v1beta/files/{fid}",
             "state": "ACTIVE",
             "source": source,
@@ -532,7 +568,7 @@ class BatchService:
 
     def _object_meta(self, bucket: str, name: str) -> dict[str, Any]:
         data = self.objects[(bucket, name)]
-        return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data)),
+        return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(size_of(data)),
                 "id": f"{bucket}/{name}", "contentType": "application/octet-stream"}  # fmt: skip
 
     def _gcs_object(self, method, m, query, headers, body):
@@ -555,3 +591,34 @@ def split_gs(uri: str) -> tuple[str, str]:
     rest = uri[len("gs://") :] if uri.startswith("gs://") else uri
     bucket, _, name = rest.partition("/")
     return bucket, name
+
+
+def size_of(data: Any) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
+
+
+def proto_echo(req: Any) -> Any:
+    """A request as Vertex AI's protos echo it: snake_case names, unset fields as nulls, numbers as floats."""
+    if isinstance(req, list):
+        return [proto_echo(v) for v in req]
+    if not isinstance(req, dict):
+        return float(req) if isinstance(req, int) and not isinstance(req, bool) else req
+    out: dict[str, Any] = {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): proto_echo(v) for k, v in req.items()}
+    if "parts" in out:
+        out.setdefault("role", None)
+    if "text" in out or "inline_data" in out:  # a Part: every one of its fields, set or not
+        for f in ("text", "inline_data", "file_data", "function_call", "thought"):
+            out.setdefault(f, None)
+    return out
+
+
+def with_unknown_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A line with fields added that no client knows yet (a service adds fields without notice)."""
+    row = {**row, "modelVersion2": "x", "newTopLevelField": {"a": 1}}
+    resp = row.get("response")
+    if isinstance(resp, dict):
+        resp = {**resp, "sdkHttpResponseFuture": {"headers": {}}, "newResponseField": [1, 2]}
+        if isinstance(resp.get("usageMetadata"), dict):
+            resp["usageMetadata"] = {**resp["usageMetadata"], "cacheWriteTokenCount": 7, "newTokenDetails": [{}]}
+        row["response"] = resp
+    return row

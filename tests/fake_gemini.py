@@ -52,11 +52,13 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import socket
 import threading
 import time
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -422,7 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is None:
             return False
         status, payload, extra = answer
-        if isinstance(payload, bytes):
+        if isinstance(payload, Path):  # an output larger than memory: streamed from disk
+            self._send_file(status, payload, extra)
+        elif isinstance(payload, bytes):
             self._send(status, payload, "application/octet-stream", extra)
         else:
             data = b"" if payload is None else json.dumps(payload).encode()
@@ -483,6 +487,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except OSError:  # the client gave up (timeout); nothing to answer
+            self.close_connection = True
+
+    def _send_file(self, status: int, path: Path, extra: dict[str, str]) -> None:
+        try:
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            with open(path, "rb") as fh:
+                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+        except OSError:
             self.close_connection = True
 
     def _drop(self) -> None:

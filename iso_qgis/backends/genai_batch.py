@@ -46,14 +46,8 @@ from ..cost import BATCH_PRICE_FACTOR
 from ..errors import IsoInputError
 from ..feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
-from .batch_wire import (
-    Gone,
-    answered_count,
-    answers_by_key,
-    inline_size,
-    job_state,
-    write_jsonl,
-)
+from .batch_output import job_answers
+from .batch_wire import Gone, answered_count, inline_size, job_state, write_jsonl
 from .gcs import Storage, split_gs_uri
 from .genai_backend import (
     RETRYABLE_CODES,
@@ -433,34 +427,63 @@ class BatchRunner:
     def _collect(
         self, rec: BatchJobRecord, job: Any, state: str, outcome: BatchOutcome, prepared: dict[str, Prepared]
     ) -> list[ImageResult]:
-        """The job's answers into ``outcome`` (checked, cached, priced); the results it set."""
-        try:
-            rows = answers_by_key(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
-        except Exception as exc:  # noqa: BLE001 (an unreadable output: its requests go online)
-            self.feedback.warning(f"batch: could not read the answers of job {rec.name} ({exc})")
-            rows = {}
+        """The job's answers into ``outcome`` (checked, cached, priced), a line at a time; the results it set."""
         latency = max(0.0, time.time() - rec.submitted) if rec.submitted else 0.0
+        todo = {
+            k for k in rec.keys if not (k in outcome.results and outcome.results[k].cached and outcome.results[k].ok)
+        }
+        new: dict[str, ImageResult] = {}
+        for attempt in range(self.backend.s.retry_max + 1):
+            try:
+                lines = job_answers(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
+                for k, got in lines:
+                    if k in todo and k not in new:  # each answer is checked and cached as soon as it is read
+                        new[k] = self._keep(rec, k, got, prepared, outcome, latency)
+                break
+            except Exception as exc:  # storage or transport: what was read is kept, the rest read again
+                if attempt >= self.backend.s.retry_max:
+                    raise BatchCollectError(rec.name, exc) from exc
+                self.feedback.warning(f"batch: reading the answers of job {rec.name} failed ({exc}); again")
+                self.sleep(min(self.backend.s.retry_base_ms / 1000 * 2**attempt, self.backend.s.retry_max_ms / 1000))
         why = {"FAILED": "failed", "EXPIRED": "expired", "CANCELLED": "was canceled"}.get(state, "did not answer it")
         err = getattr(job, "error", None)
         detail = f": {getattr(err, 'message', '')}" if err is not None and getattr(err, "message", None) else ""
-        missing = 0
-        new = []
-        for k in rec.keys:
-            if k in outcome.results and outcome.results[k].cached and outcome.results[k].ok:
-                continue  # answered from the cache already (an earlier run collected it)
-            got = rows.get(k)
-            if got is None:
-                missing += 1
-                got = Failed(Failure(FailureKind.TRANSPORT, f"the batch job {why}{detail}", retryable=True))
-            res = self.backend.answer_result(got, prepared[k], batch=True, latency_s=latency)
-            res.notes.insert(0, f"batch job {rec.name}")
-            outcome.results[k] = res
-            new.append(res)
-            if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
-                outcome.online.append(k)
+        missing = [k for k in rec.keys if k in todo and k not in new]
+        for k in missing:
+            got = Failed(Failure(FailureKind.TRANSPORT, f"the batch job {why}{detail}", retryable=True))
+            new[k] = self._keep(rec, k, got, prepared, outcome, latency)
         if missing and state != "SUCCEEDED":
-            outcome.notes.append(f"job {rec.name} {why}: {missing} of {len(rec.keys)} requests go online")
-        return new
+            outcome.notes.append(f"job {rec.name} {why}: {len(missing)} of {len(rec.keys)} requests go online")
+        return list(new.values())
+
+    def _keep(
+        self,
+        rec: BatchJobRecord,
+        key: str,
+        got: Any,
+        prepared: dict[str, Prepared],
+        outcome: BatchOutcome,
+        latency: float,
+    ) -> ImageResult:
+        res = self.backend.answer_result(got, prepared[key], batch=True, latency_s=latency)
+        res.notes.insert(0, f"batch job {rec.name}")
+        outcome.results[key] = res
+        if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
+            outcome.online.append(key)
+        return res
+
+
+class BatchCollectError(RuntimeError):
+    """A finished job's output could not be read (the network, the bucket): its answers are paid for, so its
+    requests are not asked online; the run stops, keeps the job, and a rerun collects it."""
+
+    def __init__(self, job_name: str, cause: BaseException) -> None:
+        super().__init__(
+            f"the answers of batch job {job_name} could not be read ({type(cause).__name__}: {str(cause)[:300]}). "
+            "They are paid for, so they are not asked again online: run again to collect them (the job is kept "
+            "in the output folder's batch_jobs.json; answers already read are in the cache)"
+        )
+        self.job_name = job_name
 
 
 def retry_online(
