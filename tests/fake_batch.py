@@ -137,6 +137,7 @@ class BatchService:
         self.garbage_lines = 0  # unreadable lines after an output's first line
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self._expiry: Optional[list] = None  # [requests left, the token accepted after them]
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ scripting
@@ -177,6 +178,7 @@ class BatchService:
             if m is None:
                 continue
             rec = {"api": api, "headers": headers, "query": query, "model": None, "match": m.groupdict()}
+            self._tick_token()
             denied = self.fake._auth_error(rec)
             if denied is not None:
                 result = (*denied, {})
@@ -189,6 +191,21 @@ class BatchService:
                 self.log.append({"method": method, "path": path, "query": query, "status": result[0]})
             return result
         return None
+
+    def expire_token(self, after_requests: int, fresh: str) -> None:
+        """The accepted token expires after that many more requests; only ``fresh`` is accepted from then on (an
+        access token lives an hour; a batch job can take a day)."""
+        with self.lock:
+            self._expiry = [after_requests, fresh]
+
+    def _tick_token(self) -> None:
+        with self.lock:
+            if self._expiry is None:
+                return
+            self._expiry[0] -= 1
+            if self._expiry[0] < 0:
+                self.fake.accept_tokens = {self._expiry[1]}
+                self._expiry = None
 
     def _err(self, code: int, status: str, message: str):
         return (*self.fake._error(code, status, message), {})

@@ -175,6 +175,7 @@ class BatchRunner:
         if self.s.bucket:
             split_gs_uri(self.s.bucket)
         self._storage: Storage | None = None
+        self._storage_version = -1
 
     # ------------------------------------------------------------------ entry points
     def run(self, requests: dict[str, ImageRequest]) -> BatchOutcome:
@@ -215,8 +216,11 @@ class BatchRunner:
         return self.backend.client()
 
     def storage(self) -> Storage:
-        if self._storage is None:
+        """Cloud Storage with the current credentials (built again once they are renewed)."""
+        version = self.backend.credentials.token_version
+        if self._storage is None or self._storage_version != version:
             self._storage = Storage(self.backend.credentials.google_credentials())
+            self._storage_version = version
         return self._storage
 
     def _prepare(self, requests: dict[str, ImageRequest]) -> tuple[dict[str, Prepared], BatchOutcome]:
@@ -372,13 +376,31 @@ class BatchRunner:
         try:
             return self.client().batches.get(name=rec.name)
         except self.backend.errors.APIError as exc:
-            if int(getattr(exc, "code", 0) or 0) == 404:  # deleted or never there: its requests go online
+            code = int(getattr(exc, "code", 0) or 0)
+            if code == 404:  # deleted or never there: its requests go online
                 self.feedback.warning(f"batch: job {rec.name} was not found; its requests go online")
                 return Gone()
+            if code == 401:  # an access token lives an hour, a job up to a day
+                self._renew_credentials(rec, exc)
+                return None
             self.feedback.warning(f"batch: could not look at job {rec.name} ({exc}); trying again")
         except Exception as exc:  # noqa: BLE001 (the network: keep polling)
             self.feedback.warning(f"batch: could not look at job {rec.name} ({type(exc).__name__}: {exc})")
         return None
+
+    def _renew_credentials(self, rec: BatchJobRecord, cause: BaseException) -> None:
+        """After a 401: fresh credentials (ADC, a token provider), or a clear stop that keeps the job."""
+        if self.backend.credentials.refresh():
+            self.feedback.info("batch: the access token was refused; renewed it")
+            return
+        raise IsoInputError(
+            "CREDENTIALS",
+            f"the access token was refused while batch job {rec.name} ran ({str(cause)[:200]}), and there is no "
+            "way to get another",
+            "Give a fresh token (VERTEX_ACCESS_TOKEN, or the authentication manager's configuration) or use ADC "
+            "('gcloud auth application-default login'), then run again with the same settings: the job is kept "
+            "in the output folder's batch_jobs.json and its answers are collected without paying again",
+        ) from None
 
     def _pause(self, pending: list[BatchJobRecord], outcome: BatchOutcome, prepared: dict[str, Prepared]) -> None:
         end = time.monotonic() + self.s.poll_s
@@ -441,7 +463,9 @@ class BatchRunner:
                         new[k] = self._keep(rec, k, got, prepared, outcome, latency)
                 break
             except Exception as exc:  # storage or transport: what was read is kept, the rest read again
-                if attempt >= self.backend.s.retry_max:
+                if is_auth_error(exc):
+                    self._renew_credentials(rec, exc)
+                elif attempt >= self.backend.s.retry_max:
                     raise BatchCollectError(rec.name, exc) from exc
                 self.feedback.warning(f"batch: reading the answers of job {rec.name} failed ({exc}); again")
                 self.sleep(min(self.backend.s.retry_base_ms / 1000 * 2**attempt, self.backend.s.retry_max_ms / 1000))
@@ -471,6 +495,11 @@ class BatchRunner:
         if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
             outcome.online.append(key)
         return res
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Refused credentials: an HTTP 401, or google-auth unable to refresh a bare token after one."""
+    return type(exc).__name__ == "RefreshError" or int(getattr(exc, "code", 0) or 0) == 401 or "HTTP 401" in str(exc)
 
 
 class BatchCollectError(RuntimeError):
