@@ -14,7 +14,7 @@ is not ``generateContent``. It speaks the wire format google-genai 3.x uses for 
   JSONL in Cloud Storage in (``gcsSource``), ``{gcsDestination}/prediction-model-{time}/predictions.jsonl`` out,
   ``completionStats`` and ``JOB_STATE_*`` (``JOB_STATE_PARTIALLY_SUCCEEDED`` when some lines failed).
 - Cloud Storage: ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=``, ``GET
-  /storage/v1/b/{bucket}/o/{name}[?alt=media]``, ``GET /storage/v1/b/{bucket}/o?prefix=``.
+  /storage/v1/b/{bucket}/o/{name}[?alt=media]``, ``DELETE`` of the same, ``GET /storage/v1/b/{bucket}/o?prefix=``.
 
 A job's lines are answered with the fake's own scenarios (``fake.script(model, [...])``, one per line, in
 order), so ``"503"``, ``"429"`` or ``"error"`` make a line fail inside a batch, ``"blocked_prompt"`` blocks one.
@@ -137,6 +137,7 @@ class BatchService:
         self.garbage_lines = 0  # unreadable lines after an output's first line
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self.uploaded: dict[str, bytes] = {}  # every file or object uploaded, by name, deleted or not
         self._expiry: Optional[list] = None  # [requests left, the token accepted after them]
         self._ids = itertools.count(1)
 
@@ -515,6 +516,7 @@ class BatchService:
             f = up["file"]
             meta = self._file_meta(fid, f.get("displayName", ""), up["data"], mime=f.get("mimeType", ""))
             self.files[fid] = {"meta": meta, "data": up["data"]}
+            self.uploaded[f"files/{fid}"] = up["data"]
         return 200, {"file": meta}, {"X-Goog-Upload-Status": "final"}
 
     def _file(self, method, m, query, headers, body):
@@ -581,6 +583,7 @@ class BatchService:
         name = query["name"][0]
         with self.lock:
             self.objects[(m["bucket"], name)] = body
+            self.uploaded[f"gs://{m['bucket']}/{name}"] = body
         return 200, self._object_meta(m["bucket"], name), {}
 
     def _object_meta(self, bucket: str, name: str) -> dict[str, Any]:
@@ -598,6 +601,10 @@ class BatchService:
         name = unquote(m["name"])
         if (bucket, name) not in self.objects:
             return self._err(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
+        if method == "DELETE":
+            with self.lock:
+                self.objects.pop((bucket, name))
+            return 204, None, {}
         if (query.get("alt") or [""])[0] == "media":
             return 200, self.objects[(bucket, name)], {}
         return 200, self._object_meta(bucket, name), {}

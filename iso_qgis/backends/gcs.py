@@ -3,7 +3,7 @@
 google-genai does not upload to Cloud Storage, and google-cloud-storage is not needed for three calls: an
 upload, a listing and a download, over google-auth's ``AuthorizedSession`` (requests). The endpoint is
 ``https://storage.googleapis.com`` unless ``STORAGE_EMULATOR_HOST`` names another, as Google's own storage
-clients do (``host:port`` or a URL).
+clients do (``host:port`` or a URL). Objects are also deleted (a job's input, once it is collected).
 """
 
 from __future__ import annotations
@@ -86,6 +86,14 @@ class Storage:
     def download(self, uri: str) -> bytes:
         resp = self.session.get(self._object_url(uri), params={"alt": "media"}, timeout=self.timeout_s)
         return self._check(resp, f"download of {uri}").content
+
+    def delete(self, uri: str) -> bool:
+        """Delete an object; False when it was not there."""
+        resp = self.session.delete(self._object_url(uri), timeout=self.timeout_s)
+        if resp.status_code == 404:
+            return False
+        self._check(resp, f"deletion of {uri}")
+        return True
 
     def download_to(self, uri: str, path: str, chunk_bytes: int = 1 << 20) -> int:
         """Stream an object to a local file, a chunk at a time (an output can be gigabytes); its size."""

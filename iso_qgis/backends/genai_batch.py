@@ -365,6 +365,7 @@ class BatchRunner:
                 answered[rec.name] = answered_count(job, len(rec.keys))
                 if state in ENDED:
                     self._collect(rec, job, state, outcome, prepared)
+                    self._delete_input(rec)
                     answered[rec.name] = len(rec.keys)
                     pending.remove(rec)
             self.feedback.progress(100.0 * sum(answered.values()) / total)
@@ -432,6 +433,7 @@ class BatchRunner:
                 running.append(rec.name)
                 continue
             got = [r for r in self._collect(rec, job, job_state(job), outcome, prepared) if r.ok or r.tokens_in]
+            self._delete_input(rec)
             paid += len(got)
             cost += sum(r.cost_usd for r in got)
         message = (
@@ -446,6 +448,19 @@ class BatchRunner:
         raise Canceled(message)
 
     # ------------------------------------------------------------------ results
+    def _delete_input(self, rec: BatchJobRecord) -> None:
+        """An ended, collected job's uploaded input: Files API uploads count against the project's 20 GB for 48
+        hours, Cloud Storage bills by the month. The outputs are left (a bucket lifecycle rule suits them)."""
+        if not rec.input or rec.mode == "inline":
+            return
+        try:
+            if rec.mode == "gcs":
+                self.storage().delete(rec.input)
+            else:
+                self.client().files.delete(name=rec.input)
+        except Exception as exc:  # noqa: BLE001 (a leftover costs little: say so, go on)
+            self.feedback.warning(f"batch: could not delete the input {rec.input} of job {rec.name}: {exc}")
+
     def _collect(
         self, rec: BatchJobRecord, job: Any, state: str, outcome: BatchOutcome, prepared: dict[str, Prepared]
     ) -> list[ImageResult]:
