@@ -32,6 +32,8 @@ field a ``null``, the seed a float); ``unknown_fields`` adds fields this client 
 answer and ``usageMetadata``; ``garbage_lines`` puts that many unreadable lines after the first one;
 ``pad_bytes`` adds that much to every output line (a Vertex output repeats each request's images: gigabytes);
 ``output_dir`` writes outputs there, a line at a time, and serves them from disk (an output larger than memory).
+Vertex AI refuses to create a job whose input is over ``vertex_max_bytes`` (1 GB) or holds more than
+``vertex_max_requests`` (200,000) requests, its batch prediction limits.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ class BatchService:
         self.garbage_lines = 0  # unreadable lines after an output's first line
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self.vertex_max_bytes = 1_000_000_000  # Vertex AI refuses a larger Cloud Storage input
+        self.vertex_max_requests = 200_000  # and more requests than this in one job
         self.uploaded: dict[str, bytes] = {}  # every file or object uploaded, by name, deleted or not
         self._expiry: Optional[list] = None  # [requests left, the token accepted after them]
         self._ids = itertools.count(1)
@@ -551,10 +555,16 @@ class BatchService:
                 return self._err(400, "INVALID_ARGUMENT", "one gcsSource uri and a gcsDestination are required")
             lines = []
             data = self.objects.get(split_gs(uris[0]))
+            if data is not None and len(data) > self.vertex_max_bytes:
+                return self._err(400, "INVALID_ARGUMENT", f"Input file {uris[0]} is {len(data)} bytes, which exceeds "
+                                 f"the size limit of {self.vertex_max_bytes} bytes for batch prediction.")  # fmt: skip
             for line in (data or b"").decode().splitlines():
                 if line.strip():
                     row = json.loads(line)
                     lines.append((row.get("key"), row["request"], {}))
+            if len(lines) > self.vertex_max_requests:
+                return self._err(400, "INVALID_ARGUMENT", f"The batch prediction job has {len(lines)} requests, which "
+                                 f"exceeds the limit of {self.vertex_max_requests} requests per job.")  # fmt: skip
             job = self._new_job("vertex", model, req.get("displayName", ""), lines, "gcs", dest=dest,
                                 input_uri=uris[0], project=m["project"], location=m["location"],
                                 version=m["version"])  # fmt: skip

@@ -62,6 +62,12 @@ from .genai_backend import (
 INLINE_LIMIT_BYTES = 20_000_000
 #: the Files API takes files up to 2 GB; a phase larger than this goes as several jobs
 MAX_JOB_BYTES = 1_900_000_000
+#: the Gemini API states no limit on a job's requests
+MAX_JOB_REQUESTS = 10**9
+#: Vertex AI's batch prediction limits ("Quotas and limits" of its batch inference guide): a Cloud Storage input
+#: of at most 1 GB, and at most 200,000 requests in a job; under the first with room for the JSON around requests
+VERTEX_MAX_JOB_BYTES = 950_000_000
+VERTEX_MAX_JOB_REQUESTS = 200_000
 ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
@@ -69,7 +75,8 @@ ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 class BatchSettings:
     bucket: str = ""  # BATCH_BUCKET: gs://bucket[/prefix], Vertex AI only
     inline_limit_bytes: int = INLINE_LIMIT_BYTES
-    max_job_bytes: int = MAX_JOB_BYTES  # more requests than this make several jobs
+    max_job_bytes: int = 0  # a job's most bytes of requests (0: the API's limit)
+    max_job_requests: int = 0  # a job's most requests (0: the API's limit)
     poll_s: float = 30.0  # between two looks at the jobs
     cancel_remote: bool = True  # a user's cancel also cancels the jobs on Google's side
     online_concurrency: int = 4  # retry_online's parallel calls
@@ -241,36 +248,54 @@ class BatchRunner:
         return f"{self.s.name_prefix}-{h.hexdigest()[:20]}"
 
     def _submit(self, keys: list[str], prepared: dict[str, Prepared], outcome: BatchOutcome) -> None:
-        """One job per model (and per ``max_job_bytes``); ``on_jobs`` hears of every job of the phase (those
-        resumed too) as each is made. A job that cannot be created sends its requests online, with a warning."""
+        """One job per model, and per the API's limits (bytes, requests); ``on_jobs`` hears of every job of the
+        phase (those resumed too) as each is made. A job refused for its size is split in two and each half
+        submitted again; a job that cannot be created otherwise sends its requests online, with a warning."""
+        max_bytes, max_requests = self.job_limits()
         by_model: dict[str, list[list[str]]] = {}
         sizes: dict[str, int] = {}
-        for k in keys:  # one job per model, and per max_job_bytes of requests
+        for k in keys:
             model, size = prepared[k].model, inline_size(prepared[k])
             chunks = by_model.setdefault(model, [[]])
-            if chunks[-1] and sizes[model] + size > self.s.max_job_bytes:
+            if chunks[-1] and (sizes[model] + size > max_bytes or len(chunks[-1]) >= max_requests):
                 chunks.append([])
                 sizes[model] = 0
             chunks[-1].append(k)
             sizes[model] = sizes.get(model, 0) + size
         for model, group in ((m, g) for m, chunks in by_model.items() for g in chunks):
-            name = self._display_name(model, group, prepared)
-            rec = self._find_job(name, model, group)
-            if rec is None:
-                try:
-                    rec = self._create_with_retries(model, group, name, prepared)
-                except Exception as exc:  # noqa: BLE001 (APIError, storage, transport: all end the same way)
-                    why = f"{type(exc).__name__}: {str(exc)[:300]}"
-                    self.feedback.warning(f"batch: could not create a job for {len(group)} requests ({why}); "
-                                          "they go online, at the online price")  # fmt: skip
-                    failure = Failure(FailureKind.TRANSPORT, f"the batch job could not be created ({why})", True)
-                    for k in group:
-                        outcome.results[k] = ImageResult(None, model, failure)
-                        outcome.online.append(k)
-                    continue
-            outcome.jobs.append(rec)
-            if self.on_jobs is not None:
-                self.on_jobs(list(outcome.jobs))
+            self._submit_group(model, group, prepared, outcome)
+
+    def job_limits(self) -> tuple[int, int]:
+        """The most bytes and requests one job takes: the settings', else the API's."""
+        if self.api == "vertex":
+            return self.s.max_job_bytes or VERTEX_MAX_JOB_BYTES, self.s.max_job_requests or VERTEX_MAX_JOB_REQUESTS
+        return self.s.max_job_bytes or MAX_JOB_BYTES, self.s.max_job_requests or MAX_JOB_REQUESTS
+
+    def _submit_group(self, model: str, group: list[str], prepared: dict[str, Prepared], outcome: BatchOutcome) -> None:
+        name = self._display_name(model, group, prepared)
+        rec = self._find_job(name, model, group)
+        if rec is None:
+            try:
+                rec = self._create_with_retries(model, group, name, prepared)
+            except Exception as exc:  # noqa: BLE001 (APIError, storage, transport: all end the same way)
+                why = f"{type(exc).__name__}: {str(exc)[:300]}"
+                if len(group) > 1 and refused_for_size(exc):
+                    half = len(group) // 2
+                    self.feedback.info(f"batch: a job of {len(group)} requests was refused for its size ({why}); "
+                                       "split in two and submitted again")  # fmt: skip
+                    self._submit_group(model, group[:half], prepared, outcome)
+                    self._submit_group(model, group[half:], prepared, outcome)
+                    return
+                self.feedback.warning(f"batch: could not create a job for {len(group)} requests ({why}); "
+                                      "they go online, at the online price")  # fmt: skip
+                failure = Failure(FailureKind.TRANSPORT, f"the batch job could not be created ({why})", True)
+                for k in group:
+                    outcome.results[k] = ImageResult(None, model, failure)
+                    outcome.online.append(k)
+                return
+        outcome.jobs.append(rec)
+        if self.on_jobs is not None:
+            self.on_jobs(list(outcome.jobs))
 
     def _create_with_retries(
         self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]
@@ -342,7 +367,11 @@ class BatchRunner:
                     up = client.files.upload(file=path, config={"mime_type": "jsonl", "display_name": display})
                     rec.input = up.name
                     config = {"display_name": display}
-            job = client.batches.create(model=model, src=rec.input, config=config)
+            try:
+                job = client.batches.create(model=model, src=rec.input, config=config)
+            except Exception:
+                self._delete_input(rec)  # no job reads it; a retry or a split uploads its own
+                raise
         rec.name = job.name
         self.feedback.info(f"batch: submitted {len(keys)} requests to {model} as job {job.name} ({rec.mode})")
         return rec
@@ -510,6 +539,15 @@ class BatchRunner:
         if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
             outcome.online.append(key)
         return res
+
+
+def refused_for_size(exc: BaseException) -> bool:
+    """A job creation refused because the job is too large (its input's bytes, its number of requests)."""
+    code = int(getattr(exc, "code", 0) or 0)
+    if code == 413:
+        return True
+    text = str(exc).lower()
+    return code == 400 and any(w in text for w in ("size", "too large", "exceed", "limit"))
 
 
 def is_auth_error(exc: BaseException) -> bool:
