@@ -13,7 +13,8 @@ is not ``generateContent``. It speaks the wire format google-genai 3.x uses for 
 - Vertex AI: ``POST|GET /{v1,v1beta1}/projects/{p}/locations/{l}/batchPredictionJobs[/{id}[:cancel]]``, a
   JSONL in Cloud Storage in (``gcsSource``), ``{gcsDestination}/prediction-model-{time}/predictions.jsonl`` out,
   ``completionStats`` and ``JOB_STATE_*`` (``JOB_STATE_PARTIALLY_SUCCEEDED`` when some lines failed).
-- Cloud Storage: ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=``, ``GET
+- Cloud Storage: ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media|resumable&name=`` (resumable: chunks
+  PUT to the session, ``drop_chunks`` drops the connection on some), ``GET
   /storage/v1/b/{bucket}/o/{name}[?alt=media]``, ``DELETE`` of the same, ``GET /storage/v1/b/{bucket}/o?prefix=``.
 
 A job's lines are answered with the fake's own scenarios (``fake.script(model, [...])``, one per line, in
@@ -139,6 +140,8 @@ class BatchService:
         self.garbage_lines = 0  # unreadable lines after an output's first line
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self.chunks = 0  # resumable upload chunks received
+        self.drop_chunks: set[int] = set()  # the connection drops on these chunks (1 = the first)
         self.vertex_max_bytes = 1_000_000_000  # Vertex AI refuses a larger Cloud Storage input
         self.vertex_max_requests = 200_000  # and more requests than this in one job
         self.uploaded: dict[str, bytes] = {}  # every file or object uploaded, by name, deleted or not
@@ -588,13 +591,53 @@ class BatchService:
 
     # ------------------------------------------------------------------ Cloud Storage
     def _gcs_upload(self, method, m, query, headers, body):
-        if (query.get("uploadType") or [""])[0] != "media" or not query.get("name"):
-            return self._err(400, "INVALID_ARGUMENT", "uploadType=media and name are required")
-        name = query["name"][0]
+        """A simple upload (``uploadType=media``), or a resumable one: a POST opens a session (its URL in
+        ``Location``), PUTs send chunks with ``Content-Range`` (308 and ``Range`` until the last), and a PUT of
+        ``bytes */TOTAL`` asks how much is persisted."""
+        kind = (query.get("uploadType") or [""])[0]
+        bucket = m["bucket"]
+        if method == "PUT":
+            return self._gcs_chunk(bucket, query, headers, body)
+        if kind == "resumable" and query.get("name"):
+            with self.lock:
+                uid = f"gcs{next(self._ids)}"
+                self.uploads[uid] = {"name": query["name"][0], "data": b""}
+            url = f"{self.fake.base_url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={uid}"
+            return 200, None, {"Location": url}
+        if kind != "media" or not query.get("name"):
+            return self._err(400, "INVALID_ARGUMENT", "uploadType=media or resumable, and name, are required")
+        self._put_object(bucket, query["name"][0], body)
+        return 200, self._object_meta(bucket, query["name"][0]), {}
+
+    def _put_object(self, bucket: str, name: str, data: bytes) -> None:
         with self.lock:
-            self.objects[(m["bucket"], name)] = body
-            self.uploaded[f"gs://{m['bucket']}/{name}"] = body
-        return 200, self._object_meta(m["bucket"], name), {}
+            self.objects[(bucket, name)] = data
+            self.uploaded[f"gs://{bucket}/{name}"] = data
+
+    def _gcs_chunk(self, bucket, query, headers, body):
+        uid = (query.get("upload_id") or [""])[0]
+        with self.lock:
+            up = self.uploads.get(uid)
+            if up is None:
+                return self._err(404, "NOT_FOUND", "No such upload session.")
+            self.chunks += 1
+            if self.chunks in self.drop_chunks:  # the connection drops; nothing of this chunk is kept
+                return 0, None, {}
+            have = len(up["data"])
+            m = re.match(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", headers.get("content-range", ""))
+            if m is None:
+                return self._err(400, "INVALID_ARGUMENT", "Content-Range is required")
+            total = int(m[3]) if m[3] != "*" else None
+            if m[1] is not None:
+                first, last = int(m[1]), int(m[2])
+                if first != have or last - first + 1 != len(body):
+                    return self._err(400, "INVALID_ARGUMENT", f"expected the chunk at {have}")
+                up["data"] += body
+            if total is not None and len(up["data"]) == total:
+                self.uploads.pop(uid)
+                self._put_object(bucket, up["name"], up["data"])
+                return 200, self._object_meta(bucket, up["name"]), {}
+            return 308, None, ({"Range": f"bytes=0-{len(up['data']) - 1}"} if up["data"] else {})
 
     def _object_meta(self, bucket: str, name: str) -> dict[str, Any]:
         data = self.objects[(bucket, name)]

@@ -412,19 +412,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._batch("GET", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
 
+    def do_PUT(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._batch("PUT", raw) or self._send(404, b'{"error": {"code": 404}}', "application/json")
+
     def do_DELETE(self) -> None:
         self._batch("DELETE", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
 
     def _batch(self, method: str, raw: bytes) -> bool:
         """Answer a batch, file or storage request (see fake_batch); False if it is not one."""
-        if method != "POST":
+        if method not in ("POST", "PUT"):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.fake.batch.route(method, self.path, headers, raw)
         if answer is None:
             return False
         status, payload, extra = answer
-        if isinstance(payload, Path):  # an output larger than memory: streamed from disk
+        if status == 0:  # a dropped connection
+            self._drop()
+        elif isinstance(payload, Path):  # an output larger than memory: streamed from disk
             self._send_file(status, payload, extra)
         elif isinstance(payload, bytes):
             self._send(status, payload, "application/octet-stream", extra)

@@ -226,9 +226,17 @@ class BatchRunner:
         """Cloud Storage with the current credentials (built again once they are renewed)."""
         version = self.backend.credentials.token_version
         if self._storage is None or self._storage_version != version:
-            self._storage = Storage(self.backend.credentials.google_credentials())
+            self._storage = Storage(self.backend.credentials.google_credentials(), renew=self._renewed_credentials)
             self._storage_version = version
         return self._storage
+
+    def _renewed_credentials(self) -> Any:
+        """Fresh google-auth credentials after a 401 from Cloud Storage, or None when there are none."""
+        creds = self.backend.credentials
+        if not creds.refresh():
+            return None
+        self._storage_version = creds.token_version  # the storage in use renews itself
+        return creds.google_credentials()
 
     def _prepare(self, requests: dict[str, ImageRequest]) -> tuple[dict[str, Prepared], BatchOutcome]:
         prepared = {k: self.backend.prepare(r) for k, r in requests.items()}
@@ -301,12 +309,15 @@ class BatchRunner:
         self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]
     ) -> BatchJobRecord:
         """``_create``, again after a 429 or a 5xx (the backend's retry settings); other errors raise."""
-        retries = 0
+        retries, renewed = 0, False
         while True:
             try:
                 return self._create(model, keys, display, prepared)
             except self.backend.errors.APIError as exc:
                 code = int(getattr(exc, "code", 0) or 0)
+                if code == 401 and not renewed and self.backend.credentials.refresh():
+                    renewed = True  # a token that expired between two calls: once more with a fresh one
+                    continue
                 if code not in RETRYABLE_CODES or retries >= self.backend.s.retry_max:
                     raise
                 delay = retry_delay_s(exc)
@@ -368,7 +379,7 @@ class BatchRunner:
                     rec.input = up.name
                     config = {"display_name": display}
             try:
-                job = client.batches.create(model=model, src=rec.input, config=config)
+                job = self.client().batches.create(model=model, src=rec.input, config=config)
             except Exception:
                 self._delete_input(rec)  # no job reads it; a retry or a split uploads its own
                 raise

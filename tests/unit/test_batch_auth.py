@@ -23,7 +23,7 @@ def fake(monkeypatch):
 def test_a_token_that_expires_mid_job_is_renewed_and_the_job_collected(fake, tmp_path, monkeypatch):
     backend = vertex(fake, tmp_path, access_token="tok-1", token_provider=lambda: "tok-2")  # e.g. an OAuth renewal
     fake.batch.plan([{"polls": 6}])
-    fake.batch.expire_token(after_requests=3, fresh="tok-2")  # upload, create, one look: then tok-1 is refused
+    fake.batch.expire_token(after_requests=6, fresh="tok-2")  # list, upload (2), create, two looks
     reqs = phase(tiles=1, k=2)
     fb = Recorder()
     out = runner(backend, fb, bucket="gs://b/iso").run(reqs)
@@ -36,7 +36,7 @@ def test_a_token_that_expires_mid_job_is_renewed_and_the_job_collected(fake, tmp
 def test_a_bare_token_that_expires_stops_with_the_job_kept(fake, tmp_path):
     backend = vertex(fake, tmp_path, access_token="tok-1")  # no way to get another
     fake.batch.plan([{"polls": 50}])
-    fake.batch.expire_token(after_requests=3, fresh="tok-2")
+    fake.batch.expire_token(after_requests=6, fresh="tok-2")
     jobs = []
     with pytest.raises(IsoInputError) as err:
         runner(backend, Recorder(), jobs, bucket="gs://b/iso").run(phase(tiles=1, k=2))

@@ -328,7 +328,7 @@ def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, ec
     for key in ("0_c0", "0_c1", "1_c1"):
         assert np.array_equal(out.results[key].image, expected(reqs[key])), key
     gcs = [r for r in fake.batch.log if "/storage/v1/" in r["path"]]
-    assert {r["method"] for r in gcs} == {"POST", "GET", "DELETE"} and all(r["status"] < 300 for r in gcs)
+    assert {r["method"] for r in gcs} == {"POST", "PUT", "GET", "DELETE"} and all(r["status"] < 300 for r in gcs)
     # a run that lost its record (another cache, no state) finds the job by its display name and pays nothing
     again = runner(vertex(fake, tmp_path / "other"), bucket="gs://my-bucket/iso").run(reqs)
     assert len(fake.batch.created) == 1 and again.jobs[0].input == rec["input"] and again.online == ["1_c0"]
