@@ -21,8 +21,9 @@ A job's lines are answered with the fake's own scenarios (``fake.script(model, [
 order), so ``"503"``, ``"429"`` or ``"error"`` make a line fail inside a batch, ``"blocked_prompt"`` blocks one.
 How a job ends is planned per job created (``fake.batch.plan([...])``, then ``fake.batch.default``): a dict with
 ``end`` ("succeeded" | "failed" | "expired"), ``polls`` (GETs of the job before it ends; the first ones show it
-pending, then running), ``turnaround_s`` (seconds after creation before it may end) and ``done`` (the share of
-lines answered before an expiry or a cancel). ``fake.batch.hold = True`` keeps every job pending until it is
+pending, then running, with ``running_done`` of its lines answered in its ``batchStats``), ``turnaround_s``
+(seconds after creation before it may end) and ``done`` (the share of lines answered before an expiry or a
+cancel). ``fake.batch.hold = True`` keeps every job pending until it is
 set back (``finish_all()`` ends them at their next GET). ``fake.batch.create_errors`` holds HTTP statuses the
 next job creations answer. ``fake.batch.created`` lists the jobs created (each one is paid), ``fake.batch.lines``
 every line answered (job, key, status, usage), ``fake.batch.log`` every HTTP request (method, path, status).
@@ -140,6 +141,7 @@ class BatchService:
         self.garbage_lines = 0  # unreadable lines after an output's first line
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self.gemini_state_prefix = "BATCH_STATE_"  # the Gemini API's names; JOB_STATE_ is seen too
         self.chunks = 0  # resumable upload chunks received
         self.drop_chunks: set[int] = set()  # the connection drops on these chunks (1 = the first)
         self.vertex_max_bytes = 1_000_000_000  # Vertex AI refuses a larger Cloud Storage input
@@ -346,6 +348,8 @@ class BatchService:
         res = job.results or []
         ok = sum(1 for r in res if r is not None and "response" in r)
         bad = sum(1 for r in res if r is not None and "error" in r)
+        if job.state == "running":  # what a running job has answered so far (the plan's "running_done" share)
+            ok = round(n * float(job.plan.get("running_done", 0.0)))
         meta: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
             "model": f"models/{job.model}",
@@ -354,7 +358,7 @@ class BatchService:
             "updateTime": now_rfc3339(job.updated),
             "batchStats": {"requestCount": str(n), "successfulRequestCount": str(ok),
                            "failedRequestCount": str(bad), "pendingRequestCount": str(n - ok - bad)},
-            "state": f"BATCH_STATE_{job.state.upper()}",
+            "state": f"{self.gemini_state_prefix}{job.state.upper()}",
             "name": job.name,
         }  # fmt: skip
         if job.ended:

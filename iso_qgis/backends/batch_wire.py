@@ -116,6 +116,18 @@ def answered_count(job: Any, n: int) -> int:
     return min(n, int(stats.successful_count or 0) + int(stats.failed_count or 0))
 
 
+def gemini_answered_count(client: Any, name: str, n: int) -> int:
+    """A running Gemini API job's answered requests, from its ``batchStats``, which the SDK's BatchJob does not
+    carry: read from the raw response (0 when it cannot be; progress only)."""
+    try:
+        resp = client._api_client.request("get", name, {}, None)
+        stats = (json.loads(resp.body or "{}").get("metadata") or {}).get("batchStats") or {}
+        done = int(stats.get("successfulRequestCount") or 0) + int(stats.get("failedRequestCount") or 0)
+    except Exception:  # noqa: BLE001 (a private call of the SDK's, for a progress bar: never fatal)
+        return 0
+    return min(n, done)
+
+
 def line_failure(code: Any, message: Any) -> Failed:
     kind = RPC_KIND.get(int(code or 0), FailureKind.TRANSPORT)
     return Failed(Failure(kind, f"failed inside the batch (code {code}): {str(message)[:200]}", retryable=True))

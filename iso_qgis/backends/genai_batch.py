@@ -47,7 +47,7 @@ from ..errors import IsoInputError
 from ..feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
 from .batch_output import job_answers
-from .batch_wire import Gone, answered_count, inline_size, job_state, write_jsonl
+from .batch_wire import Gone, answered_count, gemini_answered_count, inline_size, job_state, write_jsonl
 from .gcs import Storage, split_gs_uri
 from .genai_backend import (
     RETRYABLE_CODES,
@@ -403,6 +403,8 @@ class BatchRunner:
                     self.feedback.info(f"batch: job {rec.name}: {state.lower()}")
                 outcome.states[rec.name] = state
                 answered[rec.name] = answered_count(job, len(rec.keys))
+                if self.api == "gemini" and state == "RUNNING":
+                    answered[rec.name] = gemini_answered_count(self.client(), rec.name, len(rec.keys))
                 if state in ENDED:
                     self._collect(rec, job, state, outcome, prepared)
                     self._delete_input(rec)

@@ -308,6 +308,17 @@ def test_a_job_the_service_lost_sends_its_requests_online(fake, tmp_path):
     assert out.online == list(reqs) and any("not found" in w for w in fb.warnings)
 
 
+@pytest.mark.parametrize("prefix", ["BATCH_STATE_", "JOB_STATE_"])
+def test_gemini_api_progress_comes_from_the_jobs_batch_stats(tmp_path, prefix):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.batch.gemini_state_prefix = prefix
+        fake.batch.plan([{"polls": 5, "running_done": 0.5}])  # half answered while it runs
+        fb = Recorder()
+        out = runner(gemini(fake, tmp_path), fb).run(phase(tiles=2, k=2))
+    assert all(r.ok for r in out.results.values())
+    assert 50.0 in fb.percents and fb.percents[-1] == 100.0
+
+
 # ------------------------------------------------------------------ Vertex AI
 @pytest.mark.parametrize("echo_key", [False, True])
 def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, echo_key):
