@@ -142,6 +142,7 @@ class BatchService:
         self.pad_bytes = 0  # an unknown field of this many bytes in every output line
         self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
         self.gemini_state_prefix = "BATCH_STATE_"  # the Gemini API's names; JOB_STATE_ is seen too
+        self.download_errors = 0  # the next downloads of outputs answer 503
         self.chunks = 0  # resumable upload chunks received
         self.drop_chunks: set[int] = set()  # the connection drops on these chunks (1 = the first)
         self.vertex_max_bytes = 1_000_000_000  # Vertex AI refuses a larger Cloud Storage input
@@ -201,6 +202,13 @@ class BatchService:
                 self.log.append({"method": method, "path": path, "query": query, "status": result[0]})
             return result
         return None
+
+    def _download_error(self):
+        with self.lock:
+            if self.download_errors <= 0:
+                return None
+            self.download_errors -= 1
+        return self._err(503, "UNAVAILABLE", "The service is currently unavailable.")
 
     def expire_token(self, after_requests: int, fresh: str) -> None:
         """The accepted token expires after that many more requests; only ``fresh`` is accepted from then on (an
@@ -539,7 +547,7 @@ class BatchService:
                 self.files.pop(m["id"])
             return 200, {}, {}
         if m["verb"] == "download":
-            return 200, f["data"], {}
+            return self._download_error() or (200, f["data"], {})
         return 200, f["meta"], {}
 
     # ------------------------------------------------------------------ Vertex AI
@@ -663,7 +671,7 @@ class BatchService:
                 self.objects.pop((bucket, name))
             return 204, None, {}
         if (query.get("alt") or [""])[0] == "media":
-            return 200, self.objects[(bucket, name)], {}
+            return self._download_error() or (200, self.objects[(bucket, name)], {})
         return 200, self._object_meta(bucket, name), {}
 
 
