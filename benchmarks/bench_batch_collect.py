@@ -52,7 +52,8 @@ def requests(n: int) -> dict:
 def child(base_url: str, api: str, n: int, cache: str) -> dict:
     """Submit, poll and collect ``n`` requests against the fake at ``base_url``; the figures as a dict."""
     from iso_tile_stylizer.iso_qgis.backends import make_backend
-    from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchRunner, BatchSettings
+    from iso_tile_stylizer.iso_qgis.backends.batch_records import BatchSettings
+    from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchRunner
 
     os.environ["STORAGE_EMULATOR_HOST"] = base_url
     common = {"base_url": base_url, "cache_dir": cache, "retry_base_ms": 1, "retry_max_ms": 20, "timeout_s": 600}

@@ -6,7 +6,7 @@ import pytest
 from fake_gemini import FakeGemini
 from test_genai_batch import MODEL, Recorder, phase, runner, vertex
 
-from iso_tile_stylizer.iso_qgis.backends import genai_batch
+from iso_tile_stylizer.iso_qgis.backends import batch_records, batch_submit
 
 
 @pytest.fixture
@@ -17,13 +17,13 @@ def fake(monkeypatch):
 
 
 def test_vertex_jobs_are_cut_at_vertex_limits(fake, tmp_path, monkeypatch):
-    monkeypatch.setattr(genai_batch, "VERTEX_MAX_JOB_REQUESTS", 3)  # 200,000 on the service
+    monkeypatch.setattr(batch_submit, "VERTEX_MAX_JOB_REQUESTS", 3)  # 200,000 on the service
     fake.batch.vertex_max_requests = 3
     jobs = []
     out = runner(vertex(fake, tmp_path), jobs=jobs, bucket="gs://b/iso").run(phase(tiles=4, k=2))
     assert [len(j["keys"]) for j in jobs] == [3, 3, 2] and out.online == []
     assert all(r.ok for r in out.results.values())
-    assert genai_batch.VERTEX_MAX_JOB_BYTES <= 1_000_000_000 < genai_batch.MAX_JOB_BYTES
+    assert batch_records.VERTEX_MAX_JOB_BYTES <= 1_000_000_000 < batch_records.MAX_JOB_BYTES
 
 
 def test_a_job_refused_for_its_size_is_split_and_submitted_again(fake, tmp_path):
