@@ -13,20 +13,29 @@ is not ``generateContent``. It speaks the wire format google-genai 3.x uses for 
 - Vertex AI: ``POST|GET /{v1,v1beta1}/projects/{p}/locations/{l}/batchPredictionJobs[/{id}[:cancel]]``, a
   JSONL in Cloud Storage in (``gcsSource``), ``{gcsDestination}/prediction-model-{time}/predictions.jsonl`` out,
   ``completionStats`` and ``JOB_STATE_*`` (``JOB_STATE_PARTIALLY_SUCCEEDED`` when some lines failed).
-- Cloud Storage: ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=``, ``GET
-  /storage/v1/b/{bucket}/o/{name}[?alt=media]``, ``GET /storage/v1/b/{bucket}/o?prefix=``.
+- Cloud Storage: ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media|resumable&name=`` (resumable: chunks
+  PUT to the session, ``drop_chunks`` drops the connection on some), ``GET
+  /storage/v1/b/{bucket}/o/{name}[?alt=media]``, ``DELETE`` of the same, ``GET /storage/v1/b/{bucket}/o?prefix=``.
 
 A job's lines are answered with the fake's own scenarios (``fake.script(model, [...])``, one per line, in
 order), so ``"503"``, ``"429"`` or ``"error"`` make a line fail inside a batch, ``"blocked_prompt"`` blocks one.
 How a job ends is planned per job created (``fake.batch.plan([...])``, then ``fake.batch.default``): a dict with
 ``end`` ("succeeded" | "failed" | "expired"), ``polls`` (GETs of the job before it ends; the first ones show it
-pending, then running), ``turnaround_s`` (seconds after creation before it may end) and ``done`` (the share of
-lines answered before an expiry or a cancel). ``fake.batch.hold = True`` keeps every job pending until it is
+pending, then running, with ``running_done`` of its lines answered in its ``batchStats``), ``turnaround_s``
+(seconds after creation before it may end) and ``done`` (the share of lines answered before an expiry or a
+cancel). ``fake.batch.hold = True`` keeps every job pending until it is
 set back (``finish_all()`` ends them at their next GET). ``fake.batch.create_errors`` holds HTTP statuses the
 next job creations answer. ``fake.batch.created`` lists the jobs created (each one is paid), ``fake.batch.lines``
 every line answered (job, key, status, usage), ``fake.batch.log`` every HTTP request (method, path, status).
 ``vertex_echo_key`` and ``reverse_output`` vary Vertex AI's output lines (whether they carry the input's
-``key``; their order), which the service does not promise.
+``key``; their order), which the service does not promise. Ruder still, as a real service can be:
+``proto_echo`` echoes Vertex AI requests as the service's protos print them (snake_case names, every unset
+field a ``null``, the seed a float); ``unknown_fields`` adds fields this client has never heard of to every line,
+answer and ``usageMetadata``; ``garbage_lines`` puts that many unreadable lines after the first one;
+``pad_bytes`` adds that much to every output line (a Vertex output repeats each request's images: gigabytes);
+``output_dir`` writes outputs there, a line at a time, and serves them from disk (an output larger than memory).
+Vertex AI refuses to create a job whose input is over ``vertex_max_bytes`` (1 GB) or holds more than
+``vertex_max_requests`` (200,000) requests, its batch prediction limits.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -126,6 +136,19 @@ class BatchService:
         self.vertex_echo_key = False  # whether Vertex output lines carry the input line's "key"
         self.create_errors: deque = deque()  # HTTP statuses the next job creations answer (e.g. 503, 400)
         self.reverse_output = False  # Vertex output lines in the reverse order of the input (order is not promised)
+        self.proto_echo = False  # Vertex echoes requests in snake_case, null-padded, "seed": 7.0
+        self.unknown_fields = False  # new fields in every output line, answer and usageMetadata
+        self.garbage_lines = 0  # unreadable lines after an output's first line
+        self.pad_bytes = 0  # an unknown field of this many bytes in every output line
+        self.output_dir: Optional[Path] = None  # outputs written there, streamed from disk
+        self.gemini_state_prefix = "BATCH_STATE_"  # the Gemini API's names; JOB_STATE_ is seen too
+        self.download_errors = 0  # the next downloads of outputs answer 503
+        self.chunks = 0  # resumable upload chunks received
+        self.drop_chunks: set[int] = set()  # the connection drops on these chunks (1 = the first)
+        self.vertex_max_bytes = 1_000_000_000  # Vertex AI refuses a larger Cloud Storage input
+        self.vertex_max_requests = 200_000  # and more requests than this in one job
+        self.uploaded: dict[str, bytes] = {}  # every file or object uploaded, by name, deleted or not
+        self._expiry: Optional[list] = None  # [requests left, the token accepted after them]
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ scripting
@@ -166,6 +189,7 @@ class BatchService:
             if m is None:
                 continue
             rec = {"api": api, "headers": headers, "query": query, "model": None, "match": m.groupdict()}
+            self._tick_token()
             denied = self.fake._auth_error(rec)
             if denied is not None:
                 result = (*denied, {})
@@ -178,6 +202,28 @@ class BatchService:
                 self.log.append({"method": method, "path": path, "query": query, "status": result[0]})
             return result
         return None
+
+    def _download_error(self):
+        with self.lock:
+            if self.download_errors <= 0:
+                return None
+            self.download_errors -= 1
+        return self._err(503, "UNAVAILABLE", "The service is currently unavailable.")
+
+    def expire_token(self, after_requests: int, fresh: str) -> None:
+        """The accepted token expires after that many more requests; only ``fresh`` is accepted from then on (an
+        access token lives an hour; a batch job can take a day)."""
+        with self.lock:
+            self._expiry = [after_requests, fresh]
+
+    def _tick_token(self) -> None:
+        with self.lock:
+            if self._expiry is None:
+                return
+            self._expiry[0] -= 1
+            if self._expiry[0] < 0:
+                self.fake.accept_tokens = {self._expiry[1]}
+                self._expiry = None
 
     def _err(self, code: int, status: str, message: str):
         return (*self.fake._error(code, status, message), {})
@@ -253,31 +299,54 @@ class BatchService:
             self.lines.append({"job": job.name, "key": key, "status": status, "usage": usage, "scenario": scenario})
         return out
 
-    def _write_output(self, job: Job) -> None:
+    def _output_rows(self, job: Job):
+        """A finished job's output lines (str), as the service writes them."""
         assert job.results is not None
-        if job.api == "vertex":
-            bucket, prefix = split_gs(job.dest)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(job.created))
-            directory = f"{prefix.rstrip('/')}/prediction-model-{stamp}.{job.id}"
-            rows = []
-            for (key, req, _), res in zip(job.lines, job.results):
-                if res is None:
-                    continue
-                row: dict[str, Any] = {"status": "", "processedTime": now_rfc3339(), "request": req}
+        pairs = [(line, res) for line, res in zip(job.lines, job.results) if res is not None]
+        if job.api == "vertex" and self.reverse_output:
+            pairs = pairs[::-1]
+        for i, ((key, req, _), res) in enumerate(pairs):
+            if job.api == "vertex":
+                row: dict[str, Any] = {"status": "", "processed_time": now_rfc3339(),
+                                       "request": proto_echo(req) if self.proto_echo else req}  # fmt: skip
                 if self.vertex_echo_key and key is not None:
                     row["key"] = key
                 if "response" in res:
                     row["response"] = res["response"]
                 else:
                     row["status"] = f"Error {res['error']['code']}: {res['error']['message']}"
-                rows.append(json.dumps(row))
-            rows = rows[::-1] if self.reverse_output else rows
-            self.objects[(bucket, f"{directory}/predictions.jsonl")] = ("\n".join(rows) + "\n").encode()
+            else:
+                row = {"key": key, **res}
+            if self.unknown_fields:
+                row = with_unknown_fields(row)
+            if self.pad_bytes:
+                row["padding"] = "p" * self.pad_bytes
+            yield json.dumps(row)
+            if i == 0:
+                for g in range(self.garbage_lines):
+                    yield '{"key": "' + str(g) + '", "response": {"candidates": [{"content": ' + "\x00" * 7
+
+    def _store_output(self, name: str, job: Job) -> Any:
+        """The output as bytes, or written to ``output_dir`` a line at a time (a Path)."""
+        if self.output_dir is None:
+            return ("\n".join(self._output_rows(job)) + "\n").encode()
+        path = Path(self.output_dir) / name.replace("/", "_")
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in self._output_rows(job):
+                fh.write(row + "\n")
+        return path
+
+    def _write_output(self, job: Job) -> None:
+        assert job.results is not None
+        if job.api == "vertex":
+            bucket, prefix = split_gs(job.dest)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(job.created))
+            directory = f"{prefix.rstrip('/')}/prediction-model-{stamp}.{job.id}"
+            self.objects[(bucket, f"{directory}/predictions.jsonl")] = self._store_output(f"{job.id}.jsonl", job)
             job.output = f"gs://{bucket}/{directory}"
         elif job.source == "file":
-            rows = [json.dumps({"key": key, **res}) for (key, _, _), res in zip(job.lines, job.results) if res]
             fid = f"batch-{job.id}-results"
-            data = ("\n".join(rows) + "\n").encode()
+            data = self._store_output(f"{fid}.jsonl", job)
             self.files[fid] = {"meta": self._file_meta(fid, f"{job.display_name}-results", data, "GENERATED"),
                                "data": data}  # fmt: skip
             job.output = f"files/{fid}"
@@ -287,6 +356,8 @@ class BatchService:
         res = job.results or []
         ok = sum(1 for r in res if r is not None and "response" in r)
         bad = sum(1 for r in res if r is not None and "error" in r)
+        if job.state == "running":  # what a running job has answered so far (the plan's "running_done" share)
+            ok = round(n * float(job.plan.get("running_done", 0.0)))
         meta: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
             "model": f"models/{job.model}",
@@ -295,7 +366,7 @@ class BatchService:
             "updateTime": now_rfc3339(job.updated),
             "batchStats": {"requestCount": str(n), "successfulRequestCount": str(ok),
                            "failedRequestCount": str(bad), "pendingRequestCount": str(n - ok - bad)},
-            "state": f"BATCH_STATE_{job.state.upper()}",
+            "state": f"{self.gemini_state_prefix}{job.state.upper()}",
             "name": job.name,
         }  # fmt: skip
         if job.ended:
@@ -424,11 +495,13 @@ class BatchService:
             "name": f"files/{fid}",
             "displayName": display,
             "mimeType": mime or "application/jsonl",
-            "sizeBytes": str(len(data)),
+            "sizeBytes": str(size_of(data)),
             "createTime": now_rfc3339(),
             "updateTime": now_rfc3339(),
             "expirationTime": now_rfc3339(time.time() + 48 * 3600),
-            "sha256Hash": base64.b64encode(hashlib.sha256(data).hexdigest().encode()).decode(),
+            "sha256Hash": base64.b64encode(
+                hashlib.sha256(data if isinstance(data, bytes) else b"").hexdigest().encode()
+            ).decode(),
             "uri": f"{self.fake.base_url}/v1beta/files/{fid}",
             "state": "ACTIVE",
             "source": source,
@@ -462,6 +535,7 @@ class BatchService:
             f = up["file"]
             meta = self._file_meta(fid, f.get("displayName", ""), up["data"], mime=f.get("mimeType", ""))
             self.files[fid] = {"meta": meta, "data": up["data"]}
+            self.uploaded[f"files/{fid}"] = up["data"]
         return 200, {"file": meta}, {"X-Goog-Upload-Status": "final"}
 
     def _file(self, method, m, query, headers, body):
@@ -473,7 +547,7 @@ class BatchService:
                 self.files.pop(m["id"])
             return 200, {}, {}
         if m["verb"] == "download":
-            return 200, f["data"], {}
+            return self._download_error() or (200, f["data"], {})
         return 200, f["meta"], {}
 
     # ------------------------------------------------------------------ Vertex AI
@@ -496,10 +570,16 @@ class BatchService:
                 return self._err(400, "INVALID_ARGUMENT", "one gcsSource uri and a gcsDestination are required")
             lines = []
             data = self.objects.get(split_gs(uris[0]))
+            if data is not None and len(data) > self.vertex_max_bytes:
+                return self._err(400, "INVALID_ARGUMENT", f"Input file {uris[0]} is {len(data)} bytes, which exceeds "
+                                 f"the size limit of {self.vertex_max_bytes} bytes for batch prediction.")  # fmt: skip
             for line in (data or b"").decode().splitlines():
                 if line.strip():
                     row = json.loads(line)
                     lines.append((row.get("key"), row["request"], {}))
+            if len(lines) > self.vertex_max_requests:
+                return self._err(400, "INVALID_ARGUMENT", f"The batch prediction job has {len(lines)} requests, which "
+                                 f"exceeds the limit of {self.vertex_max_requests} requests per job.")  # fmt: skip
             job = self._new_job("vertex", model, req.get("displayName", ""), lines, "gcs", dest=dest,
                                 input_uri=uris[0], project=m["project"], location=m["location"],
                                 version=m["version"])  # fmt: skip
@@ -523,16 +603,57 @@ class BatchService:
 
     # ------------------------------------------------------------------ Cloud Storage
     def _gcs_upload(self, method, m, query, headers, body):
-        if (query.get("uploadType") or [""])[0] != "media" or not query.get("name"):
-            return self._err(400, "INVALID_ARGUMENT", "uploadType=media and name are required")
-        name = query["name"][0]
+        """A simple upload (``uploadType=media``), or a resumable one: a POST opens a session (its URL in
+        ``Location``), PUTs send chunks with ``Content-Range`` (308 and ``Range`` until the last), and a PUT of
+        ``bytes */TOTAL`` asks how much is persisted."""
+        kind = (query.get("uploadType") or [""])[0]
+        bucket = m["bucket"]
+        if method == "PUT":
+            return self._gcs_chunk(bucket, query, headers, body)
+        if kind == "resumable" and query.get("name"):
+            with self.lock:
+                uid = f"gcs{next(self._ids)}"
+                self.uploads[uid] = {"name": query["name"][0], "data": b""}
+            url = f"{self.fake.base_url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={uid}"
+            return 200, None, {"Location": url}
+        if kind != "media" or not query.get("name"):
+            return self._err(400, "INVALID_ARGUMENT", "uploadType=media or resumable, and name, are required")
+        self._put_object(bucket, query["name"][0], body)
+        return 200, self._object_meta(bucket, query["name"][0]), {}
+
+    def _put_object(self, bucket: str, name: str, data: bytes) -> None:
         with self.lock:
-            self.objects[(m["bucket"], name)] = body
-        return 200, self._object_meta(m["bucket"], name), {}
+            self.objects[(bucket, name)] = data
+            self.uploaded[f"gs://{bucket}/{name}"] = data
+
+    def _gcs_chunk(self, bucket, query, headers, body):
+        uid = (query.get("upload_id") or [""])[0]
+        with self.lock:
+            up = self.uploads.get(uid)
+            if up is None:
+                return self._err(404, "NOT_FOUND", "No such upload session.")
+            self.chunks += 1
+            if self.chunks in self.drop_chunks:  # the connection drops; nothing of this chunk is kept
+                return 0, None, {}
+            have = len(up["data"])
+            m = re.match(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)", headers.get("content-range", ""))
+            if m is None:
+                return self._err(400, "INVALID_ARGUMENT", "Content-Range is required")
+            total = int(m[3]) if m[3] != "*" else None
+            if m[1] is not None:
+                first, last = int(m[1]), int(m[2])
+                if first != have or last - first + 1 != len(body):
+                    return self._err(400, "INVALID_ARGUMENT", f"expected the chunk at {have}")
+                up["data"] += body
+            if total is not None and len(up["data"]) == total:
+                self.uploads.pop(uid)
+                self._put_object(bucket, up["name"], up["data"])
+                return 200, self._object_meta(bucket, up["name"]), {}
+            return 308, None, ({"Range": f"bytes=0-{len(up['data']) - 1}"} if up["data"] else {})
 
     def _object_meta(self, bucket: str, name: str) -> dict[str, Any]:
         data = self.objects[(bucket, name)]
-        return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data)),
+        return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(size_of(data)),
                 "id": f"{bucket}/{name}", "contentType": "application/octet-stream"}  # fmt: skip
 
     def _gcs_object(self, method, m, query, headers, body):
@@ -545,8 +666,12 @@ class BatchService:
         name = unquote(m["name"])
         if (bucket, name) not in self.objects:
             return self._err(404, "NOT_FOUND", f"No such object: {bucket}/{name}")
+        if method == "DELETE":
+            with self.lock:
+                self.objects.pop((bucket, name))
+            return 204, None, {}
         if (query.get("alt") or [""])[0] == "media":
-            return 200, self.objects[(bucket, name)], {}
+            return self._download_error() or (200, self.objects[(bucket, name)], {})
         return 200, self._object_meta(bucket, name), {}
 
 
@@ -555,3 +680,34 @@ def split_gs(uri: str) -> tuple[str, str]:
     rest = uri[len("gs://") :] if uri.startswith("gs://") else uri
     bucket, _, name = rest.partition("/")
     return bucket, name
+
+
+def size_of(data: Any) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
+
+
+def proto_echo(req: Any) -> Any:
+    """A request as Vertex AI's protos echo it: snake_case names, unset fields as nulls, numbers as floats."""
+    if isinstance(req, list):
+        return [proto_echo(v) for v in req]
+    if not isinstance(req, dict):
+        return float(req) if isinstance(req, int) and not isinstance(req, bool) else req
+    out: dict[str, Any] = {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): proto_echo(v) for k, v in req.items()}
+    if "parts" in out:
+        out.setdefault("role", None)
+    if "text" in out or "inline_data" in out:  # a Part: every one of its fields, set or not
+        for f in ("text", "inline_data", "file_data", "function_call", "thought"):
+            out.setdefault(f, None)
+    return out
+
+
+def with_unknown_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A line with fields added that no client knows yet (a service adds fields without notice)."""
+    row = {**row, "modelVersion2": "x", "newTopLevelField": {"a": 1}}
+    resp = row.get("response")
+    if isinstance(resp, dict):
+        resp = {**resp, "sdkHttpResponseFuture": {"headers": {}}, "newResponseField": [1, 2]}
+        if isinstance(resp.get("usageMetadata"), dict):
+            resp["usageMetadata"] = {**resp["usageMetadata"], "cacheWriteTokenCount": 7, "newTokenDetails": [{}]}
+        row["response"] = resp
+    return row

@@ -54,11 +54,13 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import socket
 import threading
 import time
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -422,19 +424,27 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._batch("GET", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
 
+    def do_PUT(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._batch("PUT", raw) or self._send(404, b'{"error": {"code": 404}}', "application/json")
+
     def do_DELETE(self) -> None:
         self._batch("DELETE", b"") or self._send(404, b'{"error": {"code": 404}}', "application/json")
 
     def _batch(self, method: str, raw: bytes) -> bool:
         """Answer a batch, file or storage request (see fake_batch); False if it is not one."""
-        if method != "POST":
+        if method not in ("POST", "PUT"):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.fake.batch.route(method, self.path, headers, raw)
         if answer is None:
             return False
         status, payload, extra = answer
-        if isinstance(payload, bytes):
+        if status == 0:  # a dropped connection
+            self._drop()
+        elif isinstance(payload, Path):  # an output larger than memory: streamed from disk
+            self._send_file(status, payload, extra)
+        elif isinstance(payload, bytes):
             self._send(status, payload, "application/octet-stream", extra)
         else:
             data = b"" if payload is None else json.dumps(payload).encode()
@@ -495,6 +505,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except OSError:  # the client gave up (timeout); nothing to answer
+            self.close_connection = True
+
+    def _send_file(self, status: int, path: Path, extra: dict[str, str]) -> None:
+        try:
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            with open(path, "rb") as fh:
+                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+        except OSError:
             self.close_connection = True
 
     def _drop(self) -> None:

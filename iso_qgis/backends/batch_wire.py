@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Callable
+from typing import Any
 
 from .base import Failure, FailureKind
 from .genai_backend import Answer, Failed, Prepared, encode_parts, parse_response
@@ -39,20 +39,33 @@ def _camel(value: Any) -> Any:
 
 
 def request_digest(request: dict[str, Any]) -> str:
-    """A request's texts, images and seed, whatever the base64 flavor: how a Vertex AI output line (which
-    echoes its request) is matched to its key."""
+    """A request's texts, images and seed, however it is spelled: how a Vertex AI output line (which echoes its
+    request) is matched to its key. The echo is the service's print of its protos, not our JSON: snake_case
+    names, unset fields as nulls, the seed as a float, either base64 alphabet."""
     h = hashlib.sha256()
-    for content in request.get("contents") or []:
-        for part in content.get("parts") or []:
-            blob = part.get("inlineData") or part.get("inline_data")
-            if blob:
-                text = str(blob.get("data", "")).replace("-", "+").replace("_", "/")
-                data = base64.b64decode(text + "=" * (-len(text) % 4))
-                h.update(b"I" + hashlib.sha256(data).digest())
-            elif "text" in part:
-                h.update(b"T" + str(part["text"]).encode())
-    h.update(str((request.get("generationConfig") or {}).get("seed")).encode())
+    for content in _field(request, "contents") or []:
+        for part in _field(content, "parts") or []:
+            blob = _field(part, "inline_data")
+            text = _field(part, "text")
+            if isinstance(blob, dict):
+                data = str(_field(blob, "data") or "").replace("-", "+").replace("_", "/")
+                h.update(b"I" + hashlib.sha256(base64.b64decode(data + "=" * (-len(data) % 4))).digest())
+            elif text is not None:
+                h.update(b"T" + str(text).encode())
+    seed = _field(_field(request, "generation_config") or {}, "seed")
+    h.update(str(None if seed is None else int(float(seed))).encode())
     return h.hexdigest()
+
+
+def _field(obj: Any, snake: str) -> Any:
+    """A field by its snake_case or its camelCase name; None when absent or null."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(snake)
+    if value is None:
+        head, *rest = snake.split("_")
+        value = obj.get(head + "".join(w.title() for w in rest))
+    return value
 
 
 def write_jsonl(path: str, keys: list[str], prepared: dict[str, Prepared]) -> int:
@@ -67,74 +80,15 @@ def write_jsonl(path: str, keys: list[str], prepared: dict[str, Prepared]) -> in
     return size
 
 
-def answers_by_key(
-    api: str,
-    job: Any,
-    keys: list[str],
-    prepared: dict[str, Prepared],
-    client: Any,
-    types: Any,
-    storage: Callable[[], Any],
-) -> dict[str, Answer | Failed]:
-    """A finished job's answers by the caller's key (or why a line has none): Vertex AI output lines matched by
-    their ``key`` or else by the request they echo; Gemini API ones by their ``key`` or else by position."""
-    known = set(keys)
-    dest = getattr(job, "dest", None)
-    if api == "vertex":
-        directory = getattr(getattr(job, "output_info", None), "gcs_output_directory", None)
-        if not directory:
-            return {}
-        by_digest: dict[str, list[str]] = {}
-        for k in keys:
-            p = prepared[k]
-            by_digest.setdefault(request_digest(rest_request(encode_parts(p.layout), p.config)), []).append(k)
-        rows: dict[str, Answer | Failed] = {}
-        for uri in storage().list(directory):
-            if not uri.endswith(".jsonl"):
-                continue
-            for line in storage().download(uri).decode("utf-8").splitlines():
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                key = row.get("key")
-                if key not in known:
-                    queue = by_digest.get(request_digest(row.get("request") or {}), [])
-                    key = queue.pop(0) if queue else None
-                if key is not None:
-                    rows[key] = row_outcome(types, row.get("response"), row.get("status") or None)
-        return rows
-    if dest is not None and getattr(dest, "inlined_responses", None):
-        rows = {}
-        for i, item in enumerate(dest.inlined_responses):
-            key = (item.metadata or {}).get("key")
-            key = key if key in known else keys[i] if i < len(keys) else None
-            if key is None:
-                continue
-            if item.error is not None:
-                rows[key] = line_failure(item.error.code, item.error.message)
-            elif item.response is not None:
-                rows[key] = parse_response(item.response)
-        return rows
-    if dest is not None and getattr(dest, "file_name", None):
-        data = client.files.download(file=dest.file_name)
-        rows = {}
-        for i, line in enumerate(data.decode("utf-8").splitlines()):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            key = row.get("key")
-            key = key if key in known else keys[i] if i < len(keys) else None
-            if key is not None:
-                rows[key] = row_outcome(types, row.get("response"), row.get("error") or row.get("status"))
-        return rows
-    return {}
-
-
 def row_outcome(types: Any, response: Any, error: Any) -> Answer | Failed:
     """One output line's answer (a GenerateContentResponse in REST JSON) or its error, as the online path
-    reads an answer."""
+    reads an answer: fields the SDK does not know are dropped first, as the SDK itself does (its models refuse
+    extra fields, and the service adds fields without notice)."""
     if response:
-        return parse_response(types.GenerateContentResponse.model_validate_json(json.dumps(response)))
+        model = types.GenerateContentResponse
+        if hasattr(model, "_from_response"):
+            return parse_response(model._from_response(response=response, kwargs={}))
+        return parse_response(model.model_validate(response))
     if isinstance(error, dict):
         return line_failure(error.get("code"), error.get("message"))
     return line_failure(None, str(error or "no answer"))
@@ -160,6 +114,18 @@ def answered_count(job: Any, n: int) -> int:
     if stats is None:
         return 0
     return min(n, int(stats.successful_count or 0) + int(stats.failed_count or 0))
+
+
+def gemini_answered_count(client: Any, name: str, n: int) -> int:
+    """A running Gemini API job's answered requests, from its ``batchStats``, which the SDK's BatchJob does not
+    carry: read from the raw response (0 when it cannot be; progress only)."""
+    try:
+        resp = client._api_client.request("get", name, {}, None)
+        stats = (json.loads(resp.body or "{}").get("metadata") or {}).get("batchStats") or {}
+        done = int(stats.get("successfulRequestCount") or 0) + int(stats.get("failedRequestCount") or 0)
+    except Exception:  # noqa: BLE001 (a private call of the SDK's, for a progress bar: never fatal)
+        return 0
+    return min(n, done)
 
 
 def line_failure(code: Any, message: Any) -> Failed:

@@ -28,58 +28,33 @@ whose failure should be asked again online. Nothing raises for a model's answer.
   unless the prompt was blocked (the online path never asks again after a block either).
   :func:`retry_online` asks those again through :meth:`GenAIBackend.generate` (its retries and fallback model).
 
-The wire formats (request lines, output lines matched to keys, job states) are in ``batch_wire``; Cloud
-Storage in ``gcs``.
+Where the parts live: settings, job records and outcomes in ``batch_records``; submitting (limits, splits,
+creation) in ``batch_submit``; reading a job's output in ``batch_output``; the wire formats (request lines,
+answers, job states) in ``batch_wire``; Cloud Storage in ``gcs``. ``docs/batch.md`` says how each holds up
+against a real job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..cost import BATCH_PRICE_FACTOR
 from ..errors import IsoInputError
 from ..feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
-from .batch_wire import (
-    Gone,
-    answered_count,
-    answers_by_key,
-    inline_size,
-    job_state,
-    write_jsonl,
-)
+from .batch_output import job_answers
+from .batch_records import BatchJobRecord, BatchOutcome, BatchSettings
+from .batch_submit import JobSubmitter
+from .batch_wire import Gone, answered_count, gemini_answered_count, job_state
 from .gcs import Storage, split_gs_uri
 from .genai_backend import (
-    RETRYABLE_CODES,
     Failed,
     GenAIBackend,
     Prepared,
-    encode_parts,
-    retry_delay_s,
 )
 
-#: the Gemini API takes inline batch requests up to 20 MB in all; larger ones go as a file
-INLINE_LIMIT_BYTES = 20_000_000
-#: the Files API takes files up to 2 GB; a phase larger than this goes as several jobs
-MAX_JOB_BYTES = 1_900_000_000
 ENDED = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
-
-
-@dataclass
-class BatchSettings:
-    bucket: str = ""  # BATCH_BUCKET: gs://bucket[/prefix], Vertex AI only
-    inline_limit_bytes: int = INLINE_LIMIT_BYTES
-    max_job_bytes: int = MAX_JOB_BYTES  # more requests than this make several jobs
-    poll_s: float = 30.0  # between two looks at the jobs
-    cancel_remote: bool = True  # a user's cancel also cancels the jobs on Google's side
-    online_concurrency: int = 4  # retry_online's parallel calls
-    name_prefix: str = "isotiles"
 
 
 #: run options (``backend_options`` keys) that set :class:`BatchSettings` fields; see :func:`split_batch_options`
@@ -97,54 +72,6 @@ def split_batch_options(options: dict[str, Any]) -> tuple[dict[str, Any], BatchS
     rest = {k: v for k, v in options.items() if k not in BATCH_OPTIONS}
     picked = {BATCH_OPTIONS[k]: v for k, v in options.items() if k in BATCH_OPTIONS}
     return rest, BatchSettings(**picked)
-
-
-@dataclass
-class BatchJobRecord:
-    """What the run state keeps of one job (``as_dict`` / ``from_dict``: plain JSON)."""
-
-    name: str  # "batches/..." or "projects/.../batchPredictionJobs/..."
-    api: str  # "gemini" | "vertex"
-    model: str
-    mode: str  # "inline" | "file" | "gcs"
-    keys: list[str]  # the caller's keys, in the job's order
-    display_name: str = ""
-    input: str = ""  # the uploaded file ("files/...") or "gs://..." JSONL
-    output: str = ""  # Vertex: the gs:// prefix the job writes under
-    submitted: float = 0.0  # time.time() at creation
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BatchJobRecord:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
-
-@dataclass
-class BatchOutcome:
-    results: dict[str, ImageResult] = field(default_factory=dict)  # every key asked
-    online: list[str] = field(default_factory=list)  # keys to ask again online (see retry_online)
-    jobs: list[BatchJobRecord] = field(default_factory=list)
-    states: dict[str, str] = field(default_factory=dict)  # job name -> its last state
-    notes: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """Counts and costs for the report: the batch price paid, and what the same answers cost online."""
-        batch_cost = sum(r.cost_usd for r in self.results.values() if not r.cached)
-        return {
-            "requests": len(self.results),
-            "jobs": [
-                {"name": j.name, "mode": j.mode, "requests": len(j.keys), "state": self.states.get(j.name, "")}
-                for j in self.jobs
-            ],
-            "from_cache": sum(1 for r in self.results.values() if r.cached),
-            "answered": sum(1 for r in self.results.values() if r.ok and not r.cached),
-            "failed": sum(1 for r in self.results.values() if not r.ok),
-            "to_retry_online": len(self.online),
-            "cost_usd": round(batch_cost, 6),
-            "online_equivalent_usd": round(batch_cost / BATCH_PRICE_FACTOR, 6),
-        }
 
 
 class BatchRunner:
@@ -181,13 +108,15 @@ class BatchRunner:
         if self.s.bucket:
             split_gs_uri(self.s.bucket)
         self._storage: Storage | None = None
+        self.submitter = JobSubmitter(self)
+        self._storage_version = -1
 
     # ------------------------------------------------------------------ entry points
     def run(self, requests: dict[str, ImageRequest]) -> BatchOutcome:
         """Submit the requests not in the cache, wait for their jobs, and collect every answer."""
         prepared, outcome = self._prepare(requests)
         todo = [k for k in requests if k not in outcome.results]
-        self._submit(todo, prepared, outcome)
+        self.submitter.submit(todo, prepared, outcome)
         return self._wait(outcome, prepared)
 
     def resume(self, jobs: list[dict[str, Any]], requests: dict[str, ImageRequest]) -> BatchOutcome:
@@ -201,7 +130,7 @@ class BatchRunner:
         kept = {k for r in records for k in r.keys}
         todo = [k for k in requests if k not in outcome.results and k not in kept]
         outcome.jobs = records
-        self._submit(todo, prepared, outcome)
+        self.submitter.submit(todo, prepared, outcome)
         return self._wait(outcome, prepared)
 
     def cancel(self, jobs: list[dict[str, Any]] | list[BatchJobRecord]) -> list[str]:
@@ -221,9 +150,20 @@ class BatchRunner:
         return self.backend.client()
 
     def storage(self) -> Storage:
-        if self._storage is None:
-            self._storage = Storage(self.backend.credentials.google_credentials())
+        """Cloud Storage with the current credentials (built again once they are renewed)."""
+        version = self.backend.credentials.token_version
+        if self._storage is None or self._storage_version != version:
+            self._storage = Storage(self.backend.credentials.google_credentials(), renew=self._renewed_credentials)
+            self._storage_version = version
         return self._storage
+
+    def _renewed_credentials(self) -> Any:
+        """Fresh google-auth credentials after a 401 from Cloud Storage, or None when there are none."""
+        creds = self.backend.credentials
+        if not creds.refresh():
+            return None
+        self._storage_version = creds.token_version  # the storage in use renews itself
+        return creds.google_credentials()
 
     def _prepare(self, requests: dict[str, ImageRequest]) -> tuple[dict[str, Prepared], BatchOutcome]:
         prepared = {k: self.backend.prepare(r) for k, r in requests.items()}
@@ -235,119 +175,6 @@ class BatchRunner:
         if outcome.results:
             self.feedback.info(f"batch: {len(outcome.results)} of {len(requests)} requests answered from the cache")
         return prepared, outcome
-
-    def _display_name(self, model: str, keys: list[str], prepared: dict[str, Prepared]) -> str:
-        h = hashlib.sha256(model.encode())
-        for k in keys:
-            h.update(prepared[k].key.encode())
-        return f"{self.s.name_prefix}-{h.hexdigest()[:20]}"
-
-    def _submit(self, keys: list[str], prepared: dict[str, Prepared], outcome: BatchOutcome) -> None:
-        """One job per model (and per ``max_job_bytes``); ``on_jobs`` hears of every job of the phase (those
-        resumed too) as each is made. A job that cannot be created sends its requests online, with a warning."""
-        by_model: dict[str, list[list[str]]] = {}
-        sizes: dict[str, int] = {}
-        for k in keys:  # one job per model, and per max_job_bytes of requests
-            model, size = prepared[k].model, inline_size(prepared[k])
-            chunks = by_model.setdefault(model, [[]])
-            if chunks[-1] and sizes[model] + size > self.s.max_job_bytes:
-                chunks.append([])
-                sizes[model] = 0
-            chunks[-1].append(k)
-            sizes[model] = sizes.get(model, 0) + size
-        for model, group in ((m, g) for m, chunks in by_model.items() for g in chunks):
-            name = self._display_name(model, group, prepared)
-            rec = self._find_job(name, model, group)
-            if rec is None:
-                try:
-                    rec = self._create_with_retries(model, group, name, prepared)
-                except Exception as exc:  # noqa: BLE001 (APIError, storage, transport: all end the same way)
-                    why = f"{type(exc).__name__}: {str(exc)[:300]}"
-                    self.feedback.warning(f"batch: could not create a job for {len(group)} requests ({why}); "
-                                          "they go online, at the online price")  # fmt: skip
-                    failure = Failure(FailureKind.TRANSPORT, f"the batch job could not be created ({why})", True)
-                    for k in group:
-                        outcome.results[k] = ImageResult(None, model, failure)
-                        outcome.online.append(k)
-                    continue
-            outcome.jobs.append(rec)
-            if self.on_jobs is not None:
-                self.on_jobs(list(outcome.jobs))
-
-    def _create_with_retries(
-        self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]
-    ) -> BatchJobRecord:
-        """``_create``, again after a 429 or a 5xx (the backend's retry settings); other errors raise."""
-        retries = 0
-        while True:
-            try:
-                return self._create(model, keys, display, prepared)
-            except self.backend.errors.APIError as exc:
-                code = int(getattr(exc, "code", 0) or 0)
-                if code not in RETRYABLE_CODES or retries >= self.backend.s.retry_max:
-                    raise
-                delay = retry_delay_s(exc)
-                backoff = self.backend.s.retry_base_ms / 1000 * 2**retries
-                self.sleep(min(delay if delay is not None else backoff, self.backend.s.retry_max_ms / 1000))
-                retries += 1
-
-    def _find_job(self, display_name: str, model: str, keys: list[str]) -> BatchJobRecord | None:
-        """A live job created earlier for exactly these requests (a submit cut short before its record was
-        kept), so that it is polled rather than paid again."""
-        config: dict[str, Any] = {"page_size": 100}
-        if self.api == "vertex":
-            config["filter"] = f'display_name="{display_name}"'
-        try:
-            for i, job in enumerate(self.client().batches.list(config=config)):
-                if i >= 500:
-                    break
-                state = job_state(job)
-                if job.display_name == display_name and state not in ("FAILED", "CANCELLED", "EXPIRED"):
-                    self.feedback.info(f"batch: job {job.name} for these requests exists ({state}); polling it")
-                    return self._record_of(job, model, keys)
-        except Exception as exc:  # noqa: BLE001 (listing is a safeguard: if it fails, create)
-            self.feedback.warning(f"batch: could not list existing jobs ({exc}); creating one")
-        return None
-
-    def _record_of(self, job: Any, model: str, keys: list[str]) -> BatchJobRecord:
-        mode, src, out = "inline", "", ""
-        if self.api == "vertex":
-            mode = "gcs"
-            src = ((getattr(job.src, "gcs_uri", None) or [""]) if job.src else [""])[0]
-            out = getattr(job.dest, "gcs_uri", "") or "" if job.dest else ""
-        return BatchJobRecord(job.name, self.api, model, mode, list(keys), job.display_name or "", src, out,
-                              time.time())  # fmt: skip
-
-    def _create(self, model: str, keys: list[str], display: str, prepared: dict[str, Prepared]) -> BatchJobRecord:
-        rec = BatchJobRecord("", self.api, model, "inline", list(keys), display, submitted=time.time())
-        client = self.client()
-        size = sum(inline_size(prepared[k]) for k in keys)
-        if self.api == "gemini" and size < self.s.inline_limit_bytes:
-            types = self.backend.types
-            inline = []
-            for k in keys:
-                p = prepared[k]
-                contents, cfg = self.backend.sdk_request(encode_parts(p.layout), p.config)
-                inline.append(types.InlinedRequest(contents=contents, config=cfg, metadata={"key": k}))
-            job = client.batches.create(model=model, src=inline, config={"display_name": display})
-        else:
-            with tempfile.TemporaryDirectory(prefix="isotiles-batch-") as tmp:
-                path = os.path.join(tmp, f"{display}.jsonl")
-                write_jsonl(path, keys, prepared)
-                if self.api == "vertex":
-                    base = f"{self.s.bucket.rstrip('/')}/{display}"
-                    rec.mode, rec.input, rec.output = "gcs", f"{base}/input.jsonl", f"{base}/output"
-                    self.storage().upload(rec.input, path)
-                    config = {"display_name": display, "dest": rec.output}
-                else:
-                    rec.mode = "file"
-                    up = client.files.upload(file=path, config={"mime_type": "jsonl", "display_name": display})
-                    rec.input = up.name
-                    config = {"display_name": display}
-            job = client.batches.create(model=model, src=rec.input, config=config)
-        rec.name = job.name
-        self.feedback.info(f"batch: submitted {len(keys)} requests to {model} as job {job.name} ({rec.mode})")
-        return rec
 
     # ------------------------------------------------------------------ waiting
     def _wait(self, outcome: BatchOutcome, prepared: dict[str, Prepared]) -> BatchOutcome:
@@ -365,8 +192,11 @@ class BatchRunner:
                     self.feedback.info(f"batch: job {rec.name}: {state.lower()}")
                 outcome.states[rec.name] = state
                 answered[rec.name] = answered_count(job, len(rec.keys))
+                if self.api == "gemini" and state == "RUNNING":
+                    answered[rec.name] = gemini_answered_count(self.client(), rec.name, len(rec.keys))
                 if state in ENDED:
                     self._collect(rec, job, state, outcome, prepared)
+                    self.delete_input(rec)
                     answered[rec.name] = len(rec.keys)
                     pending.remove(rec)
             self.feedback.progress(100.0 * sum(answered.values()) / total)
@@ -378,13 +208,31 @@ class BatchRunner:
         try:
             return self.client().batches.get(name=rec.name)
         except self.backend.errors.APIError as exc:
-            if int(getattr(exc, "code", 0) or 0) == 404:  # deleted or never there: its requests go online
+            code = int(getattr(exc, "code", 0) or 0)
+            if code == 404:  # deleted or never there: its requests go online
                 self.feedback.warning(f"batch: job {rec.name} was not found; its requests go online")
                 return Gone()
+            if code == 401:  # an access token lives an hour, a job up to a day
+                self._renew_credentials(rec, exc)
+                return None
             self.feedback.warning(f"batch: could not look at job {rec.name} ({exc}); trying again")
         except Exception as exc:  # noqa: BLE001 (the network: keep polling)
             self.feedback.warning(f"batch: could not look at job {rec.name} ({type(exc).__name__}: {exc})")
         return None
+
+    def _renew_credentials(self, rec: BatchJobRecord, cause: BaseException) -> None:
+        """After a 401: fresh credentials (ADC, a token provider), or a clear stop that keeps the job."""
+        if self.backend.credentials.refresh():
+            self.feedback.info("batch: the access token was refused; renewed it")
+            return
+        raise IsoInputError(
+            "CREDENTIALS",
+            f"the access token was refused while batch job {rec.name} ran ({str(cause)[:200]}), and there is no "
+            "way to get another",
+            "Give a fresh token (VERTEX_ACCESS_TOKEN, or the authentication manager's configuration) or use ADC "
+            "('gcloud auth application-default login'), then run again with the same settings: the job is kept "
+            "in the output folder's batch_jobs.json and its answers are collected without paying again",
+        ) from None
 
     def _pause(self, pending: list[BatchJobRecord], outcome: BatchOutcome, prepared: dict[str, Prepared]) -> None:
         end = time.monotonic() + self.s.poll_s
@@ -416,6 +264,7 @@ class BatchRunner:
                 running.append(rec.name)
                 continue
             got = [r for r in self._collect(rec, job, job_state(job), outcome, prepared) if r.ok or r.tokens_in]
+            self.delete_input(rec)
             paid += len(got)
             cost += sum(r.cost_usd for r in got)
         message = (
@@ -430,37 +279,86 @@ class BatchRunner:
         raise Canceled(message)
 
     # ------------------------------------------------------------------ results
+    def delete_input(self, rec: BatchJobRecord) -> None:
+        """An ended, collected job's uploaded input: Files API uploads count against the project's 20 GB for 48
+        hours, Cloud Storage bills by the month. The outputs are left (a bucket lifecycle rule suits them)."""
+        if not rec.input or rec.mode == "inline":
+            return
+        try:
+            if rec.mode == "gcs":
+                self.storage().delete(rec.input)
+            else:
+                self.client().files.delete(name=rec.input)
+        except Exception as exc:  # noqa: BLE001 (a leftover costs little: say so, go on)
+            self.feedback.warning(f"batch: could not delete the input {rec.input} of job {rec.name}: {exc}")
+
     def _collect(
         self, rec: BatchJobRecord, job: Any, state: str, outcome: BatchOutcome, prepared: dict[str, Prepared]
     ) -> list[ImageResult]:
-        """The job's answers into ``outcome`` (checked, cached, priced); the results it set."""
-        try:
-            rows = answers_by_key(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
-        except Exception as exc:  # noqa: BLE001 (an unreadable output: its requests go online)
-            self.feedback.warning(f"batch: could not read the answers of job {rec.name} ({exc})")
-            rows = {}
+        """The job's answers into ``outcome`` (checked, cached, priced), a line at a time; the results it set."""
         latency = max(0.0, time.time() - rec.submitted) if rec.submitted else 0.0
+        todo = {
+            k for k in rec.keys if not (k in outcome.results and outcome.results[k].cached and outcome.results[k].ok)
+        }
+        new: dict[str, ImageResult] = {}
+        for attempt in range(self.backend.s.retry_max + 1):
+            try:
+                lines = job_answers(self.api, job, rec.keys, prepared, self.client(), self.backend.types, self.storage)
+                for k, got in lines:
+                    if k in todo and k not in new:  # each answer is checked and cached as soon as it is read
+                        new[k] = self._keep(rec, k, got, prepared, outcome, latency)
+                break
+            except Exception as exc:  # storage or transport: what was read is kept, the rest read again
+                if is_auth_error(exc):
+                    self._renew_credentials(rec, exc)
+                elif attempt >= self.backend.s.retry_max:
+                    raise BatchCollectError(rec.name, exc) from exc
+                self.feedback.warning(f"batch: reading the answers of job {rec.name} failed ({exc}); again")
+                self.sleep(min(self.backend.s.retry_base_ms / 1000 * 2**attempt, self.backend.s.retry_max_ms / 1000))
         why = {"FAILED": "failed", "EXPIRED": "expired", "CANCELLED": "was canceled"}.get(state, "did not answer it")
         err = getattr(job, "error", None)
         detail = f": {getattr(err, 'message', '')}" if err is not None and getattr(err, "message", None) else ""
-        missing = 0
-        new = []
-        for k in rec.keys:
-            if k in outcome.results and outcome.results[k].cached and outcome.results[k].ok:
-                continue  # answered from the cache already (an earlier run collected it)
-            got = rows.get(k)
-            if got is None:
-                missing += 1
-                got = Failed(Failure(FailureKind.TRANSPORT, f"the batch job {why}{detail}", retryable=True))
-            res = self.backend.answer_result(got, prepared[k], batch=True, latency_s=latency)
-            res.notes.insert(0, f"batch job {rec.name}")
-            outcome.results[k] = res
-            new.append(res)
-            if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
-                outcome.online.append(k)
+        missing = [k for k in rec.keys if k in todo and k not in new]
+        for k in missing:
+            got = Failed(Failure(FailureKind.TRANSPORT, f"the batch job {why}{detail}", retryable=True))
+            new[k] = self._keep(rec, k, got, prepared, outcome, latency)
         if missing and state != "SUCCEEDED":
-            outcome.notes.append(f"job {rec.name} {why}: {missing} of {len(rec.keys)} requests go online")
-        return new
+            outcome.notes.append(f"job {rec.name} {why}: {len(missing)} of {len(rec.keys)} requests go online")
+        return list(new.values())
+
+    def _keep(
+        self,
+        rec: BatchJobRecord,
+        key: str,
+        got: Any,
+        prepared: dict[str, Prepared],
+        outcome: BatchOutcome,
+        latency: float,
+    ) -> ImageResult:
+        res = self.backend.answer_result(got, prepared[key], batch=True, latency_s=latency)
+        res.notes.insert(0, f"batch job {rec.name}")
+        outcome.results[key] = res
+        if not res.ok and not (res.failure and res.failure.kind == FailureKind.BLOCKED):
+            outcome.online.append(key)
+        return res
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Refused credentials: an HTTP 401, or google-auth unable to refresh a bare token after one."""
+    return type(exc).__name__ == "RefreshError" or int(getattr(exc, "code", 0) or 0) == 401 or "HTTP 401" in str(exc)
+
+
+class BatchCollectError(RuntimeError):
+    """A finished job's output could not be read (the network, the bucket): its answers are paid for, so its
+    requests are not asked online; the run stops, keeps the job, and a rerun collects it."""
+
+    def __init__(self, job_name: str, cause: BaseException) -> None:
+        super().__init__(
+            f"the answers of batch job {job_name} could not be read ({type(cause).__name__}: {str(cause)[:300]}). "
+            "They are paid for, so they are not asked again online: run again to collect them (the job is kept "
+            "in the output folder's batch_jobs.json; answers already read are in the cache)"
+        )
+        self.job_name = job_name
 
 
 def retry_online(

@@ -14,14 +14,9 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest
+from iso_tile_stylizer.iso_qgis.backends.batch_records import BatchJobRecord, BatchSettings
 from iso_tile_stylizer.iso_qgis.backends.batch_wire import inline_size, request_digest
-from iso_tile_stylizer.iso_qgis.backends.genai_batch import (
-    BatchJobRecord,
-    BatchRunner,
-    BatchSettings,
-    retry_online,
-    split_batch_options,
-)
+from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchRunner, retry_online, split_batch_options
 from iso_tile_stylizer.iso_qgis.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
 from iso_tile_stylizer.iso_qgis.errors import IsoInputError
 from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
@@ -157,7 +152,7 @@ def test_requests_over_the_inline_limit_go_as_a_jsonl_file(fake, tmp_path, limit
         assert jobs[0]["mode"] == "inline" and uploads == []
         return
     assert jobs[0]["mode"] == "file" and jobs[0]["input"].startswith("files/")
-    text = fake.batch.files[jobs[0]["input"].split("/")[1]]["data"].decode()
+    text = fake.batch.uploaded[jobs[0]["input"]].decode()
     assert len(uploads) == 1 + -(-len(text) // 16_384)  # resumable: start, then a chunk at a time
     lines = [json.loads(line) for line in text.splitlines()]
     assert [line["key"] for line in lines] == list(reqs)
@@ -308,6 +303,17 @@ def test_a_job_the_service_lost_sends_its_requests_online(fake, tmp_path):
     assert out.online == list(reqs) and any("not found" in w for w in fb.warnings)
 
 
+@pytest.mark.parametrize("prefix", ["BATCH_STATE_", "JOB_STATE_"])
+def test_gemini_api_progress_comes_from_the_jobs_batch_stats(tmp_path, prefix):
+    with FakeGemini(known_models={MODEL}) as fake:
+        fake.batch.gemini_state_prefix = prefix
+        fake.batch.plan([{"polls": 5, "running_done": 0.5}])  # half answered while it runs
+        fb = Recorder()
+        out = runner(gemini(fake, tmp_path), fb).run(phase(tiles=2, k=2))
+    assert all(r.ok for r in out.results.values())
+    assert 50.0 in fb.percents and fb.percents[-1] == 100.0
+
+
 # ------------------------------------------------------------------ Vertex AI
 @pytest.mark.parametrize("echo_key", [False, True])
 def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, echo_key):
@@ -322,13 +328,13 @@ def test_vertex_batch_goes_through_cloud_storage(fake, tmp_path, monkeypatch, ec
     rec = jobs[0]
     assert rec["mode"] == "gcs" and rec["input"].startswith("gs://my-bucket/iso/isotiles-")
     assert rec["name"].startswith("projects/proj-1/locations/us-central1/batchPredictionJobs/")
-    bucket_objects = sorted(n for b, n in fake.batch.objects if b == "my-bucket")
-    assert bucket_objects[0].endswith("/input.jsonl") and bucket_objects[1].endswith("/predictions.jsonl")
+    assert rec["input"] in fake.batch.uploaded  # and deleted once collected: the outputs stay
+    assert [n.rsplit("/", 1)[1] for b, n in fake.batch.objects if b == "my-bucket"] == ["predictions.jsonl"]
     assert out.states[rec["name"]] == "PARTIALLY_SUCCEEDED" and out.online == ["1_c0"]
     for key in ("0_c0", "0_c1", "1_c1"):
         assert np.array_equal(out.results[key].image, expected(reqs[key])), key
     gcs = [r for r in fake.batch.log if "/storage/v1/" in r["path"]]
-    assert {r["method"] for r in gcs} == {"POST", "GET"} and all(r["status"] == 200 for r in gcs)
+    assert {r["method"] for r in gcs} == {"POST", "PUT", "GET", "DELETE"} and all(r["status"] < 300 for r in gcs)
     # a run that lost its record (another cache, no state) finds the job by its display name and pays nothing
     again = runner(vertex(fake, tmp_path / "other"), bucket="gs://my-bucket/iso").run(reqs)
     assert len(fake.batch.created) == 1 and again.jobs[0].input == rec["input"] and again.online == ["1_c0"]

@@ -124,3 +124,22 @@ def test_a_cancel_while_a_batch_is_pending(city, tmp_path, remote):
         again = run_generation(config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True))
         assert again.accepted_count == 12 and fake.calls() == 0
         assert len(fake.batch.created) == (4 if remote else 3)  # phase 1 again only after a remote cancel
+
+
+def test_an_output_that_cannot_be_read_stops_the_run_and_a_rerun_collects_it(city, tmp_path):
+    from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchCollectError
+
+    with FakeGemini(known_models={MODEL}) as fake:
+        cfg = config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True)
+        cfg.backend_options["batch_inline_limit_bytes"] = 1  # a responses file to download
+        fake.batch.download_errors = 100
+        with pytest.raises(BatchCollectError, match="run again to collect"):
+            run_generation(cfg)
+        assert fake.calls() == 0  # paid answers are not asked online
+        kept = json.loads((tmp_path / "out" / BATCH_FILE).read_text())
+        assert [j["name"] for j in kept["jobs"]] == fake.batch.created[:1]
+        fake.batch.download_errors = 0
+        again_cfg = config(city, tmp_path / "out", fake, tmp_path / "cache", batch=True)
+        again_cfg.backend_options["batch_inline_limit_bytes"] = 1
+        again = run_generation(again_cfg)
+        assert again.accepted_count == 12 and fake.calls() == 0 and len(fake.batch.created) == 3
