@@ -21,6 +21,7 @@ import random
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from ..errors import IsoInputError
 from ..fsutil import decode_rgb
 from .base import Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, request_key
@@ -74,6 +76,10 @@ class EndpointBackend:
     name = "endpoint"
 
     def __init__(self, settings: EndpointSettings, sleep: Callable[[float], None] = time.sleep) -> None:
+        if urllib.parse.urlsplit(settings.url).scheme not in ("http", "https"):  # urlopen would read file: too
+            raise IsoInputError(
+                "ENDPOINT_URL", f"{settings.url!r} is not an http(s) URL", "Give the server's URL, e.g. https://…/edit"
+            )
         self.s = settings
         self.sleep = sleep
         self.cache = AnswerCache(settings.cache_dir) if settings.use_cache else None
@@ -154,7 +160,7 @@ class EndpointBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self.s.headers}
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 (http(s), checked)
         try:
-            with urllib.request.urlopen(request, timeout=self.s.timeout_s) as resp:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.s.timeout_s) as resp:  # noqa: S310  # nosec B310 # the user's endpoint URL, http(s) only (checked with the settings)
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             return self._http_failure(exc)

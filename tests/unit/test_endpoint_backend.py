@@ -126,3 +126,11 @@ def test_every_tile_of_a_patch_is_made_by_the_server_from_templates(city, tmp_pa
                 assert red_pixels(np.asarray(Image.open(p).convert("RGB"))) == 0, p
         res = run_generation(cfg)  # a rerun asks nothing
         assert fake.calls() == 6 * 2 + 1
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/edit", "localhost:8000/edit"])
+def test_an_endpoint_url_that_is_not_http_is_refused_before_any_call(url):
+    from iso_tile_stylizer.iso_qgis.backends.endpoint import EndpointBackend, EndpointSettings
+
+    with pytest.raises(IsoInputError, match="ENDPOINT_URL"):
+        EndpointBackend(EndpointSettings(url=url))
