@@ -52,7 +52,7 @@ from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt  # noqa: E402
 from iso_tile_stylizer.iso_qgis.register import _phase_shift, structure_map  # noqa: E402
 from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
 from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab, seam_step_ratio  # noqa: E402
-from iso_tile_stylizer.iso_qgis.sources import TileSource  # noqa: E402
+from iso_tile_stylizer.iso_qgis.sources import TileSource, assemble_canvas  # noqa: E402
 
 MODEL = "gemini-3-pro-image"
 OUT = ROOT / "benchmarks" / "out" / "drift"
@@ -98,8 +98,36 @@ def generate(name: str, tilejson: Path, tiles: list, args: argparse.Namespace, f
                     register=register, color_match=color, multiband=multiband)  # fmt: skip
     t0 = time.perf_counter()
     res = run_generation(cfg)
-    print(f"  {name}: {res.accepted_count} accepted, {res.failed_count} failed, {time.perf_counter() - t0:.0f} s")
+    print(f"  {name}: {res.accepted_count} accepted, {res.failed_count} failed, {fake.calls()} calls, "
+          f"{time.perf_counter() - t0:.0f} s")
     return out
+
+
+def truth_errors(out: Path, tilejson: Path, fake: FakeGemini) -> list[float]:
+    """For every tile's kept answer, how far its registration put the input's structure from where the fake
+    really drew it (px; the largest over the structure in the tile's core): the fake knows each call's drift."""
+    report = json.loads(next(out.glob("report*.json")).read_text())
+    src = TileSource.for_layer(load_tilejson(tilejson), "raw_whitebox")
+    grow = report["config"]["canvas_grow_px"]
+    errors = []
+    for key, tile in report["tiles"].items():
+        if "chosen" not in tile:
+            continue
+        cand = next(c for c in tile["candidates"] if c["index"] == tile["chosen"])
+        drawn = [r["drift"]["affine"] for r in fake.requests
+                 if r.get("drift") and r["json"]["generationConfig"].get("seed") == cand["seed"]]  # fmt: skip
+        if not drawn or "registration" not in cand:
+            continue
+        x, y = (int(v) for v in key.split("_"))
+        wb = assemble_canvas(src, x, y, 0, grow, (236, 236, 232))[0].astype(int)
+        rows, cols = np.nonzero(np.abs(wb - GROUND).max(axis=-1) > 8)
+        core = (rows >= grow) & (rows < wb.shape[0] - grow) & (cols >= grow) & (cols < wb.shape[1] - grow)
+        if not core.any():
+            continue
+        pts = np.array([cols[core] + 0.5, rows[core] + 0.5, np.ones(int(core.sum()))])
+        found = np.array(cand["registration"]["affine"]).reshape(2, 3)
+        errors.append(float(np.max(np.hypot(*(found @ pts - np.array(drawn[-1]) @ pts)))))
+    return errors
 
 
 def read_rgb(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +147,8 @@ def registration_error(mosaic: np.ndarray, whitebox: np.ndarray, valid: np.ndarr
             if not valid[r : r + block, c : c + block].all():
                 continue
             w = gw[r : r + block, c : c + block]
+            if (np.abs(w - w.max()) > 8).mean() < 0.02:  # (nearly) empty ground: no position to measure
+                continue
             energy = float(np.hypot(*np.gradient(w)).mean())
             blocks.append((energy, r, c))
     if not blocks:
@@ -266,6 +296,11 @@ def main() -> None:
         for name in args.only or STAGES:
             out = generate(name, tj, tiles, args, fake)
             results[name] = measure(out, tj, tiles, step)
+            if name != "no drift":
+                truth = truth_errors(out, tj, fake)
+                results[name]["truth_px"] = {"median": float(np.median(truth)), "max": float(np.max(truth)),
+                                             "tiles": len(truth)}  # fmt: skip
+            fake.reset()
     print(
         "\nconfiguration       registration px  color step at seams, ΔE       color step inside tiles, ΔE   "
         "mean change  seam-step  texture"
@@ -278,6 +313,11 @@ def main() -> None:
             f"{stats(m['color_step_inside']):30s}  {m['mean_change_de']:6.2f}     {m['seam_step_ratio']:.3f}"
             f"      {m['texture_ratio']:.3f}"
         )
+    print("\nregistration against the fake's own drift, at the input's structure in each tile's core (px):")
+    for name, m in results.items():
+        if "truth_px" in m:
+            t = m["truth_px"]
+            print(f"{name:18s}  median {t['median']:.2f}  max {t['max']:.2f}  ({t['tiles']} tiles)")
     (OUT / "drift.json").write_text(json.dumps(results, indent=1))
 
 
