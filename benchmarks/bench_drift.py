@@ -182,15 +182,21 @@ def _side_means(change: np.ndarray, ground: np.ndarray, lines: list[int], seg: i
     return steps
 
 
-def color_steps(mosaic: np.ndarray, whitebox: np.ndarray, valid: np.ndarray, step: int) -> dict:
+def ground_change(mosaic: np.ndarray, whitebox: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the model changed (Lab of the mosaic minus Lab of the style without cast or texture), and the flat
+    ground where it is measured: pixels at least 6 px from anything else."""
     expected = ramp_style(Image.fromarray(whitebox), None)
     change = rgb_to_lab(mosaic) - rgb_to_lab(expected)
     flat = np.all(np.abs(whitebox.astype(int) - GROUND) <= 2, axis=-1) & valid
-    # keep ground at least 6 px from anything else
     ground = flat.copy()
     for axis in (0, 1):
         for k in range(1, 7):
             ground &= np.roll(flat, k, axis) & np.roll(flat, -k, axis)
+    return change, ground
+
+
+def color_steps(mosaic: np.ndarray, whitebox: np.ndarray, valid: np.ndarray, step: int) -> dict:
+    change, ground = ground_change(mosaic, whitebox, valid)
     h, w = valid.shape
     seams_v = list(range(step, w, step))
     seams_h = list(range(step, h, step))
