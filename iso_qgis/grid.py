@@ -110,7 +110,7 @@ def grid_from_tilejson(
         raise IsoInputError(
             "TILEJSON",
             f"{source or 'tilejson'} is malformed ({type(exc).__name__}: {exc})",
-            "Check the file against the tilejson kinds described in the README",
+            "Check the file against the tilejson kinds described in docs/tilesets.md",
         ) from None
 
 

@@ -57,7 +57,7 @@ class RunConfig:
     concurrency: int = 4
     keep_candidates: bool = True
     overwrite: bool = False
-    harmonize: bool = False  # off: the seam benchmark shows no gain (see README, Seams)
+    harmonize: bool = False  # off: the seam benchmark shows no gain (see docs/seams.md)
     weights: SeamWeights = field(default_factory=SeamWeights)
     max_height_m: float | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)

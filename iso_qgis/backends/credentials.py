@@ -11,7 +11,7 @@ from ..errors import IsoInputError
 def install_hint() -> str:
     from ..pyinstall import install_hint as hint
 
-    return f"Install it into the Python that runs the plugin, {hint()} (see the README), or use BACKEND=offline"
+    return f"Install it into the Python that runs the plugin, {hint()} (see docs/backends.md), or use BACKEND=offline"
 
 
 def genai_modules() -> tuple[Any, Any, Any]:

@@ -418,7 +418,7 @@ class GenAIBackend:
             return Failed(Failure(FailureKind.QUOTA, f"429 {status}: {message}", True), retry_delay_s(exc))
         if code in (401, 403) and status in ("UNAUTHENTICATED", "PERMISSION_DENIED", ""):
             kind = FailureKind.AUTH
-            return Failed(Failure(kind, f"{code} {status}: {message}. Check the credentials (see README)"))
+            return Failed(Failure(kind, f"{code} {status}: {message}. Check the credentials (see docs/backends.md)"))
         if code == 404:
             setting = "FALLBACK_MODEL" if model == self.s.fallback_model else "MODEL"
             text = (
