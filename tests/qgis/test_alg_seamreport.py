@@ -112,7 +112,7 @@ def test_seamreport_with_an_extent_and_temporary_outputs(run_alg, seamreport, ti
     ("change", "message"),
     [
         ({"TILEJSON": "/nonexistent/tilejson.json"}, "TILEJSON"),
-        ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "REGION"),
+        ({"EXTENT": "0,1,0,1 [EPSG:4326]"}, "EXTENT"),
         ({"ZOOM": 4}, "ZOOM"),
         ("no tiles", "Tile layer (LAYER): none of the 6 selected tiles exist"),
     ],
