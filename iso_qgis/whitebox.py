@@ -213,7 +213,7 @@ def _existing_tilejson(path: Path) -> dict[str, Any]:
     return data
 
 
-def _ground_mode(ground: str | None, vector_path: str | Path, layers: dict[str, str] | None) -> str:
+def _ground_mode(ground: str | None, vector_path: str | Path | None, layers: dict[str, str] | None) -> str:
     if ground is None:  # the default: what the input has
         return "layers" if layers else "osm" if groundread.is_osm_file(vector_path) else "none"
     if ground not in MODES:
@@ -266,16 +266,19 @@ def render_whitebox(
     z: int = 0,
     ground: str | None = None,
     ground_layers: dict[str, str] | None = None,
+    ground_source: str | Path | None = None,
     feedback: Feedback | None = None,
 ) -> WhiteboxResult:
     """Render footprints as flat-roofed isometric blocks into ``out_dir/raw_whitebox/{z}/{x}/{y}.png``.
 
     ``ground``: osm (the input's own land cover, water, roads, rails), layers (``ground_layers``:
     class -> vector file), none (plain); default osm for OSM input, layers if given, else none.
+    ``ground_source``: the OSM file to read the ground from when the buildings come from a copy.
     """
     feedback = feedback or Feedback()
     _check_params(tile_size, ppm, overlap, height_scale, levels_height_m, default_height_m, z)
-    mode = _ground_mode(ground, vector_path, ground_layers)
+    osm_path = ground_source or vector_path
+    mode = _ground_mode(ground, osm_path, ground_layers)
     out = Path(out_dir)
     tj_path = out / "tilejson.json"
     previous = _existing_tilejson(tj_path)  # fail before any work if it cannot be merged
@@ -293,7 +296,7 @@ def render_whitebox(
     max_h = max(h for _, h in buildings)
     fr = _frame(bounds, max_h, ppm, height_scale, tile_size, overlap)
     tgrid = _grid(fr, buildings.crs, z, tile_size, _wgs84_bounds(bounds, buildings.crs), str(out))
-    gset = _ground_set(mode, fr, tile_size, buildings.crs, vector_path, ground_layers, feedback)
+    gset = _ground_set(mode, fr, tile_size, buildings.crs, osm_path, ground_layers, feedback)
     start = 0.0 if mode == "none" else 20.0  # reading the ground fills the first part of the bar
     tile_shares: dict[str, dict[str, float]] = {}
     shapes = sorted((_prepare(p, h, fr) for p, h in buildings), key=lambda sh: -sh.rank)

@@ -214,3 +214,16 @@ def test_ground_none_is_byte_identical_to_the_plain_renderer(helsinki_pbf, tmp_p
     old, new, osm = (_digest(tmp_path / d) for d in ("old", "new", "osm"))
     assert len(old) > 4 and new == old
     assert osm.keys() == old.keys() and osm != old  # the default for OSM input does paint the ground
+
+
+def test_cli_ground_flags(tmp_path, capsys):
+    from iso_tile_stylizer.iso_qgis import cli
+
+    src = gpkg_with_heights(tmp_path, [(square(0, 0, 20), 10)])
+    water = make_layer(tmp_path / "w.gpkg", [(square(-100, -100, 300), {})], name="lake")
+    argv = ["whitebox", str(src), str(tmp_path / "o"), "--crs", "EPSG:3067", "--tile_size", "128"]
+    assert cli.main([*argv, "--water", f"{water}|layername=lake"]) == 0
+    assert json.loads(capsys.readouterr().out)["ground"] == "layers"
+    assert Tiles(tmp_path / "o").color(X0 - 50, Y0 - 50) == ground.LEGEND["water"]
+    assert cli.main([*argv, "--ground", "none", "--water", str(water)]) == 0
+    assert Tiles(tmp_path / "o").color(X0 - 50, Y0 - 50) == ground.BASE_RGB
