@@ -29,6 +29,7 @@ from .schedule import make_schedule
 from .sources import TileSource
 from .state import RunState, file_digest
 from .tilejob import TileJobs
+from .tiletypes import TileTypes, rules_from, shares_beside
 
 
 class Engine:
@@ -61,6 +62,9 @@ class Engine:
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
         self.stages = cfg.drift_handling()
         self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp, self.stages["register"])
+        # tile types from the whitebox's ground shares: per-tile prompt additions, uniform tiles filled
+        self.types = TileTypes(shares_beside(cfg.tilejson, self.z), rules_from(cfg.tile_types), cfg.fill_uniform)
+        self.settings.update(self.types.settings())
         self.plan = Plan(self.grid, lv, self.grow)
         self.store = CanvasStore(self.plan, lambda: self.recorder.state)
         self.recorder = Recorder(self.out, self.settings, self.plan, self.store)
@@ -69,6 +73,7 @@ class Engine:
             cfg, feedback, self.plan, self.store, self.recorder, (src, ref), self.anchors, self.backend, self.stages,
             self.schedule,
         )  # fmt: skip
+        self.jobs.types = self.types
 
     @property
     def state(self) -> RunState:

@@ -29,6 +29,8 @@ LEGEND: dict[str, tuple[int, int, int]] = {
 }
 #: everything that is not a ground color; counted in the shares, never painted by this module
 BUILDING = "building"
+#: each tile's shares of the classes and of buildings, beside the tilejson (a whitebox with a ground only)
+SHARES_FILE = "ground_shares.json"
 MODES = ("osm", "layers", "none")
 
 

@@ -25,13 +25,12 @@ from . import fsutil, grid, groundread
 from .errors import IsoInputError
 from .feedback import Feedback
 from .footprints import BuildingList, parse_height, read_buildings  # noqa: F401 (the module's public API)
-from .ground import BASE_RGB, LEGEND, MODES, GroundSet, legend_hex, shares
+from .ground import BASE_RGB, LEGEND, MODES, SHARES_FILE, GroundSet, legend_hex, shares
 
 LAYER = "raw_whitebox"
 MAX_TILES = 100_000
 _BLEED = 8
 GROUND_RGB = BASE_RGB
-SHARES_FILE = "ground_shares.json"
 _LIGHT = np.array([-0.35, -0.55, 1.0]) / np.linalg.norm([-0.35, -0.55, 1.0])  # from the south-west, high
 
 
@@ -317,7 +316,8 @@ def render_whitebox(
         # the fast encoder at level 6: smaller than Pillow's adaptive filters here, a run decodes it faster
         rgb = np.asarray(img)
         fsutil.save_rgb_png(rgb, out / LAYER / str(z) / str(tx) / f"{ty}.png", compress_level=6)
-        tile_shares[f"{tx}/{ty}"] = shares(rgb)
+        if mode != "none":
+            tile_shares[f"{tx}/{ty}"] = shares(rgb)
         feedback.progress(start + (100.0 - start) * (i + 1) / total)
     tj = {**previous, **tgrid.to_tilejson()}
     layers = [v for v in previous.get("iso_layers", []) if isinstance(v, str)]
@@ -332,9 +332,12 @@ def render_whitebox(
         "source": str(vector_path),
         "building_count": len(shapes),
         "projection": PROJECTION,
-        "ground": {"mode": mode, "legend": legend_hex(), "shares": SHARES_FILE, "shapes": gset.counts},
+        "ground": {"mode": mode, "legend": legend_hex(), "shapes": gset.counts}
+        | ({"shares": SHARES_FILE} if mode != "none" else {}),
     }
-    # each tile's share of every ground class and of buildings, for tile types (z/x/y keys)
-    fsutil.atomic_write_json(out / SHARES_FILE, {"legend": legend_hex(), "z": z, "tiles": tile_shares})
+    if mode != "none":  # each tile's share of every ground class and of buildings: the tile types of a run
+        fsutil.atomic_write_json(out / SHARES_FILE, {"legend": legend_hex(), "z": z, "tiles": tile_shares})
+    elif previous.get("whitebox", {}).get("ground", {}).get("shares"):  # a plain whitebox has no types
+        (out / SHARES_FILE).unlink(missing_ok=True)
     fsutil.atomic_write_json(tj_path, tj)
     return WhiteboxResult(tj_path, tgrid, total, len(shapes), max_h, buildings.skipped, mode, gset.counts)
