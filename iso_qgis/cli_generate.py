@@ -124,6 +124,16 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         "else images",
     )  # fmt: skip
     p.add_argument("--template_px", type=int, default=1024, help="with --context template: 1024 or 2048 px")
+    p.add_argument(
+        "--fill_uniform", choices=("on", "off"), default="on",
+        help="a tile all of one ground class with no building (a whitebox with a ground) is filled from the style "
+        "without a model call (on), or asked like any other (off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tile_types", metavar="FILE.json",
+        help="tile types by ground shares: a JSON list of {type, ground_class, min_share, max_buildings, prompt}, "
+        "first match wins; its prompt is added to the tile's requests. Default: water, waterfront, park, rail, open",
+    )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -218,6 +228,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     from .neighbors import resolve_neighbor_mode
     from .resolve import resolve
     from .run import RunConfig, run_generation
+    from .tiletypes import load_table
 
     for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
                  "negative_prompt_file", "region"):  # fmt: skip
@@ -256,6 +267,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,
         context=a.context or ("template" if a.backend == "endpoint" else "images"), template_px=a.template_px,
+        fill_uniform=a.fill_uniform == "on", tile_types=load_table(a.tile_types) if a.tile_types else None,
     )  # fmt: skip
     t0 = time.perf_counter()
     fb = TerminalFeedback()

@@ -210,6 +210,15 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
             QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
+            QgsProcessingParameterBoolean(
+                "FILL_UNIFORM", "Fill tiles of one ground class with no building from the style (no model call)", True
+            ),
+            QgsProcessingParameterFile(
+                "TILE_TYPES",
+                "Tile types by ground shares (JSON rows; default: water, park, rail ...)",
+                optional=True,
+                fileFilter="JSON (*.json)",
+            ),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
             *(
                 QgsProcessingParameterEnum(key, label, list(MODES), False, 0)
@@ -289,6 +298,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..iso_qgis.run import RunConfig, run_generation
+        from ..iso_qgis.tiletypes import load_table
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         zoom, height = zoom_and_height(self, parameters, context)
@@ -315,6 +325,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             options = dict(self._backend_options)
             if bucket := self.parameterAsString(parameters, "BATCH_BUCKET", context):
                 options["batch_bucket"] = bucket
+            types_file = self.parameterAsFile(parameters, "TILE_TYPES", context)
             cfg = RunConfig(
                 tilejson=tilejson,
                 out_dir=out_dir,
@@ -344,6 +355,8 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
+                fill_uniform=self.parameterAsBool(parameters, "FILL_UNIFORM", context),
+                tile_types=load_table(types_file) if types_file else None,
                 overwrite=overwrite,
                 max_height_m=height,
                 **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},

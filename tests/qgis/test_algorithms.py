@@ -433,3 +433,31 @@ def test_generatetiles_schedule_is_an_advanced_choice_wavefront_by_default(run_a
     run_alg("isotiles:generatetiles", {**base, "SCHEDULE": 1, "OUTPUT_DIR": str(tmp_path / "lattice")})
     settings = json.loads((tmp_path / "lattice" / "run_state.json").read_text())["settings"]
     assert settings["schedule"] == "lattice"
+
+
+def test_generatetiles_fills_uniform_tiles_without_calls(run_alg, tmp_path):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    x, y = 385000, 6672000
+
+    def layer_of(wkts: list[str]) -> QgsVectorLayer:
+        lyr = QgsVectorLayer("Polygon?crs=EPSG:3067", "p", "memory")
+        for wkt in wkts:
+            f = QgsFeature()
+            f.setGeometry(QgsGeometry.fromWkt(wkt))
+            assert lyr.dataProvider().addFeature(f)
+        return lyr
+
+    def box(x0: float, y0: float, w: float) -> str:
+        return f"POLYGON(({x0} {y0},{x0 + w} {y0},{x0 + w} {y0 + w},{x0} {y0 + w},{x0} {y0}))"
+
+    houses = layer_of([box(x, y, 20), box(x + 700, y + 700, 20)])
+    lake = layer_of([box(x - 2000, y + 60, 4000)])  # everything north of the first house is water
+    wb = run_alg(
+        "isotiles:renderwhitebox",
+        {"INPUT": houses, "WATER": lake, "PPM": 0.5, "TILE_SIZE": 128, "OUTPUT_DIR": str(tmp_path / "wb")},
+    )
+    tiles = {"X0": 0, "Y0": 0, "W": 4, "H": 4, "K": 1, "DRY_RUN": True, "TILEJSON": wb["TILEJSON"]}
+    on = run_alg("isotiles:generatetiles", {**tiles, "OUTPUT_DIR": str(tmp_path / "on")})
+    off = run_alg("isotiles:generatetiles", {**tiles, "FILL_UNIFORM": False, "OUTPUT_DIR": str(tmp_path / "off")})
+    assert off["CALLS"] == 16 and 0 < on["CALLS"] < off["CALLS"]

@@ -126,3 +126,22 @@ def test_uniform_tiles_cost_no_call_and_are_counted(lake_town, tmp_path):
     assert report["config"]["fill_uniform"] is True and report["config"]["tile_types"][0]["type"] == "water"
     off = run_generation(RunConfig(out_dir=str(tmp_path / "off"), dry_run=True, fill_uniform=False, **cfg))
     assert off.totals["filled"] == 0 and off.totals["calls"] == 2 * len(tiles)
+
+
+def test_cli_fill_uniform_and_tile_types(lake_town, tmp_path, capsys):
+    from iso_tile_stylizer.iso_qgis import cli
+
+    tj, tiles, uniform = lake_town
+    x0, y0 = min(x for x, _ in tiles), min(y for _, y in tiles)
+    w, h = max(x for x, _ in tiles) - x0 + 1, max(y for _, y in tiles) - y0 + 1
+    table = tmp_path / "types.json"
+    table.write_text(json.dumps([{"type": "wet", "ground_class": "water", "min_share": 0.01, "max_buildings": 1}]))
+    base = ["generate", "--tilejson", str(tj), "--x0", str(x0), "--y0", str(y0), "--w", str(w), "--h", str(h)]
+    base += ["--k", "1", "--dry_run", "--tile_types", str(table)]
+    assert cli.main([*base, "--out_dir", str(tmp_path / "on")]) == 0
+    assert "filled free" in capsys.readouterr().out
+    on = json.loads((tmp_path / "on" / "dry_run_report.json").read_text())
+    assert on["totals"]["filled"] == len(uniform) and {t.get("type") for t in on["tiles"].values()} >= {"wet"}
+    assert cli.main([*base, "--out_dir", str(tmp_path / "off"), "--fill_uniform", "off"]) == 0
+    off = json.loads((tmp_path / "off" / "dry_run_report.json").read_text())
+    assert off["totals"]["filled"] == 0 and off["totals"]["calls"] == len(tiles)
