@@ -130,6 +130,10 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         "without a model call (on), or asked like any other (off)",
     )  # fmt: skip
     p.add_argument(
+        "--hold_water", choices=("auto", "on", "off"), default="auto",
+        help="bring every tile's water to the water of the tiles decided before it (auto: where the ground has water)",
+    )  # fmt: skip
+    p.add_argument(
         "--tile_types", metavar="FILE.json",
         help="tile types by ground shares: a JSON list of {type, ground_class, min_share, max_buildings, prompt}, "
         "first match wins; its prompt is added to the tile's requests. Default: water, waterfront, park, rail, open",
@@ -267,7 +271,8 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,
         context=a.context or ("template" if a.backend == "endpoint" else "images"), template_px=a.template_px,
-        fill_uniform=a.fill_uniform == "on", tile_types=load_table(a.tile_types) if a.tile_types else None,
+        fill_uniform=a.fill_uniform == "on", hold_water=a.hold_water,
+        tile_types=load_table(a.tile_types) if a.tile_types else None,
     )  # fmt: skip
     t0 = time.perf_counter()
     fb = TerminalFeedback()

@@ -30,6 +30,7 @@ from .sources import TileSource
 from .state import RunState, file_digest
 from .tilejob import TileJobs
 from .tiletypes import TileTypes, rules_from, shares_beside
+from .waterhold import WaterHold
 
 
 class Engine:
@@ -74,6 +75,12 @@ class Engine:
             self.schedule,
         )  # fmt: skip
         self.jobs.types = self.types
+        if cfg.hold_water not in ("auto", "on", "off"):
+            raise IsoInputError("HOLD_WATER", f"{cfg.hold_water!r} is not valid", "Use auto, on or off")
+        has_water = any(sh.get("water", 0) > 0 for sh in self.types.shares.values())
+        self.jobs.water = WaterHold(cfg.hold_water == "on" or (cfg.hold_water == "auto" and has_water), self.anchors)
+        if self.jobs.water.on:
+            self.settings["hold_water"] = True  # only then: other folders keep their settings
 
     @property
     def state(self) -> RunState:

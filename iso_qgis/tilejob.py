@@ -48,6 +48,7 @@ from .seams import (
 from .sources import TileSource, assemble_canvas
 from .state import tile_key
 from .tiletypes import TileTypes, fill_image
+from .waterhold import WaterHold, water_mask
 
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
@@ -98,6 +99,7 @@ class TileJobs:
         self.prefetch_pool: ThreadPoolExecutor | None = None  # set while a run is under way
         self.scoring = PriorityGate(SCORING_SLOTS)
         self.types = TileTypes({}, (), False)  # the engine sets the run's (from the tile set's ground shares)
+        self.water = WaterHold(False, [])  # and whether water's color is held across the map
 
     def prompt_of(self, x: int, y: int) -> str:
         """The prompt of a tile's requests: the run's, with its type's addition."""
@@ -190,6 +192,7 @@ class TileJobs:
             "ref_lab": static["ref_lab"], "digest": static["digest"], "template": static["template"],
         }  # fmt: skip
         self.pending[c] = ctx
+        ctx["water"] = water_mask(wb) if self.water.on else None
         if (cls := self.types.uniform(x, y)) is not None:  # nothing to draw: filled in finish, no model call
             nbs = [(canvas, self.inputs(nb).get("whitebox")) for _, nb, canvas in scoring]
             ctx["uniform"] = (cls, wb.shape[:2], nbs)
@@ -388,6 +391,8 @@ class TileJobs:
         total, chosen, img = best
         rect = ctx["rect"]
         img = self.final_canvas(img, ctx, tile_rec)
+        img, held = self.water.hold(c, img, ctx.get("water"), [self.plan.neighbor(c, s) for s in self.sides])
+        tile_rec.update(held)
         tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
         # neighbors use the canvas at once; files are written behind (canvas first, then the record)
         self.store.accept(c, img)

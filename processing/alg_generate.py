@@ -213,6 +213,13 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             QgsProcessingParameterBoolean(
                 "FILL_UNIFORM", "Fill tiles of one ground class with no building from the style (no model call)", True
             ),
+            QgsProcessingParameterEnum(
+                "HOLD_WATER",
+                "Hold water's color across the map (auto: where the ground has water)",
+                list(MODES),
+                False,
+                0,
+            ),
             QgsProcessingParameterFile(
                 "TILE_TYPES",
                 "Tile types by ground shares (JSON rows; default: water, park, rail ...)",
@@ -356,6 +363,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
                 fill_uniform=self.parameterAsBool(parameters, "FILL_UNIFORM", context),
+                hold_water=MODES[self.parameterAsEnum(parameters, "HOLD_WATER", context)],
                 tile_types=load_table(types_file) if types_file else None,
                 overwrite=overwrite,
                 max_height_m=height,

@@ -137,11 +137,68 @@ def test_cli_fill_uniform_and_tile_types(lake_town, tmp_path, capsys):
     table = tmp_path / "types.json"
     table.write_text(json.dumps([{"type": "wet", "ground_class": "water", "min_share": 0.01, "max_buildings": 1}]))
     base = ["generate", "--tilejson", str(tj), "--x0", str(x0), "--y0", str(y0), "--w", str(w), "--h", str(h)]
-    base += ["--k", "1", "--dry_run", "--tile_types", str(table)]
+    base += ["--k", "1", "--dry_run", "--tile_types", str(table), "--hold_water", "off"]
     assert cli.main([*base, "--out_dir", str(tmp_path / "on")]) == 0
     assert "filled free" in capsys.readouterr().out
     on = json.loads((tmp_path / "on" / "dry_run_report.json").read_text())
     assert on["totals"]["filled"] == len(uniform) and {t.get("type") for t in on["tiles"].values()} >= {"wet"}
+    assert "hold_water" not in on["config"] and on["config"]["tile_types"][0]["type"] == "wet"
     assert cli.main([*base, "--out_dir", str(tmp_path / "off"), "--fill_uniform", "off"]) == 0
     off = json.loads((tmp_path / "off" / "dry_run_report.json").read_text())
     assert off["totals"]["filled"] == 0 and off["totals"]["calls"] == len(tiles)
+
+
+# ------------------------------------------------------------------ water held across the map
+def test_water_held_to_the_neighbors_water_keeping_texture():
+    from iso_tile_stylizer.iso_qgis.waterhold import WaterHold, water_mask
+
+    wb = np.zeros((64, 64, 3), np.uint8)
+    wb[:, :40] = ground.LEGEND["water"]  # water on the left, land on the right
+    mask = water_mask(wb)
+    rng = np.random.default_rng(1)
+    first = np.full((64, 64, 3), (30, 80, 160), np.uint8)
+    second = np.clip(np.full((64, 64, 3), (60, 120, 140), np.float32) + rng.normal(0, 6, (64, 64, 3)), 0, 255)
+    second = second.astype(np.uint8)
+    second[:, 40:] = (200, 50, 50)
+    hold = WaterHold(True, [])
+    _, rec = hold.hold((0, 0), first, mask, [])
+    assert rec == {"water_hold": "first"}
+    out, rec = hold.hold((1, 0), second, mask, [(0, 0), (5, 5)])
+    inner = out[:, 4:36].reshape(-1, 3).astype(np.float32)  # away from the feathered shore
+    assert np.abs(inner.mean(0) - (30, 80, 160)).max() < 1.5 and rec["water_hold"]["from"] == "neighbors"
+    assert abs(inner.std(0) - second[:, 4:36].reshape(-1, 3).std(0)).max() < 0.5  # its own texture kept
+    assert (out[:, 40:] == second[:, 40:]).all()  # land untouched
+    assert WaterHold(False, []).hold((1, 0), second, mask, [(0, 0)])[0] is second
+    assert water_mask(np.zeros((64, 64, 3), np.uint8)) is None
+
+
+def water_spread(tj, out) -> float:
+    """How far the tiles' mean water colors lie apart (RGB std over tiles, largest channel)."""
+    from PIL import Image
+
+    from iso_tile_stylizer.iso_qgis.waterhold import water_mask
+
+    means = []
+    for p in sorted((out / "tiles" / "0").glob("*/*.png")):
+        wb = np.asarray(Image.open(tj.parent / "raw_whitebox" / "0" / p.parent.name / p.name).convert("RGB"))
+        mask = water_mask(wb)
+        if mask is not None:
+            means.append(np.asarray(Image.open(p).convert("RGB"))[mask].mean(0))
+    assert len(means) > 3
+    return float(np.std(means, axis=0).max())
+
+
+def test_a_run_holds_water_where_the_ground_has_water(lake_town, tmp_path):
+    tj, tiles, _ = lake_town
+    cfg = {"tilejson": str(tj), "tiles": tiles, "k": 1, "overlap_px": 16, "concurrency": 2}
+    run_generation(RunConfig(out_dir=str(tmp_path / "auto"), **cfg))
+    report = json.loads((tmp_path / "auto" / "report_nb_pro.json").read_text())
+    held = [t["water_hold"] for t in report["tiles"].values() if "water_hold" in t]
+    assert report["config"]["hold_water"] is True and held.count("first") == 1 and len(held) > 3
+    run_generation(RunConfig(out_dir=str(tmp_path / "off"), hold_water="off", **cfg))
+    report = json.loads((tmp_path / "off" / "report_nb_pro.json").read_text())
+    assert "hold_water" not in report["config"] and not any("water_hold" in t for t in report["tiles"].values())
+    held_spread, free_spread = water_spread(tj, tmp_path / "auto"), water_spread(tj, tmp_path / "off")
+    assert held_spread < 0.5 * free_spread, (held_spread, free_spread)
+    with pytest.raises(IsoInputError):
+        run_generation(RunConfig(out_dir=str(tmp_path / "bad"), hold_water="yes", **cfg))
