@@ -18,7 +18,7 @@ from pyproj import CRS, Transformer
 
 from .errors import IsoInputError
 from .feedback import Feedback
-from .footprints import _ogr_session, _source_crs, _tags
+from .footprints import ogr_session, osm_tags, source_crs
 
 # ------------------------------------------------------------------ OSM tags -> classes
 _AREAS: dict[str, dict[str, set[str]]] = {
@@ -112,7 +112,7 @@ Item = tuple[int, str, shapely.Geometry]  # (order, class, geometry in the groun
 def _features(path: str, layer_name: str, box_ground: Any, crs: CRS, fb: Feedback) -> Iterable[tuple[dict, Any]]:
     """(tags, shapely geometry in the ground CRS, clipped to the box) of one OGR layer's features."""
     messages: list[str] = []
-    with _ogr_session(messages) as ogr:
+    with ogr_session(messages) as ogr:
         try:
             ds = ogr.Open(path)
         except RuntimeError as exc:
@@ -123,7 +123,7 @@ def _features(path: str, layer_name: str, box_ground: Any, crs: CRS, fb: Feedbac
                 "GROUND", f"{path} has no layer {layer_name!r} (layers: {', '.join(names)})", "Choose a listed layer"
             )
         layer = ds.GetLayerByName(layer_name)
-        src, swap = _source_crs(layer, crs)
+        src, swap = source_crs(layer, crs)
         to_src = Transformer.from_crs(crs, src, always_xy=True)
         to_ground = Transformer.from_crs(src, crs, always_xy=True)
         edge = shapely.get_coordinates(shapely.segmentize(box_ground.exterior, box_ground.length / 80))
@@ -140,7 +140,7 @@ def _features(path: str, layer_name: str, box_ground: Any, crs: CRS, fb: Feedbac
             geom = geom.GetLinearGeometry() if geom.HasCurveGeometry() else geom
             geom.CloseRings()
             tags = {f: str(v) for f in fields if f != "other_tags" and (v := feat.GetField(f)) not in (None, "")}
-            tags.update(_tags(feat.GetField("other_tags")) if "other_tags" in fields else {})
+            tags.update(osm_tags(feat.GetField("other_tags")) if "other_tags" in fields else {})
             shp = shapely.from_wkb(bytes(geom.ExportToWkb()), on_invalid="ignore")
             if shp is None or shp.is_empty:
                 continue
@@ -204,7 +204,7 @@ def read_layer_ground(layers: dict[str, str], box_ground: Any, crs: str, feedbac
 
 def _first_layer(path: str) -> str:
     messages: list[str] = []
-    with _ogr_session(messages) as ogr:
+    with ogr_session(messages) as ogr:
         try:
             ds = ogr.Open(path)
         except RuntimeError as exc:
