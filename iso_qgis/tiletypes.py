@@ -87,6 +87,24 @@ def load_table(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
+def settings_table(text: str) -> list[dict[str, Any]] | None:
+    """The table the plugin settings keep (JSON text; empty: None, the defaults), checked."""
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise IsoInputError(
+            "TILE_TYPES", f"the settings' tile types are not JSON ({exc})", "Edit them in the settings"
+        ) from None
+    if not isinstance(data, list):
+        raise IsoInputError(
+            "TILE_TYPES", "the settings' tile types are not a list of rows", "Edit them in the settings"
+        )
+    rules_from(data)
+    return data
+
+
 def shares_beside(tilejson: str, z: int) -> dict[tuple[int, int], dict[str, float]]:
     """Each tile's ground shares at zoom ``z`` from the tile set's ``ground_shares.json`` (none: empty)."""
     if "://" in tilejson:

@@ -305,7 +305,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..iso_qgis.run import RunConfig, run_generation
-        from ..iso_qgis.tiletypes import load_table
+        from ..iso_qgis.tiletypes import load_table, settings_table
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         zoom, height = zoom_and_height(self, parameters, context)
@@ -364,7 +364,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
                 fill_uniform=self.parameterAsBool(parameters, "FILL_UNIFORM", context),
                 hold_water=MODES[self.parameterAsEnum(parameters, "HOLD_WATER", context)],
-                tile_types=load_table(types_file) if types_file else None,
+                tile_types=load_table(types_file) if types_file else settings_table(self._defaults["tile_types"]),
                 overwrite=overwrite,
                 max_height_m=height,
                 **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},
