@@ -92,6 +92,11 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         help="style images: --anchors=a.png,b.png,c.png (the seed's form), or --anchors a.png b.png",
     )  # fmt: skip
     p.add_argument("--prompt_file")
+    p.add_argument(
+        "--preset", choices=("night", "winter"),
+        help="a map variant: added to the prompt (the built-in one if none), geometry kept; run it over a finished "
+        "run's tiles/tilejson.json or the whitebox",
+    )  # fmt: skip
     p.add_argument("--negative_prompt_file")
     p.add_argument("--k", type=int, default=4)
     p.add_argument(
@@ -230,8 +235,10 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     from .neighbors import resolve_neighbor_mode
+    from .presets import with_preset
     from .resolve import resolve
     from .run import RunConfig, run_generation
+    from .runconfig import DEFAULT_PROMPT
     from .tiletypes import load_table
 
     for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
@@ -261,7 +268,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     cfg = RunConfig(
         tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
-        prompt=_read_text("PROMPT_FILE", a.prompt_file),
+        prompt=with_preset(_read_text("PROMPT_FILE", a.prompt_file), a.preset, DEFAULT_PROMPT),
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,

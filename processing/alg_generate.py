@@ -65,6 +65,11 @@ def _context(backend: str, choice: str) -> str:
     return "template" if backend == "endpoint" else "images"
 
 
+#: map variants (iso_qgis.presets); "": the prompt as it is
+PRESET_CHOICES = ["", "night", "winter"]
+PRESET_LABELS = ["none", "night", "winter"]
+
+
 class GenerateTilesAlgorithm(IsoAlgorithm):
     HELP = (
         "Generates stylized isometric tiles for a region of a whitebox tile set. For every tile, in dependency "
@@ -134,6 +139,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         self.addParameter(
             QgsProcessingParameterString("PROMPT", "Prompt (empty: the built-in one)", multiLine=True, optional=True)
         )
+        preset = QgsProcessingParameterEnum("PRESET", "Map variant (added to the prompt)", PRESET_LABELS, False, 0)
+        preset.setHelp("night or winter: the same map in another light or season, geometry kept")
+        self.addParameter(preset)
         self.addParameter(
             QgsProcessingParameterFile("PROMPT_FILE", "Or: prompt file", optional=True, fileFilter="Text (*.txt *.md)")
         )
@@ -304,7 +312,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
+        from ..iso_qgis.presets import with_preset
         from ..iso_qgis.run import RunConfig, run_generation
+        from ..iso_qgis.runconfig import DEFAULT_PROMPT
         from ..iso_qgis.tiletypes import load_table, settings_table
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
@@ -342,7 +352,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 ref_tilejson=self.parameterAsFile(parameters, "REF_TILEJSON", context) or None,
                 ref_layer=self.parameterAsString(parameters, "REF_LAYER", context) or None,
                 anchors=anchors,
-                prompt=_text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
+                prompt=with_preset(
+                    _text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
+                    PRESET_CHOICES[self.parameterAsEnum(parameters, "PRESET", context)] or None,
+                    DEFAULT_PROMPT,
+                ),
                 negative_prompt=_text(self, parameters, context, "NEGATIVE_PROMPT", "NEGATIVE_PROMPT_FILE"),
                 backend=backend,
                 model=self.parameterAsString(parameters, "MODEL", context) or self._defaults["model"],
