@@ -53,12 +53,15 @@ def _whitebox(a: argparse.Namespace) -> int:
         overlap=a.overlap,
         crs=a.crs,
         z=a.zoom,
+        ground=a.ground,
+        ground_layers={k: v for k, v in (("water", a.water), ("green", a.green), ("road", a.roads)) if v} or None,
         feedback=StderrFeedback(),
     )
     print(
         json.dumps(
             {
                 "tilejson": str(res.tilejson_path),
+                "ground": res.ground,
                 "tile_count": res.tile_count,
                 "building_count": res.building_count,
                 "skipped": res.skipped,
@@ -234,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.0, help="tile padding as a fraction, like the seed (0..0.25)")
     p.add_argument("--crs", help="ground CRS (default: the data's UTM zone)")
     p.add_argument("--zoom", type=int, default=0)
+    p.add_argument(
+        "--ground",
+        choices=["osm", "layers", "none"],
+        help="paint water, green, roads ... on the ground: from the OSM input, from --water/--green/--roads, "
+        "or not (default: osm for OSM input, layers if given, else none)",
+    )
+    for cls in ("water", "green", "roads"):
+        p.add_argument(f"--{cls}", help=f"{cls} polygons or lines (file, or file|layername=NAME) for --ground layers")
 
     p = sub.add_parser("reference", help="warp a raster onto the ground plane of a tile grid")
     p.add_argument("input", help="any GDAL-readable raster")

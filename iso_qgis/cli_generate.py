@@ -92,6 +92,11 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         help="style images: --anchors=a.png,b.png,c.png (the seed's form), or --anchors a.png b.png",
     )  # fmt: skip
     p.add_argument("--prompt_file")
+    p.add_argument(
+        "--preset", choices=("night", "winter"),
+        help="a map variant: added to the prompt (the built-in one if none), geometry kept; run it over a finished "
+        "run's tiles/tilejson.json or the whitebox",
+    )  # fmt: skip
     p.add_argument("--negative_prompt_file")
     p.add_argument("--k", type=int, default=4)
     p.add_argument(
@@ -125,6 +130,20 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
         "else images",
     )  # fmt: skip
     p.add_argument("--template_px", type=int, default=1024, help="with --context template: 1024 or 2048 px")
+    p.add_argument(
+        "--fill_uniform", choices=("on", "off"), default="on",
+        help="a tile all of one ground class with no building (a whitebox with a ground) is filled from the style "
+        "without a model call (on), or asked like any other (off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--hold_water", choices=("auto", "on", "off"), default="auto",
+        help="bring every tile's water to the water of the tiles decided before it (auto: where the ground has water)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tile_types", metavar="FILE.json",
+        help="tile types by ground shares: a JSON list of {type, ground_class, min_share, max_buildings, prompt}, "
+        "first match wins; its prompt is added to the tile's requests. Default: water, waterfront, park, rail, open",
+    )  # fmt: skip
     p.add_argument("--retry_max", type=int, default=6)
     p.add_argument("--retry_max_ms", type=int, default=60000)
     p.add_argument("--concurrency", type=int, default=4)
@@ -217,8 +236,11 @@ def anchor_files(anchors_dir: str | None, anchors: list[str]) -> list[str]:
 
 def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     from .neighbors import NEW_FOLDER_SCHEDULE, resolve_neighbor_mode, resolve_schedule
+    from .presets import with_preset
     from .resolve import resolve
     from .run import RunConfig, run_generation
+    from .runconfig import DEFAULT_PROMPT
+    from .tiletypes import load_table
 
     for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
                  "negative_prompt_file", "region"):  # fmt: skip
@@ -250,7 +272,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     cfg = RunConfig(
         tilejson=tilejson, out_dir=out_dir, tiles=res.tiles, layer=a.layer, z=res.z, ref_tilejson=ref_tilejson,
         ref_layer=a.ref_layer, anchors=anchor_files(a.anchors_dir, a.anchors),
-        prompt=_read_text("PROMPT_FILE", a.prompt_file),
+        prompt=with_preset(_read_text("PROMPT_FILE", a.prompt_file), a.preset, DEFAULT_PROMPT),
         negative_prompt=_read_text("NEGATIVE_PROMPT_FILE", a.negative_prompt_file),
         backend=a.backend, model=a.model, fallback_model=a.fallback_model, k=a.k, good_enough=a.good_enough,
         overlap_px=a.overlap_px,
@@ -260,6 +282,8 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         backend_options=genai_options(a), dry_run=a.dry_run,
         register=a.register, color_match=a.color_match, multiband=a.multiband,
         context=a.context or ("template" if a.backend == "endpoint" else "images"), template_px=a.template_px,
+        fill_uniform=a.fill_uniform == "on", hold_water=a.hold_water,
+        tile_types=load_table(a.tile_types) if a.tile_types else None,
     )  # fmt: skip
     t0 = time.perf_counter()
     fb = TerminalFeedback()

@@ -31,7 +31,9 @@ def dry_run_summary(totals: dict[str, Any]) -> str:
         cost = f"${totals['estimated_cost_usd']:.2f}"
     return (
         f"dry run: {bound}{totals['calls']} calls to {totals['model']} for "
-        f"{totals['tiles'] - totals['already_accepted']} tiles ({totals['already_accepted']} already accepted), "
+        f"{totals['tiles'] - totals['already_accepted']} tiles ({totals['already_accepted']} already accepted"
+        + (f", {totals['filled']} filled free" if totals.get("filled") else "")
+        + "), "
         f"{bound or 'about '}{cost}{priced}; nothing was called"
     )
 
@@ -62,10 +64,13 @@ def dry_run(run: Engine) -> RunResult:
         if "error" in static:
             tiles[f"{x}_{y}"] = {"error": static["error"], "calls": 0}
             continue
+        if (cls := run.jobs.types.uniform(x, y)) is not None:  # filled from the style: no call
+            tiles[f"{x}_{y}"] = {**run.jobs.types.record(x, y), "calls": 0, "filled": cls, "estimated_cost_usd": 0.0}
+            continue
         wb = static["whitebox"]
         # the neighbors this tile will have as context: in the run, or accepted before
         neighbors = {side: wb for side in run.schedule.context(c, in_run, accepted)}
-        req = ImageRequest(prompt=run.prompt, negative_prompt=cfg.negative_prompt, whitebox=wb,
+        req = ImageRequest(prompt=run.jobs.prompt_of(x, y), negative_prompt=cfg.negative_prompt, whitebox=wb,
                            reference=static["reference"], anchors=run.anchors, neighbors=neighbors,
                            seed=candidate_seed(cfg.seed, x, y, 0), model=model)  # fmt: skip
         if cfg.context == "template":  # one image of the template's size: what it holds does not change the price
@@ -82,6 +87,7 @@ def dry_run(run: Engine) -> RunResult:
             per_call = per_batch_call = float(cfg.backend_options.get("price_per_call", 0.0))
         priced = priced and per_call is not None
         tiles[f"{x}_{y}"] = {
+            **run.jobs.types.record(x, y),
             "calls": cfg.k,
             "images_per_call": len(sizes),
             "tokens_in_per_call": usage.prompt_tokens,
@@ -101,6 +107,7 @@ def dry_run(run: Engine) -> RunResult:
         "model": model,
         "tiles": len(cells),
         "already_accepted": len(accepted),
+        "filled": sum(1 for t in tiles.values() if "filled" in t),
         "calls": calls,
         "tokens_in": total_in,
         "tokens_out": total_out,

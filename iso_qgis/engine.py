@@ -29,6 +29,8 @@ from .schedule import make_schedule
 from .sources import TileSource
 from .state import RunState, file_digest
 from .tilejob import TileJobs
+from .tiletypes import TileTypes, rules_from, shares_beside
+from .waterhold import WaterHold
 
 
 class Engine:
@@ -61,6 +63,9 @@ class Engine:
                    "tile_size": lv.tile_size, "y_down": lv.y_down}  # fmt: skip
         self.stages = cfg.drift_handling()
         self.settings = cfg.settings([file_digest(p) for p in cfg.anchors], grid_fp, self.stages["register"])
+        # tile types from the whitebox's ground shares: per-tile prompt additions, uniform tiles filled
+        self.types = TileTypes(shares_beside(cfg.tilejson, self.z), rules_from(cfg.tile_types), cfg.fill_uniform)
+        self.settings.update(self.types.settings())
         self.plan = Plan(self.grid, lv, self.grow)
         self.store = CanvasStore(self.plan, lambda: self.recorder.state)
         self.recorder = Recorder(self.out, self.settings, self.plan, self.store)
@@ -69,6 +74,13 @@ class Engine:
             cfg, feedback, self.plan, self.store, self.recorder, (src, ref), self.anchors, self.backend, self.stages,
             self.schedule,
         )  # fmt: skip
+        self.jobs.types = self.types
+        if cfg.hold_water not in ("auto", "on", "off"):
+            raise IsoInputError("HOLD_WATER", f"{cfg.hold_water!r} is not valid", "Use auto, on or off")
+        has_water = any(sh.get("water", 0) > 0 for sh in self.types.shares.values())
+        self.jobs.water = WaterHold(cfg.hold_water == "on" or (cfg.hold_water == "auto" and has_water), self.anchors)
+        if self.jobs.water.on:
+            self.settings["hold_water"] = True  # only then: other folders keep their settings
 
     @property
     def state(self) -> RunState:

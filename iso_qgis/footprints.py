@@ -49,12 +49,12 @@ def parse_height(value: Any) -> float | None:
     return h if math.isfinite(h) and 0 < h < 1000 else None
 
 
-def _tags(other_tags: Any) -> dict[str, str]:
+def osm_tags(other_tags: Any) -> dict[str, str]:
     return {k: v for k, v in _HSTORE.findall(other_tags)} if other_tags else {}
 
 
 @contextlib.contextmanager
-def _ogr_session(messages: list[str]) -> Iterator[Any]:
+def ogr_session(messages: list[str]) -> Iterator[Any]:
     """Exceptions on; driver warnings collected instead of printed; the host's GDAL settings restored after."""
     from osgeo import gdal, ogr
 
@@ -113,7 +113,7 @@ def _geom_kind(ogr: Any, layer: Any) -> str:
     return ogr.GeometryTypeToName(ogr.GT_Flatten(layer.GetGeomType())).upper().replace(" ", "")
 
 
-def _source_crs(layer: Any, assumed: CRS | None) -> tuple[CRS, bool]:
+def source_crs(layer: Any, assumed: CRS | None) -> tuple[CRS, bool]:
     """The layer's CRS, and whether its data axes are (north, east) and must be swapped."""
     srs = layer.GetSpatialRef()
     if srs is None:
@@ -169,7 +169,7 @@ def read_buildings(
     feedback = feedback or Feedback()
     tgt = _user_crs(crs) if crs else None
     messages: list[str] = []
-    with _ogr_session(messages) as ogr:
+    with ogr_session(messages) as ogr:
         _ds, layer = _open_layer(ogr, str(vector_path), layer_name, where)
         defn = layer.GetLayerDefn()
         fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
@@ -182,12 +182,12 @@ def read_buildings(
                 f"layer {layer.GetName()!r} has no field {height_field!r} (fields: {', '.join(fields) or 'none'})",
                 "Choose one of the listed fields",
             )
-        src, swap = _source_crs(layer, tgt)
+        src, swap = source_crs(layer, tgt)
         wkbs: list[bytes | None] = []
         heights: list[float] = []
         given_ok, bad_values, kinds = 0, [], set()
         for feat in layer:
-            tags = _tags(feat.GetField(tags_col)) if tags_col else {}
+            tags = osm_tags(feat.GetField(tags_col)) if tags_col else {}
             h = None
             if height_field:
                 raw = feat.GetField(given_col) if given_col else tags.get(height_field)

@@ -37,7 +37,8 @@ def build_report(run: Engine, canceled: bool, wall_s: float, outputs: dict, metr
     def totals(cs: list[dict]) -> dict[str, Any]:
         return {
             "candidates": len(cs),
-            "calls": sum(1 + c.get("retries", 0) for c in cs if not c.get("cached")),
+            # a uniform tile's fill is scored like a candidate but calls nothing
+            "calls": sum(1 + c.get("retries", 0) for c in cs if not (c.get("cached") or c.get("filled"))),
             "retries": sum(c.get("retries", 0) for c in cs),
             "cache_hits": sum(1 for c in cs if c.get("cached")),
             "failures": sum(1 for c in cs if "error" in c),
@@ -75,6 +76,8 @@ def build_report(run: Engine, canceled: bool, wall_s: float, outputs: dict, metr
             "tiles": len(tiles),
             "accepted": statuses.count("accepted"),
             "failed": statuses.count("failed"),
+            # tiles of one ground class and no building, filled from the style without a model call
+            "filled": sum(1 for t in tiles.values() if t.get("status") == "accepted" and t.get("filled")),
             # accepted, but kept despite a doubt (every answer drifted): worth a look in the review dock
             "uncertain": sum(1 for t in tiles.values() if t.get("status") == "accepted" and t.get("uncertain")),
             "this_run": {

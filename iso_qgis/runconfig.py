@@ -71,6 +71,12 @@ class RunConfig:
     # iso_qgis.infill) of ``template_px`` px
     context: str = "images"
     template_px: int = TEMPLATE_PX
+    # tile types (iso_qgis.tiletypes), where the whitebox has ground shares: a type table's rows (None: the
+    # defaults), and whether a tile of one ground class and no building is filled from the style without a call
+    tile_types: list[dict[str, Any]] | None = None
+    fill_uniform: bool = True
+    # water's color held across the map (iso_qgis.waterhold): on, off, or auto (on where the ground has water)
+    hold_water: str = "auto"
 
     def drift_handling(self) -> dict[str, bool]:
         """Which of the drift stages are on: register, color_match, multiband ("auto" resolved)."""

@@ -25,6 +25,7 @@ from .colorfield import compensate, fit_side
 from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import atomic_write_bytes, load_rgb_png, save_rgb_png
+from .ground import LEGEND
 from .infill import Infill, apply_color, build_template, cut_back, ground_window
 from .plan import Cell, Plan
 from .recorder import Recorder
@@ -46,6 +47,8 @@ from .seams import (
 )
 from .sources import TileSource, assemble_canvas
 from .state import tile_key
+from .tiletypes import TileTypes, fill_image
+from .waterhold import WaterHold, water_mask
 
 #: static contexts (canvases, edges) computed ahead of their tile, at most
 PREFETCH_MAX = 8
@@ -95,6 +98,12 @@ class TileJobs:
         self.todo: set[Cell] = set()  # the tiles of the run (those prefetch may start)
         self.prefetch_pool: ThreadPoolExecutor | None = None  # set while a run is under way
         self.scoring = PriorityGate(SCORING_SLOTS)
+        self.types = TileTypes({}, (), False)  # the engine sets the run's (from the tile set's ground shares)
+        self.water = WaterHold(False, [])  # and whether water's color is held across the map
+
+    def prompt_of(self, x: int, y: int) -> str:
+        """The prompt of a tile's requests: the run's, with its type's addition."""
+        return self.types.prompt(self.prompt, x, y)
 
     def scoring_neighbors(self, c: Cell) -> list[tuple[str, Cell, np.ndarray]]:
         """The accepted neighbors of a cell on the sides in use: (side, cell, canvas)."""
@@ -183,6 +192,11 @@ class TileJobs:
             "ref_lab": static["ref_lab"], "digest": static["digest"], "template": static["template"],
         }  # fmt: skip
         self.pending[c] = ctx
+        ctx["water"] = water_mask(wb) if self.water.on else None
+        if (cls := self.types.uniform(x, y)) is not None:  # nothing to draw: filled in finish, no model call
+            nbs = [(canvas, self.inputs(nb).get("whitebox")) for _, nb, canvas in scoring]
+            ctx["uniform"] = (cls, wb.shape[:2], nbs)
+            return []
         neighbors = {side: canvas for side, _, canvas in scoring}
         jobs = []
         infill = self.infill(c, wb, scoring) if self.cfg.context == "template" else None
@@ -191,7 +205,7 @@ class TileJobs:
         for i in range(self.cfg.k):
             check = self.answer_check(c, ctx, (wb.shape[1], wb.shape[0]), i, infill)
             req = ImageRequest(
-                prompt=self.prompt, negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
+                prompt=self.prompt_of(x, y), negative_prompt=self.cfg.negative_prompt, whitebox=wb, reference=ref,
                 anchors=self.anchors, neighbors=neighbors, seed=candidate_seed(self.cfg.seed, x, y, i),
                 model=self.cfg.model, origin_px=(rect[0], rect[1]), tile=(x, y, self.plan.z), candidate=i, check=check,
                 template=infill.image if infill else None, template_area=infill.area if infill else None,
@@ -352,6 +366,9 @@ class TileJobs:
                 best = (rec["score"]["total"], req.candidate, res.image)
         run_index = len(self.recorder.state.runs) - 1
         tile_rec: dict[str, Any] = {"status": "failed", "candidates": candidates, "run": run_index}
+        tile_rec.update(self.types.record(x, y))
+        if "uniform" in ctx and not results:
+            best = self.fill_uniform(ctx, tile_rec)
         tile_rec["wall_s"] = round(time.perf_counter() - ctx.get("started", time.perf_counter()), 3)
         if self.cfg.good_enough is not None:  # adaptive K: how many of the K were asked
             tile_rec.update(asked=len(candidates), stopped_early=best_allowed and len(candidates) < self.cfg.k)
@@ -374,11 +391,24 @@ class TileJobs:
         total, chosen, img = best
         rect = ctx["rect"]
         img = self.final_canvas(img, ctx, tile_rec)
+        img, held = self.water.hold(c, img, ctx.get("water"), [self.plan.neighbor(c, s) for s in self.sides])
+        tile_rec.update(held)
         tile_rec.update(status="accepted", chosen=chosen, score=total, origin_px=list(rect[:2]), input=ctx["digest"])
         # neighbors use the canvas at once; files are written behind (canvas first, then the record)
         self.store.accept(c, img)
         self.recorder.state.tiles[tile_key(x, y)] = tile_rec
         self.recorder.persist(x, y, tile_rec, img)
+
+    def fill_uniform(self, ctx: dict[str, Any], tile_rec: dict[str, Any]) -> tuple[float, int, np.ndarray]:
+        """A tile of one ground class and no building: filled from the style, scored like a candidate, free."""
+        cls, size, neighbors = ctx["uniform"]
+        pairs = [(canvas, wb) for canvas, wb in neighbors if wb is not None]
+        img, source = fill_image(LEGEND.get(cls, WHITEBOX_BACKGROUND), size, pairs, self.anchors)
+        rec = {"index": 0, "model": "fill", "cost_usd": 0.0, "notes": [], "filled": source}
+        rec.update(self.score(ImageResult(img, "fill"), ctx))
+        tile_rec["candidates"].append(rec)
+        tile_rec["filled"] = {"class": cls, "from": source}
+        return rec["score"]["total"], 0, img
 
     def keep_drifted(
         self, x: int, y: int, ctx: dict[str, Any], candidates: list[dict], tile_rec: dict[str, Any]

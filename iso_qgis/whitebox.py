@@ -21,15 +21,16 @@ from PIL import Image, ImageDraw
 from pyproj import Transformer
 from shapely.geometry import Polygon
 
-from . import fsutil, grid
+from . import fsutil, grid, groundread
 from .errors import IsoInputError
 from .feedback import Feedback
 from .footprints import BuildingList, parse_height, read_buildings  # noqa: F401 (the module's public API)
+from .ground import BASE_RGB, LEGEND, MODES, SHARES_FILE, GroundSet, legend_hex, shares
 
 LAYER = "raw_whitebox"
 MAX_TILES = 100_000
 _BLEED = 8
-GROUND_RGB = (236, 236, 232)
+GROUND_RGB = BASE_RGB
 _LIGHT = np.array([-0.35, -0.55, 1.0]) / np.linalg.norm([-0.35, -0.55, 1.0])  # from the south-west, high
 
 
@@ -51,6 +52,8 @@ class WhiteboxResult:
     building_count: int
     max_height_m: float
     skipped: int  # features dropped (no polygon / invalid), reported
+    ground: str = "none"  # the ground painted: osm, layers or none
+    ground_counts: dict[str, int] | None = None  # ground shapes painted per class
 
 
 # ---------------------------------------------------------------- the grid
@@ -209,6 +212,42 @@ def _existing_tilejson(path: Path) -> dict[str, Any]:
     return data
 
 
+def _ground_mode(ground: str | None, vector_path: str | Path | None, layers: dict[str, str] | None) -> str:
+    if ground is None:  # the default: what the input has
+        return "layers" if layers else "osm" if groundread.is_osm_file(vector_path) else "none"
+    if ground not in MODES:
+        raise IsoInputError("GROUND", f"{ground!r} is not a ground mode", f"Use one of {', '.join(MODES)}")
+    if ground == "osm" and not groundread.is_osm_file(vector_path):
+        raise IsoInputError(
+            "GROUND", f"osm needs an OpenStreetMap input (.osm.pbf, .osm), not {vector_path}", "Use layers or none"
+        )
+    if ground == "layers" and not layers:
+        raise IsoInputError("GROUND", "layers needs at least one of WATER, GREEN, ROADS", "Give a layer, or use none")
+    return ground
+
+
+def _ground_set(mode: str, fr: _Frame, tile_size: int, crs: str, vector_path, layers, fb: Feedback) -> GroundSet:
+    """The ground's shapes in global grid pixels, within what the tiles show, in paint order."""
+    gset = GroundSet()
+    if mode == "none":
+        return gset
+    # the ground corners of the whole canvas: x = (u - 2v)/(2s), y = -(u + 2v)/(2s) at h = 0
+    u = np.array([0, fr.nx * fr.step, fr.nx * fr.step, 0]) - fr.pad + fr.u0 + np.array([-1, 1, 1, -1]) * tile_size
+    v = np.array([0, 0, fr.ny * fr.step, fr.ny * fr.step]) - fr.pad + fr.v0 + np.array([-1, -1, 1, 1]) * tile_size
+    corners = np.column_stack(((u - 2 * v) / (2 * fr.s) + fr.ox, -(u + 2 * v) / (2 * fr.s) + fr.oy))
+    box = groundread.ground_box(corners, 0.0)
+    if mode == "osm":
+        items = groundread.read_osm_ground(vector_path, box, crs, fb)
+    else:
+        items = groundread.read_layer_ground(layers or {}, box, crs, fb)
+    rank = {name: i for i, name in enumerate(LEGEND)}
+    for _order, cls, geom in sorted(items, key=lambda it: (it[0], rank[it[1]])):  # stable: file order within
+        gset.add(cls, shapely.transform(geom, lambda p: np.column_stack(fr.pixel(p[:, 0] - fr.ox, p[:, 1] - fr.oy))))
+        gset.counts[cls] = gset.counts.get(cls, 0) + 1
+    fb.info("ground: " + (", ".join(f"{n} {c}" for c, n in sorted(gset.counts.items())) or "nothing to paint"))
+    return gset
+
+
 def render_whitebox(
     vector_path: str | Path,
     out_dir: str | Path,
@@ -224,11 +263,21 @@ def render_whitebox(
     overlap: float = 0.0,
     crs: str | None = None,
     z: int = 0,
+    ground: str | None = None,
+    ground_layers: dict[str, str] | None = None,
+    ground_source: str | Path | None = None,
     feedback: Feedback | None = None,
 ) -> WhiteboxResult:
-    """Render footprints as flat-roofed isometric blocks into ``out_dir/raw_whitebox/{z}/{x}/{y}.png``."""
+    """Render footprints as flat-roofed isometric blocks into ``out_dir/raw_whitebox/{z}/{x}/{y}.png``.
+
+    ``ground``: osm (the input's own land cover, water, roads, rails), layers (``ground_layers``:
+    class -> vector file), none (plain); default osm for OSM input, layers if given, else none.
+    ``ground_source``: the OSM file to read the ground from when the buildings come from a copy.
+    """
     feedback = feedback or Feedback()
     _check_params(tile_size, ppm, overlap, height_scale, levels_height_m, default_height_m, z)
+    osm_path = ground_source or vector_path
+    mode = _ground_mode(ground, osm_path, ground_layers)
     out = Path(out_dir)
     tj_path = out / "tilejson.json"
     previous = _existing_tilejson(tj_path)  # fail before any work if it cannot be merged
@@ -246,6 +295,9 @@ def render_whitebox(
     max_h = max(h for _, h in buildings)
     fr = _frame(bounds, max_h, ppm, height_scale, tile_size, overlap)
     tgrid = _grid(fr, buildings.crs, z, tile_size, _wgs84_bounds(bounds, buildings.crs), str(out))
+    gset = _ground_set(mode, fr, tile_size, buildings.crs, osm_path, ground_layers, feedback)
+    start = 0.0 if mode == "none" else 20.0  # reading the ground fills the first part of the bar
+    tile_shares: dict[str, dict[str, float]] = {}
     shapes = sorted((_prepare(p, h, fr) for p, h in buildings), key=lambda sh: -sh.rank)
     tree = shapely.STRtree(shapely.box(*np.array([sh.box for sh in shapes]).T))
     total = fr.nx * fr.ny
@@ -258,11 +310,15 @@ def render_whitebox(
         )
         # a canvas a little larger than the tile keeps PIL's edge clipping out of the saved pixels
         img = Image.new("RGB", (tile_size + 2 * _BLEED, tile_size + 2 * _BLEED), GROUND_RGB)
+        gset.paint(img, c0 - _BLEED, r0 - _BLEED)  # h = 0, under every building
         _draw_tile(img, [shapes[k] for k in hits], c0 - _BLEED, r0 - _BLEED)  # hits sorted: far to near
         img = img.crop((_BLEED, _BLEED, _BLEED + tile_size, _BLEED + tile_size))
         # the fast encoder at level 6: smaller than Pillow's adaptive filters here, a run decodes it faster
-        fsutil.save_rgb_png(np.asarray(img), out / LAYER / str(z) / str(tx) / f"{ty}.png", compress_level=6)
-        feedback.progress(100.0 * (i + 1) / total)
+        rgb = np.asarray(img)
+        fsutil.save_rgb_png(rgb, out / LAYER / str(z) / str(tx) / f"{ty}.png", compress_level=6)
+        if mode != "none":
+            tile_shares[f"{tx}/{ty}"] = shares(rgb)
+        feedback.progress(start + (100.0 - start) * (i + 1) / total)
     tj = {**previous, **tgrid.to_tilejson()}
     layers = [v for v in previous.get("iso_layers", []) if isinstance(v, str)]
     tj["iso_layers"] = layers if LAYER in layers else [*layers, LAYER]
@@ -276,6 +332,12 @@ def render_whitebox(
         "source": str(vector_path),
         "building_count": len(shapes),
         "projection": PROJECTION,
+        "ground": {"mode": mode, "legend": legend_hex(), "shapes": gset.counts}
+        | ({"shares": SHARES_FILE} if mode != "none" else {}),
     }
+    if mode != "none":  # each tile's share of every ground class and of buildings: the tile types of a run
+        fsutil.atomic_write_json(out / SHARES_FILE, {"legend": legend_hex(), "z": z, "tiles": tile_shares})
+    elif previous.get("whitebox", {}).get("ground", {}).get("shares"):  # a plain whitebox has no types
+        (out / SHARES_FILE).unlink(missing_ok=True)
     fsutil.atomic_write_json(tj_path, tj)
-    return WhiteboxResult(tj_path, tgrid, total, len(shapes), max_h, buildings.skipped)
+    return WhiteboxResult(tj_path, tgrid, total, len(shapes), max_h, buildings.skipped, mode, gset.counts)

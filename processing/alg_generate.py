@@ -64,6 +64,11 @@ def _context(backend: str, choice: str) -> str:
     return "template" if backend == "endpoint" else "images"
 
 
+#: map variants (iso_qgis.presets); "": the prompt as it is
+PRESET_CHOICES = ["", "night", "winter"]
+PRESET_LABELS = ["none", "night", "winter"]
+
+
 class GenerateTilesAlgorithm(IsoAlgorithm):
     HELP = (
         "Generates stylized isometric tiles for a region of a whitebox tile set. For every tile, in dependency "
@@ -133,6 +138,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         self.addParameter(
             QgsProcessingParameterString("PROMPT", "Prompt (empty: the built-in one)", multiLine=True, optional=True)
         )
+        preset = QgsProcessingParameterEnum("PRESET", "Map variant (added to the prompt)", PRESET_LABELS, False, 0)
+        preset.setHelp("night or winter: the same map in another light or season, geometry kept")
+        self.addParameter(preset)
         self.addParameter(
             QgsProcessingParameterFile("PROMPT_FILE", "Or: prompt file", optional=True, fileFilter="Text (*.txt *.md)")
         )
@@ -212,6 +220,22 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             num("CONCURRENCY", "Concurrent model calls", num.Integer, 4, minValue=1, maxValue=64),
             QgsProcessingParameterBoolean("KEEP_CANDIDATES", "Keep every candidate on disk", True),
             QgsProcessingParameterBoolean("HARMONIZE", "Harmonize colors with neighbors (Lab gain/offset)", False),
+            QgsProcessingParameterBoolean(
+                "FILL_UNIFORM", "Fill tiles of one ground class with no building from the style (no model call)", True
+            ),
+            QgsProcessingParameterEnum(
+                "HOLD_WATER",
+                "Hold water's color across the map (auto: where the ground has water)",
+                list(MODES),
+                False,
+                0,
+            ),
+            QgsProcessingParameterFile(
+                "TILE_TYPES",
+                "Tile types by ground shares (JSON rows; default: water, park, rail ...)",
+                optional=True,
+                fileFilter="JSON (*.json)",
+            ),
             QgsProcessingParameterBoolean("OVERWRITE", "Start again in a used folder (old run moved aside)", False),
             *(
                 QgsProcessingParameterEnum(key, label, list(MODES), False, 0)
@@ -290,7 +314,10 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
+        from ..iso_qgis.presets import with_preset
         from ..iso_qgis.run import RunConfig, run_generation
+        from ..iso_qgis.runconfig import DEFAULT_PROMPT
+        from ..iso_qgis.tiletypes import load_table, settings_table
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         zoom, height = zoom_and_height(self, parameters, context)
@@ -320,6 +347,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             options = dict(self._backend_options)
             if bucket := self.parameterAsString(parameters, "BATCH_BUCKET", context):
                 options["batch_bucket"] = bucket
+            types_file = self.parameterAsFile(parameters, "TILE_TYPES", context)
             cfg = RunConfig(
                 tilejson=tilejson,
                 out_dir=out_dir,
@@ -329,7 +357,11 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 ref_tilejson=self.parameterAsFile(parameters, "REF_TILEJSON", context) or None,
                 ref_layer=self.parameterAsString(parameters, "REF_LAYER", context) or None,
                 anchors=anchors,
-                prompt=_text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
+                prompt=with_preset(
+                    _text(self, parameters, context, "PROMPT", "PROMPT_FILE"),
+                    PRESET_CHOICES[self.parameterAsEnum(parameters, "PRESET", context)] or None,
+                    DEFAULT_PROMPT,
+                ),
                 negative_prompt=_text(self, parameters, context, "NEGATIVE_PROMPT", "NEGATIVE_PROMPT_FILE"),
                 backend=backend,
                 model=self.parameterAsString(parameters, "MODEL", context) or self._defaults["model"],
@@ -349,6 +381,9 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
                 concurrency=self.parameterAsInt(parameters, "CONCURRENCY", context),
                 keep_candidates=self.parameterAsBool(parameters, "KEEP_CANDIDATES", context),
                 harmonize=self.parameterAsBool(parameters, "HARMONIZE", context),
+                fill_uniform=self.parameterAsBool(parameters, "FILL_UNIFORM", context),
+                hold_water=MODES[self.parameterAsEnum(parameters, "HOLD_WATER", context)],
+                tile_types=load_table(types_file) if types_file else settings_table(self._defaults["tile_types"]),
                 overwrite=overwrite,
                 max_height_m=height,
                 **{stage: MODES[self.parameterAsEnum(parameters, stage.upper(), context)] for stage in DRIFT_STAGES},

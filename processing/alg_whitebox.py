@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFolderDestination,
@@ -58,12 +59,26 @@ def copy_source_to_gpkg(source, path: str, context) -> int:
     return n
 
 
+GROUND_MODES = ["osm", "layers", "none"]
+GROUND_LAYERS = (("WATER", "water", "Water (polygons or lines)"), ("GREEN", "green", "Green: parks, grass, woods"))
+GROUND_LAYERS += (("ROADS", "road", "Roads (lines; widths by an OSM highway field, else 6 m)"),)
+
+
+def osm_file_of(layer) -> str | None:
+    """The OpenStreetMap file a layer was read from (``Helsinki.osm.pbf|layername=...``), if any."""
+    path = layer.source().split("|")[0] if layer is not None else ""
+    return path if path.lower().endswith((".osm.pbf", ".osm", ".pbf")) and os.path.isfile(path) else None
+
+
 class RenderWhiteboxAlgorithm(IsoAlgorithm):
     HELP = (
         "Renders building footprints (any polygon layer: OpenStreetMap .osm.pbf multipolygons, GeoPackage, ...) "
         "as an isometric whitebox tile set: tilejson.json (a self-describing iso grid) plus "
         "raw_whitebox/{z}/{x}/{y}.png. Heights come from the height field, else OSM height or building:levels "
-        "(x 3 m), else the default height. Visible walls are shaded by orientation and roofs outlined."
+        "(x 3 m), else the default height. Visible walls are shaded by orientation and roofs outlined. "
+        "GROUND paints the ground plane in flat colors (the legend is in the tilejson): osm reads water, green, "
+        "sand, paved areas, roads and rails from the input's OpenStreetMap file (the default for OSM input); "
+        "layers takes them from WATER, GREEN and ROADS; none leaves the ground plain."
     )
 
     def name(self) -> str:
@@ -87,6 +102,18 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                 type=QgsProcessingParameterField.DataType.Numeric,
             )
         )
+        ground = QgsProcessingParameterEnum("GROUND", "Ground", GROUND_MODES, optional=True)
+        ground.setHelp("osm: from the OSM input; layers: WATER, GREEN, ROADS; none: plain. Empty: osm for OSM input")
+        self.addParameter(ground)
+        for key, _cls, label in GROUND_LAYERS:
+            self.addParameter(
+                QgsProcessingParameterFeatureSource(
+                    key,
+                    label,
+                    [QgsProcessing.SourceType.TypeVectorPolygon, QgsProcessing.SourceType.TypeVectorLine],
+                    optional=True,
+                )
+            )
         num = QgsProcessingParameterNumber
         self.addParameter(num("PPM", "Pixels per ground meter", num.Double, 1.0, minValue=0.01))
         self.addParameter(num("TILE_SIZE", "Tile size (pixels)", num.Integer, 512, minValue=64, maxValue=4096))
@@ -117,10 +144,17 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT_DIR", context) or out_dir
         crs = self.parameterAsCrs(parameters, "CRS", context)
         height_fields = parameter_as_strings(self, parameters, "HEIGHT_FIELD", context)
+        given = parameters.get("GROUND")
+        ground = None if given in (None, "") else GROUND_MODES[self.parameterAsEnum(parameters, "GROUND", context)]
         with tempfile.TemporaryDirectory(prefix="isotiles-") as tmp:
             gpkg = os.path.join(tmp, "buildings.gpkg")
             n = copy_source_to_gpkg(source, gpkg, context)
             feedback.pushInfo(f"{n} buildings read")
+            layers = {}
+            for key, cls, _label in GROUND_LAYERS:
+                if (src := self.parameterAsSource(parameters, key, context)) is not None:
+                    layers[cls] = os.path.join(tmp, f"{cls}.gpkg")
+                    copy_source_to_gpkg(src, layers[cls], context)
             with engine_errors(self):
                 res, vrt = on_python_thread(
                     self._render,
@@ -133,6 +167,9 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
                     overlap=self.parameterAsDouble(parameters, "OVERLAP", context),
                     crs=(crs.authid() or crs.toWkt()) if crs.isValid() else None,
                     z=self.parameterAsInt(parameters, "ZOOM", context),
+                    ground=ground,
+                    ground_layers=layers or None,
+                    ground_source=osm_file_of(self.parameterAsVectorLayer(parameters, "INPUT", context)) or gpkg,
                     feedback=EngineFeedback(feedback),
                 )
         context.addLayerToLoadOnCompletion(

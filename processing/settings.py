@@ -29,6 +29,8 @@ FIELDS: dict[str, tuple[Any, type]] = {
     "endpoint_timeout_s": (600.0, float),
     "endpoint_steps": (20, int),
     "endpoint_price_per_call": (0.0, float),
+    # generatetiles: the tile type table (JSON rows, iso_qgis.tiletypes); empty: the defaults
+    "tile_types": ("", str),
 }
 
 

@@ -117,7 +117,7 @@ def helsinki_tiles(helsinki_pbf, tmp_path_factory) -> Path:
     from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
 
     out = tmp_path_factory.mktemp("helsinki") / "tiles"
-    render_whitebox(helsinki_pbf, out, ppm=1.0, tile_size=256)
+    render_whitebox(helsinki_pbf, out, ppm=1.0, tile_size=256, ground="none")  # the plain whitebox
     spec = importlib.util.spec_from_file_location("osm_reference_raster", REPO / "scripts" / "osm_reference_raster.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -20,6 +20,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..processing.settings import read_settings, write_settings
+from .tile_types_table import TileTypesTable
 
 
 class SettingsDialog(QDialog):
@@ -96,6 +97,8 @@ class SettingsDialog(QDialog):
         form.addRow("Endpoint backend: timeout", self.endpoint_timeout)
         form.addRow("Endpoint backend: steps", self.endpoint_steps)
         form.addRow("Endpoint backend: price per call", self.endpoint_price)
+        self.tile_types = TileTypesTable(values["tile_types"])
+        form.addRow("Tile types (by ground shares)", self.tile_types)
         note = QLabel(
             "The key is kept in the QGIS authentication database; these settings store only its id. "
             "Gemini API: an API key. Vertex AI: Application Default Credentials, or an access token. "
@@ -144,6 +147,7 @@ class SettingsDialog(QDialog):
             "endpoint_timeout_s": self.endpoint_timeout.value(),
             "endpoint_steps": self.endpoint_steps.value(),
             "endpoint_price_per_call": self.endpoint_price.value(),
+            "tile_types": self.tile_types.text(),
         }
 
     def accept(self) -> None:

@@ -138,6 +138,30 @@ def test_renderwhitebox_from_a_qgis_layer(run_alg, helsinki_pbf, tmp_path):
     assert res["TILE_COUNT"] == len(pngs) > 0
     assert res["BUILDING_COUNT"] >= n - 20  # a few relations cut at the extract's edge are unusable
     assert 10 < res["MAX_HEIGHT_M"] < 200
+    ground = tj["whitebox"]["ground"]  # the ground comes from the layer's own OSM file
+    assert ground["mode"] == "osm" and ground["shapes"]["water"] > 0 and ground["shapes"]["road"] > 100
+
+
+def test_renderwhitebox_ground_from_a_water_layer(run_alg, tmp_path):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    x, y = 385000, 6672000
+
+    def layer_of(kind: str, wkt: str) -> QgsVectorLayer:
+        lyr = QgsVectorLayer(f"{kind}?crs=EPSG:3067", kind, "memory")
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(wkt))
+        assert lyr.dataProvider().addFeature(f)
+        return lyr
+
+    buildings = layer_of("Polygon", f"POLYGON(({x} {y},{x + 20} {y},{x + 20} {y + 20},{x} {y + 20},{x} {y}))")
+    water = layer_of("Polygon", f"POLYGON(({x - 500} {y - 500},{x + 500} {y - 500},{x} {y - 100},{x - 500} {y - 500}))")
+    params = {"INPUT": buildings, "PPM": 1.0, "TILE_SIZE": 128, "WATER": water}
+    res = run_alg("isotiles:renderwhitebox", {**params, "OUTPUT_DIR": str(tmp_path / "wb")})
+    ground = json.loads(Path(res["TILEJSON"]).read_text())["whitebox"]["ground"]
+    assert ground["mode"] == "layers" and ground["shapes"] == {"water": 1} and ground["legend"]["water"]
+    res = run_alg("isotiles:renderwhitebox", {**params, "GROUND": 2, "OUTPUT_DIR": str(tmp_path / "none")})
+    assert json.loads(Path(res["TILEJSON"]).read_text())["whitebox"]["ground"]["shapes"] == {}
 
 
 def stop_on_invalid_context():
@@ -417,3 +441,31 @@ def test_generatetiles_schedule_is_an_advanced_choice_lattice_for_a_new_folder_b
     res = run_alg("isotiles:generatetiles", {**base, "OUTPUT_DIR": str(tmp_path / "wave")})  # auto: resumes
     assert json.loads((tmp_path / "wave" / "run_state.json").read_text())["settings"] == settings
     assert res["TILE_COUNT"] == 3
+
+
+def test_generatetiles_fills_uniform_tiles_without_calls(run_alg, tmp_path):
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    x, y = 385000, 6672000
+
+    def layer_of(wkts: list[str]) -> QgsVectorLayer:
+        lyr = QgsVectorLayer("Polygon?crs=EPSG:3067", "p", "memory")
+        for wkt in wkts:
+            f = QgsFeature()
+            f.setGeometry(QgsGeometry.fromWkt(wkt))
+            assert lyr.dataProvider().addFeature(f)
+        return lyr
+
+    def box(x0: float, y0: float, w: float) -> str:
+        return f"POLYGON(({x0} {y0},{x0 + w} {y0},{x0 + w} {y0 + w},{x0} {y0 + w},{x0} {y0}))"
+
+    houses = layer_of([box(x, y, 20), box(x + 700, y + 700, 20)])
+    lake = layer_of([box(x - 2000, y + 60, 4000)])  # everything north of the first house is water
+    wb = run_alg(
+        "isotiles:renderwhitebox",
+        {"INPUT": houses, "WATER": lake, "PPM": 0.5, "TILE_SIZE": 128, "OUTPUT_DIR": str(tmp_path / "wb")},
+    )
+    tiles = {"X0": 0, "Y0": 0, "W": 4, "H": 4, "K": 1, "DRY_RUN": True, "TILEJSON": wb["TILEJSON"]}
+    on = run_alg("isotiles:generatetiles", {**tiles, "OUTPUT_DIR": str(tmp_path / "on")})
+    off = run_alg("isotiles:generatetiles", {**tiles, "FILL_UNIFORM": False, "OUTPUT_DIR": str(tmp_path / "off")})
+    assert off["CALLS"] == 16 and 0 < on["CALLS"] < off["CALLS"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fake_gemini import FakeGemini
@@ -149,3 +150,41 @@ def test_generatetiles_on_an_endpoint_with_a_proxys_headers_from_the_auth_databa
         assert SECRET not in json.dumps(report)
     finally:
         manager.removeAuthenticationConfig(cfg.id())
+
+
+def test_the_tile_type_table_is_kept_in_the_settings_and_used_by_a_run(qgis_app, settings, run_alg, tmp_path):
+    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.processing.settings import read_settings
+    from iso_tile_stylizer.ui.settings_dialog import SettingsDialog
+
+    settings({"tile_types": ""})
+    dlg = SettingsDialog()
+    assert dlg.tile_types.table.rowCount() >= 5 and dlg.tile_types.text() == ""  # the defaults, kept as ""
+    dlg.tile_types.set_rows([{"type": "wet", "ground_class": "water", "min_share": 0.01, "max_buildings": 1,
+                              "prompt": "Some water."}])  # fmt: skip
+    dlg.accept()
+    assert json.loads(read_settings()["tile_types"])[0]["type"] == "wet"
+    # a tile set with water: the run's tiles get the settings' types
+    gpkg, water = tmp_path / "b.geojson", tmp_path / "w.geojson"
+    x, y = 385000, 6672000
+
+    def square(x0, y0, w):
+        return [[[x0, y0], [x0 + w, y0], [x0 + w, y0 + w], [x0, y0 + w], [x0, y0]]]
+
+    for path, rings in (
+        (gpkg, [square(x, y, 20), square(x + 300, y + 300, 20)]),
+        (water, [square(x - 900, y + 60, 2000)]),
+    ):
+        feats = [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": r}} for r in rings
+        ]
+        crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3067"}}
+        path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": feats}))
+    res = render_whitebox(gpkg, tmp_path / "wb", ppm=0.5, tile_size=128, ground_layers={"water": str(water)})
+    dry = run_alg(
+        "isotiles:generatetiles",
+        {"TILEJSON": str(res.tilejson_path), "X0": 0, "Y0": 0, "W": 2, "H": 2, "K": 1, "DRY_RUN": True,
+         "OUTPUT_DIR": str(tmp_path / "dry")},
+    )  # fmt: skip
+    report = json.loads(Path(dry["REPORT"]).read_text())
+    assert "wet" in {t.get("type") for t in report["tiles"].values()}

@@ -185,7 +185,7 @@ def test_lat_lon_data_axes_are_swapped():
             srs.SetAxisMappingStrategy(osr.OAMS_AUTHORITY_COMPLIANT)
             return srs
 
-    src, swap = footprints._source_crs(Layer(), None)
+    src, swap = footprints.source_crs(Layer(), None)
     assert swap and src.to_epsg() == 4326  # GeoPackage layers come (lon, lat): the test above
 
 
