@@ -169,6 +169,8 @@ def _google_credentials() -> Any:
 def _fetch_gs(url: str) -> bytes | None:
     from urllib.parse import quote
 
+    from google.auth.exceptions import GoogleAuthError
+
     from .backends.gcs import split_gs_uri
 
     bucket, name = split_gs_uri(url, "TILEJSON")
@@ -181,6 +183,8 @@ def _fetch_gs(url: str) -> bytes | None:
         )
     except OSError as exc:  # requests' connection errors are OSErrors
         raise _Transient(str(exc)) from None
+    except GoogleAuthError as exc:  # a 401 whose token cannot be renewed
+        raise _Permanent(f"HTTP 401, the credentials were refused ({type(exc).__name__})") from None
     if resp.status_code == 404:
         return None
     if resp.status_code == 429 or resp.status_code >= 500:
@@ -216,9 +220,14 @@ def _gs_json_files(folder: str) -> list[str]:
 
     bucket, prefix = split_gs_uri(folder, "TILEJSON")
     prefix = prefix + "/" if prefix else ""
+    from google.auth.exceptions import GoogleAuthError
+
     client = _storage()
-    resp = client.session.get(f"{client.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o",
-                              params={"prefix": prefix, "delimiter": "/"}, timeout=client.timeout_s)  # fmt: skip
+    try:
+        resp = client.session.get(f"{client.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o",
+                                  params={"prefix": prefix, "delimiter": "/"}, timeout=client.timeout_s)  # fmt: skip
+    except (OSError, GoogleAuthError):
+        return []  # the common names are still tried
     if resp.status_code >= 400:
         return []
     names = [item.get("name", "") for item in resp.json().get("items", [])]

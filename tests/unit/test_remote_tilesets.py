@@ -38,7 +38,8 @@ def www(city, tmp_path, clean_net):
     root = tmp_path / "www"
     shutil.copytree(city.parent, root / "city")
     seed_tile_set(root / "seed")
-    (root / "seed" / "render_report.json").write_text(json.dumps({"stats": {"max_height_m": 42.0}}))
+    # a name only the folder's listing (a web server's index, a bucket's) tells
+    (root / "seed" / "seed_render_stats.json").write_text(json.dumps({"stats": {"max_height_m": 42.0}}))
     return root
 
 
@@ -113,3 +114,48 @@ def test_tiles_are_retried_cached_and_fetched_concurrently(city, www, monkeypatc
         srv.failures[path] = [403]
         with pytest.raises(IsoInputError, match=rf"TILE: cannot fetch .*/{x}/{y}\.png: HTTP 403"):
             src.read(x, y, 0)
+
+
+# ------------------------------------------------------------------ Cloud Storage
+def upload(fake, folder, bucket, prefix):
+    for p in folder.rglob("*"):
+        if p.is_file():
+            fake.batch.objects[(bucket, f"{prefix}/{p.relative_to(folder).as_posix()}")] = p.read_bytes()
+
+
+@pytest.fixture
+def bucket(www, monkeypatch):
+    """The fake's Cloud Storage holding the web root's tile sets in a private bucket (a token is needed)."""
+    from fake_gemini import FakeGemini
+
+    with FakeGemini(require_token="tok-1") as fake:
+        upload(fake, www / "city", "tiles-bkt", "sets/city")
+        upload(fake, www / "seed", "tiles-bkt", "sets/seed")
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.base_url)
+        monkeypatch.setenv("VERTEX_ACCESS_TOKEN", "tok-1")
+        yield fake
+
+
+def test_a_generation_from_a_bucket_matches_the_local_copy(city, www, bucket, tmp_path):
+    assert generate(city, "gs://tiles-bkt/sets/city", tmp_path / "by-gs") == 0
+    assert generate(city, str(www / "city"), tmp_path / "local") == 0
+    same_outputs(tmp_path / "by-gs", tmp_path / "local")
+    fetched = [e["path"] for e in bucket.batch.log if e["status"] == 200]
+    assert "/storage/v1/b/tiles-bkt/o/sets/city/raw_whitebox/0/1/1.png" in [p.replace("%2F", "/") for p in fetched]
+
+
+def test_a_seed_tile_set_in_a_bucket_finds_its_report(www, bucket):
+    grid = load_tilejson("gs://tiles-bkt/sets/seed/tilejson.json")
+    assert grid.raw["_max_height_m"] == 42.0
+    src = TileSource.for_layer(grid, "raw_whitebox")
+    assert src.location(1, 0, 0) == "gs://tiles-bkt/sets/seed/raw_whitebox/0/1/0.png"
+    local = TileSource.for_layer(load_tilejson(www / "seed" / "tilejson.json"), "raw_whitebox")
+    assert (src.read(1, 0, 0) == local.read(1, 0, 0)).all()
+    assert src.read(5, 5, 0) is None
+
+
+def test_a_bucket_the_credentials_cannot_read_is_a_clear_error(bucket, monkeypatch):
+    monkeypatch.setenv("VERTEX_ACCESS_TOKEN", "expired")
+    with pytest.raises(IsoInputError) as err:
+        load_tilejson("gs://tiles-bkt/sets/city")
+    assert "HTTP 401" in err.value.problem and "may read them" in err.value.fix
