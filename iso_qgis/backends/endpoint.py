@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .. import netconfig
 from ..fsutil import decode_rgb
 from .base import Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, request_key
@@ -125,7 +126,8 @@ class EndpointBackend:
                 res = ImageResult(None, model, failure, latency_s=time.perf_counter() - t0, retries=retries)
                 res.checked, res.cost_usd = checked, calls * self.s.price_per_call
                 return res
-            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)
+            jitter = random.uniform(0.5, 1.5)  # noqa: S311  # nosec B311 # spreads retries; not a secret
+            backoff = self.s.retry_base_ms / 1000 * 2**retries * jitter
             self.sleep(min(delay if delay is not None else backoff, self.s.retry_max_ms / 1000))
             retries += 1
 
@@ -154,7 +156,7 @@ class EndpointBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self.s.headers}
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 (http(s), checked)
         try:
-            with urllib.request.urlopen(request, timeout=self.s.timeout_s) as resp:  # noqa: S310
+            with netconfig.urlopen(request, timeout=self.s.timeout_s) as resp:  # the proxy of the network settings
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             return self._http_failure(exc)

@@ -12,6 +12,7 @@ import os
 from typing import Any
 from urllib.parse import quote
 
+from .. import netconfig
 from ..errors import IsoInputError
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -44,6 +45,7 @@ class Storage:
         from google.auth.transport.requests import AuthorizedSession
 
         self.session = AuthorizedSession(credentials)
+        netconfig.apply_to_session(self.session)  # the proxy and certificates of the network settings
         self.endpoint = (endpoint or storage_endpoint()).rstrip("/")
         self.timeout_s = timeout_s
 
