@@ -159,3 +159,28 @@ def test_a_bucket_the_credentials_cannot_read_is_a_clear_error(bucket, monkeypat
     with pytest.raises(IsoInputError) as err:
         load_tilejson("gs://tiles-bkt/sets/city")
     assert "HTTP 401" in err.value.problem and "may read them" in err.value.fix
+
+
+def test_a_reference_follows_a_tile_set_by_url_into_a_folder_of_its_own(www, tmp_path):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from iso_tile_stylizer.iso_qgis.reference import render_reference
+
+    raster = tmp_path / "sat.tif"
+    rng = np.random.default_rng(2)
+    with rasterio.open(raster, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint8",
+                       crs="EPSG:32635", transform=from_origin(384900, 6670450, 3.0, 3.0)) as ds:  # fmt: skip
+        ds.write(rng.integers(0, 255, (3, 200, 200), dtype=np.uint8))
+    with StaticServer(www) as srv:
+        url = f"{srv.url}/city/tilejson.json"
+        with pytest.raises(IsoInputError, match="OUTPUT: the tilejson is a URL"):
+            render_reference(raster, url, layer="sat")
+        by_url = render_reference(raster, url, tmp_path / "ref-url", layer="sat")
+    local = render_reference(raster, www / "city" / "tilejson.json", tmp_path / "ref-local", layer="sat")
+    assert by_url.tile_count == local.tile_count > 0
+    pngs = sorted(p.relative_to(tmp_path / "ref-local") for p in (tmp_path / "ref-local" / "sat").rglob("*.png"))
+    assert pngs and all(
+        (tmp_path / "ref-url" / p).read_bytes() == (tmp_path / "ref-local" / p).read_bytes() for p in pngs
+    )
