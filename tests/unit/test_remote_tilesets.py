@@ -184,3 +184,17 @@ def test_a_reference_follows_a_tile_set_by_url_into_a_folder_of_its_own(www, tmp
     assert pngs and all(
         (tmp_path / "ref-url" / p).read_bytes() == (tmp_path / "ref-local" / p).read_bytes() for p in pngs
     )
+
+
+def test_a_run_from_a_url_is_reviewed_from_the_url(city, www, tmp_path):
+    from iso_tile_stylizer.iso_qgis.review import regenerate_tile
+
+    with StaticServer(www) as srv:
+        assert generate(city, f"{srv.url}/city", tmp_path / "out") == 0
+        settings = json.loads((tmp_path / "out" / "run_state.json").read_text())["settings"]
+        assert settings["tilejson"] == f"{srv.url}/city/tilejson.json"
+        before = srv.gets["/city/tilejson.json"]
+        x, y = patch(city, 1, 1)[0]
+        res = regenerate_tile(tmp_path / "out", x, y, k=1)
+        assert srv.gets["/city/tilejson.json"] > before  # the tile set is read again from its URL
+    assert res["new"] == [1] and res["calls"] == 1
