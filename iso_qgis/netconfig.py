@@ -116,7 +116,10 @@ def httpx_client_args(url: str) -> dict[str, Any]:
     """Client arguments for httpx (google-genai's ``HttpOptions.client_args`` / ``async_client_args``) to reach
     ``url`` (the API's endpoint)."""
     s = current()
-    return {"proxy": s.proxy_for(url), "verify": s.ssl_context(), "trust_env": False}
+    args: dict[str, Any] = {"proxy": s.proxy_for(url), "trust_env": False}
+    if s.ca_bundle or not s.verify_ssl:  # else google-genai's own context (system store, client certificates)
+        args["verify"] = s.ssl_context()
+    return args
 
 
 def _redacted(proxy: str | None) -> str | None:

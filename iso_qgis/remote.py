@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import ssl
 import tempfile
 import threading
 import time
@@ -94,7 +95,8 @@ def _fix(url: str) -> str:
     if url.startswith("gs://"):
         return ("Check the bucket and object, and that your Google account may read them (VERTEX_ACCESS_TOKEN, or "
                 "'gcloud auth application-default login')")  # fmt: skip
-    return "Check the URL, the server and the network settings (proxy)"
+    return ("Check the URL, the server and the network settings: the proxy, and the certificates trusted "
+            "(QGIS's authentication manager; --ca_bundle or SSL_CERT_FILE)")  # fmt: skip
 
 
 class _Transient(Exception):
@@ -118,6 +120,8 @@ def _fetch_http(url: str) -> bytes | None:
             raise _Transient(f"HTTP {exc.code}") from None
         raise _Permanent(f"HTTP {exc.code} {exc.reason}") from None
     except OSError as exc:
+        if isinstance(getattr(exc, "reason", exc), ssl.SSLError):  # asking again will not change a certificate
+            raise _Permanent(str(exc)) from None
         raise _Transient(str(exc)) from None
 
 
