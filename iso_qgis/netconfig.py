@@ -96,20 +96,35 @@ def urlopen(request: str | urllib.request.Request, timeout: float) -> Any:
     return opener.open(request, timeout=timeout)
 
 
-def requests_settings() -> dict[str, Any]:
-    """``proxies`` and ``verify`` for a requests session (google-auth's ``AuthorizedSession``)."""
-    s = current()
-    verify: bool | str = (s.ca_bundle or True) if s.verify_ssl else False
-    proxies = {"http": s.proxy, "https": s.proxy, "no_proxy": s.no_proxy} if s.proxy else {}
-    return {"proxies": proxies, "verify": verify}
-
-
 def apply_to_session(session: Any) -> None:
-    """Point a requests session at the current settings (and nowhere the environment says otherwise)."""
-    kw = requests_settings()
-    session.trust_env = False  # the settings already hold the environment's, or overrule it
-    session.proxies.update(kw["proxies"])
-    session.verify = kw["verify"]
+    """Point a requests session (google-auth's ``AuthorizedSession``) at the current settings, and nowhere the
+    environment says otherwise. The proxy is chosen per request: requests ignores a ``no_proxy`` of its own
+    when it does not read the environment."""
+    from requests.adapters import HTTPAdapter
+
+    settings = current()
+
+    class _Adapter(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kw: Any) -> Any:
+            proxy = settings.proxy_for(request.url)
+            kw["proxies"] = {"http": proxy, "https": proxy} if proxy else {}
+            return super().send(request, *args, **kw)
+
+    session.trust_env = False
+    session.proxies.clear()
+    session.verify = (settings.ca_bundle or True) if settings.verify_ssl else False
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _Adapter())
+
+
+def google_auth_request() -> Any:
+    """google-auth's transport for token refreshes, through the network settings."""
+    import requests
+    from google.auth.transport.requests import Request
+
+    session = requests.Session()
+    apply_to_session(session)
+    return Request(session)
 
 
 def httpx_client_args(url: str) -> dict[str, Any]:

@@ -44,8 +44,9 @@ class Storage:
     def __init__(self, credentials: Any, endpoint: str | None = None, timeout_s: float = 300.0) -> None:
         from google.auth.transport.requests import AuthorizedSession
 
-        self.session = AuthorizedSession(credentials)
-        netconfig.apply_to_session(self.session)  # the proxy and certificates of the network settings
+        # the proxy and certificates of the network settings, for the calls and the token refreshes
+        self.session = AuthorizedSession(credentials, auth_request=netconfig.google_auth_request())
+        netconfig.apply_to_session(self.session)
         self.endpoint = (endpoint or storage_endpoint()).rstrip("/")
         self.timeout_s = timeout_s
 

@@ -96,3 +96,29 @@ def test_the_endpoint_and_cloud_storage_go_through_the_proxy_flag(city, net, tmp
     urls = proxy.urls()
     assert sum(u == endpoint.url for u in urls) == 2
     assert any(u.startswith(f"{storage.base_url}/storage/v1/b/bkt/o/city") for u in urls)
+
+
+def test_cloud_storage_and_token_refreshes_honor_no_proxy(net, tmp_path, monkeypatch):
+    from google.oauth2.credentials import Credentials as OAuthCredentials
+
+    from iso_tile_stylizer.iso_qgis.backends.gcs import Storage
+
+    _srv, proxy = net
+    with FakeGemini() as storage:
+        storage.batch.objects[("bkt", "a.json")] = b"{}"
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage.base_url)
+        netconfig.configure(netconfig.NetworkSettings(proxy=proxy.url, no_proxy="localhost,127.0.0.1"))
+        client = Storage(OAuthCredentials("tok"))
+        assert client.session.get(f"{storage.base_url}/storage/v1/b/bkt/o/a.json").status_code == 200
+        refresh = netconfig.google_auth_request()
+        assert refresh(f"{storage.base_url}/storage/v1/b/bkt/o/a.json", method="GET").status == 200
+        assert proxy.urls() == []  # both went direct
+        netconfig.configure(netconfig.NetworkSettings(proxy=proxy.url))
+        assert (
+            Storage(OAuthCredentials("tok")).session.get(f"{storage.base_url}/storage/v1/b/bkt/o/a.json").status_code
+            == 200
+        )
+        assert (
+            netconfig.google_auth_request()(f"{storage.base_url}/storage/v1/b/bkt/o/a.json", method="GET").status == 200
+        )
+        assert len(proxy.urls()) == 2
