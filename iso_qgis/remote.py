@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from . import netconfig
 from .errors import IsoInputError
@@ -50,12 +50,6 @@ def join(base: str, relative: str) -> str:
 def folder_of(url: str) -> str:
     """The folder URL (ending in ``/``) of a file URL."""
     return url.rsplit("/", 1)[0] + "/"
-
-
-def inside(base: str, url: str) -> bool:
-    """Whether ``url`` stays within the tile set's folder ``base`` (same server, path below it)."""
-    b, u = urlsplit(base), urlsplit(url)
-    return (b.scheme, b.netloc) == (u.scheme, u.netloc) and u.path.startswith(b.path)
 
 
 def fetch(url: str, what: str = "TILEJSON", attempts: int = 4, cache: bool = True) -> bytes | None:

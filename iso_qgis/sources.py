@@ -68,6 +68,12 @@ class TileSource:
                 "the tilejson names no tiles template and no layer was given",
                 "Give LAYER, the tile folder inside the tile set (e.g. raw_whitebox)",
             )
+        if not _is_url(template) and grid.base_dir is None:
+            raise IsoInputError(
+                "TILEJSON",
+                f"the tile template {template!r} is relative and the tilejson came from no folder or URL",
+                "Read the tilejson from its file or URL",
+            )
         return cls(grid, template, layer)
 
     @property
