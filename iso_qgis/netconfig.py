@@ -32,7 +32,8 @@ class NetworkSettings:
     verify_ssl: bool = True
 
     def __repr__(self) -> str:  # a proxy URL may hold a password
-        return f"NetworkSettings(proxy={_redacted(self.proxy)!r}, no_proxy={self.no_proxy!r})"
+        return (f"NetworkSettings(proxy={_redacted(self.proxy)!r}, no_proxy={self.no_proxy!r}, "
+                f"ca_bundle={self.ca_bundle!r}, verify_ssl={self.verify_ssl})")  # fmt: skip
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy a request to ``url`` goes through, or None (no proxy, or the host is in ``no_proxy``)."""
