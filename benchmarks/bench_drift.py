@@ -98,8 +98,10 @@ def generate(name: str, tilejson: Path, tiles: list, args: argparse.Namespace, f
                     register=register, color_match=color, multiband=multiband)  # fmt: skip
     t0 = time.perf_counter()
     res = run_generation(cfg)
-    print(f"  {name}: {res.accepted_count} accepted, {res.failed_count} failed, {fake.calls()} calls, "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"  {name}: {res.accepted_count} accepted, {res.failed_count} failed, {fake.calls()} calls, "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     return out
 
 

@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import netconfig
 from .errors import IsoInputError
 from .feedback import StderrFeedback
+from .remote import is_remote
 from .stages import MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -74,7 +76,7 @@ def _hms(s: float) -> str:
 def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     p = sub.add_parser("generate", help="generate stylized tiles: K candidates per tile, seams scored")
     p.add_argument("--run_id", help="resolve relative paths under data/releases/<run_id>/")
-    p.add_argument("--tiles_dir", help="whitebox tile set folder (holds tilejson.json)")
+    p.add_argument("--tiles_dir", help="whitebox tile set folder (holds tilejson.json), or its URL (http(s)://, gs://)")
     p.add_argument("--tilejson", help="or: the tilejson.json itself")
     p.add_argument("--layer", default="raw_whitebox")
     p.add_argument("--ref_tiles_dir", help="color reference tile set (default: the whitebox tile set)")
@@ -167,6 +169,10 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
     g.add_argument("--no_cache", action="store_true", help="do not reuse or keep answers")
     g.add_argument("--prices", help="price table JSON (USD per million tokens per model)")
     g.add_argument("--base_url", help="a private endpoint for the API")
+    n = p.add_argument_group("network (default: $HTTPS_PROXY, $NO_PROXY, $SSL_CERT_FILE)")
+    n.add_argument("--proxy", help="every request (tile sets by URL, models, Cloud Storage) through http://host:port")
+    n.add_argument("--no_proxy", help="hosts reached directly, comma separated")
+    n.add_argument("--ca_bundle", help="a PEM file of the certificates to trust (a TLS-inspecting proxy's)")
     e = p.add_argument_group("endpoint backend: a self-hosted image-edit server (see docs/asking.md)")
     e.add_argument("--endpoint_url", help="the server's edit route (default: $ISOTILES_ENDPOINT_URL)")
     e.add_argument(
@@ -186,9 +192,30 @@ def add_generate_parser(sub: Any, add_region_args: Any) -> None:
 
 
 def _release_path(a: argparse.Namespace, value: str | None) -> str | None:
-    if value is None or not a.run_id or Path(value).is_absolute():
+    if value is None or not a.run_id or Path(value).is_absolute() or is_remote(value):
         return value
     return str(Path("data") / "releases" / a.run_id / value)
+
+
+def apply_network_args(a: argparse.Namespace) -> None:
+    """``--proxy``, ``--no_proxy`` and ``--ca_bundle`` over the environment's settings."""
+    if not (a.proxy or a.no_proxy or a.ca_bundle):
+        return
+    env = netconfig.current()
+    netconfig.configure(
+        netconfig.NetworkSettings(
+            proxy=a.proxy or env.proxy,
+            no_proxy=a.no_proxy if a.no_proxy is not None else env.no_proxy,
+            ca_bundle=a.ca_bundle or env.ca_bundle,
+        )
+    )
+
+
+def tilejson_in(tiles_dir: str) -> str:
+    """The tilejson of a tile set folder, on disk or at a URL (``http(s)://``, ``gs://``)."""
+    if is_remote(tiles_dir):
+        return tiles_dir.rstrip("/") + "/tilejson.json"
+    return str(Path(tiles_dir) / "tilejson.json")
 
 
 def _read_text(name: str, path: str | None) -> str:
@@ -242,11 +269,12 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
     from .runconfig import DEFAULT_PROMPT
     from .tiletypes import load_table
 
+    apply_network_args(a)
     for attr in ("tiles_dir", "tilejson", "ref_tiles_dir", "out_dir", "anchors_dir", "prompt_file",
                  "negative_prompt_file", "region"):  # fmt: skip
         setattr(a, attr, _release_path(a, getattr(a, attr)))
     a.anchors = [_release_path(a, p) for p in split_anchors(a.anchors)]
-    tilejson = a.tilejson or (a.tiles_dir and str(Path(a.tiles_dir) / "tilejson.json"))
+    tilejson = a.tilejson or (a.tiles_dir and tilejson_in(a.tiles_dir))
     if not tilejson:
         raise IsoInputError("TILES_DIR", "no tile set given", "Give --tiles_dir (or --tilejson)")
     out_dir = a.out_dir or (a.run_id and str(Path("data") / "releases" / a.run_id / "nb_pro"))
@@ -259,7 +287,7 @@ def run_generate(a: argparse.Namespace, region_args: Any) -> int:
         print(f"note: no --region, --extent or tile range: the seed's patch --x0={x0} --y0={y0} --w={w} --h={h}",
               file=sys.stderr)  # fmt: skip
     res = resolve(tilejson, z=a.zoom, max_height_m=a.max_height_m, layer=a.layer, **region_kw)
-    ref_tilejson = str(Path(a.ref_tiles_dir) / "tilejson.json") if a.ref_tiles_dir else None
+    ref_tilejson = tilejson_in(a.ref_tiles_dir) if a.ref_tiles_dir else None
     region_desc = {k: v for k, v in vars(a).items() if k in ("region", "extent") and v is not None}
     if "tile_range" in region_kw:
         region_desc.update(zip(("x0", "y0", "w", "h"), region_kw["tile_range"]))

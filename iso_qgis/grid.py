@@ -19,6 +19,7 @@ from typing import Any
 
 from pyproj import CRS
 
+from . import remote
 from .errors import IsoInputError
 from .seedgrid import seed_grid
 from .tilegrid import (
@@ -65,14 +66,21 @@ def load_tilejson(path_or_url: str | Path, max_height_m: float | None = None) ->
 
 
 def _read_text(path_or_url: str) -> tuple[str, str | None]:
-    if "://" in path_or_url and not path_or_url.startswith("file://"):
-        import urllib.request
-
+    """The tilejson's text and the folder its relative templates and reports are found in (a URL for a tile
+    set on a web server or in a bucket, ending in ``/``)."""
+    if remote.is_remote(path_or_url):
+        url = path_or_url
+        if url.endswith("/") or not url.rsplit("/", 1)[-1].endswith(".json"):  # a tile set's folder
+            url = url.rstrip("/") + "/tilejson.json"
+        data = remote.fetch(url, "TILEJSON", cache=False)
+        if data is None:
+            raise IsoInputError(
+                "TILEJSON", f"{url} does not exist (HTTP 404)", "Give the tile set's folder URL or its tilejson URL"
+            )
         try:
-            with urllib.request.urlopen(path_or_url, timeout=30) as resp:  # noqa: S310  # nosec B310 # the user's own tilejson URL; to go through QGIS's network stack (proxy, auth) later
-                return resp.read(10_000_000).decode("utf-8"), None
-        except OSError as exc:
-            raise IsoInputError("TILEJSON", f"cannot fetch {path_or_url}: {exc}", "Check the URL") from None
+            return data.decode("utf-8"), remote.folder_of(url)
+        except UnicodeDecodeError:
+            raise IsoInputError("TILEJSON", f"{url} is not a text file", "Give the URL of a tilejson.json") from None
     p = Path(path_or_url.removeprefix("file://"))
     if p.is_dir():
         p = p / "tilejson.json"

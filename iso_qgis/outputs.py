@@ -47,7 +47,7 @@ def write_tile_vrt(
     for x, y in present:
         loc = source.location(x, y, lv.z)
         if source.is_remote:
-            name, rel = "/vsicurl/" + loc, "0"
+            name, rel = ("/vsigs/" + loc[len("gs://") :] if loc.startswith("gs://") else "/vsicurl/" + loc), "0"
         else:
             p = Path(loc)
             try:

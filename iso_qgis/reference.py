@@ -32,6 +32,7 @@ from . import grid as grid_mod
 from .errors import IsoInputError
 from .feedback import Feedback
 from .fsutil import atomic_write_json, save_rgb_png
+from .remote import is_remote
 
 _LAYER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: pixels read from the whole raster to estimate the stretch percentiles
@@ -79,7 +80,7 @@ def render_reference(
     if not _LAYER_NAME.match(layer) or layer in (".", ".."):
         raise IsoInputError("LAYER", f"{layer!r} is not a folder name", "Use letters, digits, '_', '-' or '.'")
     if out_dir is None:
-        if grid.base_dir is None:
+        if grid.base_dir is None or is_remote(grid.base_dir):
             raise IsoInputError("OUTPUT", "the tilejson is a URL, so there is no folder to add to", "Give OUTPUT")
         out_dir = grid.base_dir
     out = Path(out_dir)
@@ -209,7 +210,7 @@ def _default_tiles(grid: grid_mod.TileGrid, z: int, src: Any, feedback: Feedback
 
 
 def _tiles_on_disk(grid: grid_mod.TileGrid, z: int) -> list[tuple[int, int]]:
-    if not grid.base_dir:
+    if not grid.base_dir or is_remote(grid.base_dir):  # a web server or a bucket cannot be listed
         return []
     found: set[tuple[int, int]] = set()
     for template in grid.tiles:

@@ -92,9 +92,9 @@ class RunConfig:
         """What decides the pixels: a rerun with the same settings resumes, other settings are refused."""
         return {
             "grid": grid or {},
-            "tilejson": str(Path(self.tilejson).resolve()) if "://" not in self.tilejson else self.tilejson,
+            "tilejson": _where(self.tilejson),
             "layer": self.layer,
-            "ref_tilejson": self.ref_tilejson and str(Path(self.ref_tilejson).resolve()),
+            "ref_tilejson": self.ref_tilejson and _where(self.ref_tilejson),
             "ref_layer": self.ref_layer,
             "anchors": anchor_digests,
             "prompt": self.prompt_sent(),
@@ -191,3 +191,8 @@ def same_grid(a: ZoomLevel, b: ZoomLevel) -> bool:
         and abs(a.step - b.step) < 1e-6
         and np.allclose(a.affine.as_list(), b.affine.as_list(), rtol=1e-9, atol=1e-6)
     )
+
+
+def _where(tilejson: str) -> str:
+    """A tilejson's absolute path, or its URL as given."""
+    return tilejson if "://" in tilejson else str(Path(tilejson).resolve())

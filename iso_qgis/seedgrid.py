@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pyproj import Transformer
 
+from . import remote
 from .errors import IsoInputError
 from .tilegrid import Affine, TileGrid, ZoomLevel, parse_bounds, parse_tile_size, zoom_range
 
@@ -72,23 +74,40 @@ def _find_seed_max_height(render: dict[str, Any], base_dir: str | None, given: f
         return float(given)
     if render.get("max_height_m") is not None:
         return float(render["max_height_m"])
-    if base_dir:
-        for p in sorted(Path(base_dir).glob("*.json")):
-            if p.name == "tilejson.json":
-                continue
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            found = _find_key(data, "max_height_m")
-            if found is not None:
-                return float(found)
+    for data in _reports_beside(base_dir):
+        found = _find_key(data, "max_height_m")
+        if found is not None:
+            return float(found)
     raise IsoInputError(
         "MAX_HEIGHT_M",
         "this isometric_affine tile set states no max_height_m"
         " (not in render, nor in a report JSON beside the tilejson)",
         "Give the tallest building height in meters as MAX_HEIGHT_M (CLI: --max_height_m)",
     )
+
+
+def _reports_beside(base_dir: str | None) -> Iterator[Any]:
+    """The JSON documents beside the tilejson, in a folder or at a URL."""
+    if not base_dir:
+        return
+    if remote.is_remote(base_dir):
+        for url in remote.json_files_beside(base_dir):
+            if url.endswith("/tilejson.json"):
+                continue
+            try:
+                raw = remote.fetch(url, "TILEJSON", attempts=2, cache=False)
+                if raw is not None:
+                    yield json.loads(raw.decode("utf-8"))
+            except (IsoInputError, ValueError):
+                continue
+        return
+    for p in sorted(Path(base_dir).glob("*.json")):
+        if p.name == "tilejson.json":
+            continue
+        try:
+            yield json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
 
 
 def _find_key(data: Any, key: str, depth: int = 0) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import remote
 from .errors import IsoInputError
 from .fsutil import decode_up_png
 from .grid import TileGrid
@@ -29,6 +30,11 @@ _CACHE_LOCK = threading.Lock()
 
 def _is_url(template: str) -> bool:
     return "://" in template and not template.startswith("file://")
+
+
+def _remote_base(grid: TileGrid) -> bool:
+    """A tile set read from a URL: its relative templates resolve against the tilejson's folder URL."""
+    return remote.is_remote(grid.base_dir or "")
 
 
 @dataclass(frozen=True)
@@ -63,18 +69,24 @@ class TileSource:
                 "Give LAYER, the tile folder inside the tile set (e.g. raw_whitebox)",
             )
         if not _is_url(template) and grid.base_dir is None:
-            raise IsoInputError("TILEJSON", "a tilejson read from a URL needs absolute tile URLs", "Use a local copy")
+            raise IsoInputError(
+                "TILEJSON",
+                f"the tile template {template!r} is relative and the tilejson came from no folder or URL",
+                "Read the tilejson from its file or URL",
+            )
         return cls(grid, template, layer)
 
     @property
     def is_remote(self) -> bool:
-        return _is_url(self.template)
+        return _is_url(self.template) or _remote_base(self.grid)
 
     def location(self, x: int, y: int, z: int) -> str:
         """A local path (inside the tile set folder) or a URL."""
         rel = self.template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
-        if self.is_remote:
+        if _is_url(rel):
             return rel
+        if _remote_base(self.grid):
+            return remote.join(self.grid.base_dir or "", rel)
         rel = rel.removeprefix("file://")
         base = _abs_dir(self.grid.base_dir or ".")
         path = os.path.normpath(os.path.join(base, rel))  # no file system calls: this runs for every tile
@@ -104,7 +116,7 @@ class TileSource:
                 _CACHE.move_to_end(key)
                 return hit
         if self.is_remote:
-            data = _fetch(loc)
+            data = remote.fetch(loc, "TILE")
             if data is None:
                 return None
             img = load_rgb(io.BytesIO(data), loc)
@@ -116,6 +128,11 @@ class TileSource:
             while len(_CACHE) > _CACHE_TILES:
                 _CACHE.popitem(last=False)
         return img
+
+    def prefetch(self, tiles: list[tuple[int, int]], z: int) -> None:
+        """Fetch the tiles of a URL tile set concurrently into the local cache (nothing to do for a folder)."""
+        if self.is_remote:
+            remote.fetch_many([self.location(x, y, z) for x, y in tiles], "TILE")
 
 
 def tiles_on_disk(source: TileSource, z: int) -> list[tuple[int, int]] | None:
@@ -143,37 +160,16 @@ def zoom_folder(source: TileSource, z: int) -> str:
     loc = source.template.replace("{z}", str(z))
     cut = min(i for i in (loc.find("{x}"), loc.find("{y}"), len(loc)) if i >= 0)
     head = loc[:cut].rsplit("/", 1)[0] if "/" in loc[:cut] else ""
-    if source.is_remote:
+    if _is_url(head):
         return head
+    if source.is_remote:
+        return remote.join(source.grid.base_dir or "", head)
     return os.path.join(_abs_dir(source.grid.base_dir or "."), head.removeprefix("file://"))
 
 
 @functools.lru_cache(maxsize=64)
 def _abs_dir(path: str) -> str:
     return os.path.normpath(os.path.abspath(path))
-
-
-def _fetch(url: str, attempts: int = 3) -> bytes | None:
-    """A tile over HTTP: None for 404, retries for 5xx and network errors, then a clear error."""
-    import time
-    import urllib.error
-    import urllib.request
-
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310  # nosec B310 # the tile set's own tile URL; to go through QGIS's network stack (proxy, auth) later
-                return resp.read(64 * 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            problem = f"HTTP {exc.code}"
-            if exc.code < 500 and exc.code != 429:
-                break
-        except OSError as exc:
-            problem = str(exc)
-        if attempt < attempts - 1:
-            time.sleep(0.5 * 2**attempt)
-    raise IsoInputError("TILEJSON", f"cannot fetch tile {url}: {problem}", "Check the tile URL and the network")
 
 
 def load_rgb(src: str | os.PathLike[str] | io.BytesIO, name: str) -> np.ndarray:
@@ -220,6 +216,8 @@ def assemble_canvas(
     """
     grid = source.grid
     lv = grid.level(z)
+    if grow_px and source.is_remote:  # the tile and its neighbors at once, not one round trip after another
+        source.prefetch([(x + dx, y + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], z)
     own = source.read(x, y, z)
     if own is None:
         return None, np.zeros((0, 0), bool)

@@ -19,6 +19,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..iso_qgis.deps import require
 from ..iso_qgis.errors import IsoInputError
 from ..iso_qgis.feedback import Canceled, Feedback
+from .network import apply_qgis_network_settings
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "icon.svg")
@@ -100,6 +101,7 @@ def engine_errors(alg: QgsProcessingAlgorithm | None = None) -> Iterator[None]:
     names them (``labelled``) when ``alg`` is given."""
     try:
         require()
+        apply_qgis_network_settings()  # the engine's HTTP follows QGIS's proxy
         yield
     except IsoInputError as exc:
         raise QgsProcessingException(labelled(alg, str(exc))) from exc

@@ -192,6 +192,27 @@ class IsoTileStylizerPlugin:
                 self.start_region_tool(True)  # draw on the new one
         return path
 
+    def choose_tileset_url(self) -> str:
+        """A tile set on a web server or in a bucket: its tilejson's URL (http(s)://, gs://)."""
+        from qgis.core import QgsSettings
+        from qgis.PyQt.QtWidgets import QInputDialog
+
+        from ..iso_qgis.remote import is_remote
+
+        settings = QgsSettings()
+        last = settings.value("iso_tile_stylizer/last_tilejson", "")
+        url, ok = QInputDialog.getText(
+            self.iface.mainWindow(), "Tile set URL", "The tilejson.json's URL (http(s)://… or gs://…)",
+            text=last if is_remote(last) else "",
+        )  # fmt: skip
+        url = url.strip() if ok else ""
+        if not is_remote(url):
+            return ""
+        settings.setValue("iso_tile_stylizer/last_tilejson", url)
+        if self.draw_action is not None and self.draw_action.isChecked():
+            self.start_region_tool(True)  # draw on the new one
+        return url
+
     def start_region_tool(self, checked: bool = True) -> None:
         """Pick the tile set (remembered), then draw; the tiles under the region light up as you go."""
         from qgis.core import QgsSettings
@@ -203,6 +224,8 @@ class IsoTileStylizerPlugin:
             return
         from ..iso_qgis.errors import IsoInputError
         from ..iso_qgis.grid import load_tilejson
+        from ..iso_qgis.remote import is_remote
+        from ..processing.network import apply_qgis_network_settings
         from .region_tool import RegionTool
 
         if not checked:
@@ -211,12 +234,13 @@ class IsoTileStylizerPlugin:
             return
         settings = QgsSettings()
         path = settings.value("iso_tile_stylizer/last_tilejson", "")
-        if not path or not os.path.isfile(path):
+        if not path or not (is_remote(path) or os.path.isfile(path)):
             path = self.choose_tileset()
             if not path:
                 self.draw_action.setChecked(False)
                 return
         try:
+            apply_qgis_network_settings()  # a tile set by URL is fetched through QGIS's proxy
             grid = load_tilejson(path)
         except IsoInputError as exc:
             self.iface.messageBar().pushCritical("Iso Tile Stylizer", str(exc))
@@ -255,6 +279,9 @@ class IsoTileStylizerPlugin:
         change = QPushButton("Change tile set…")
         change.clicked.connect(self.choose_tileset)
         item.layout().addWidget(change)
+        by_url = QPushButton("Tile set URL…")
+        by_url.clicked.connect(self.choose_tileset_url)
+        item.layout().addWidget(by_url)
         bar.pushWidget(item, Qgis.MessageLevel.Info, 0)
         self.draw_hint = item
 

@@ -48,6 +48,7 @@ from ..iso_qgis.errors import IsoInputError
 from ..iso_qgis.feedback import Feedback
 from ..iso_qgis.grid import TileGrid, load_tilejson
 from ..iso_qgis.pythread import on_python_thread
+from ..processing.network import apply_qgis_network_settings
 
 SETTINGS_KEY = "iso_tile_stylizer/last_review_dir"
 BACKENDS = ("offline", "vertex", "gemini", "endpoint")
@@ -449,6 +450,7 @@ class ReviewDock(QDockWidget):
             self.say("Busy with the previous action")
             return
         self.last_error = None
+        apply_qgis_network_settings()  # a run's tile set may be on a web server or in a bucket
         self.task = ReviewTask(description, work, self._done)
         self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.progress.setValue(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+from .. import netconfig
 from ..errors import IsoInputError
 
 
@@ -109,9 +110,7 @@ class Credentials:
         with self._lock:
             if self._adc is not None:
                 try:
-                    from google.auth.transport.requests import Request
-
-                    self._adc.refresh(Request())
+                    self._adc.refresh(netconfig.google_auth_request())
                 except Exception:  # noqa: BLE001 (google.auth raises several kinds)
                     return False
                 self.token_version += 1

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .. import netconfig
 from ..errors import IsoInputError
 from ..fsutil import decode_rgb
 from .base import Check, Failure, FailureKind, ImageRequest, ImageResult
@@ -131,7 +132,8 @@ class EndpointBackend:
                 res = ImageResult(None, model, failure, latency_s=time.perf_counter() - t0, retries=retries)
                 res.checked, res.cost_usd = checked, calls * self.s.price_per_call
                 return res
-            backoff = self.s.retry_base_ms / 1000 * 2**retries * random.uniform(0.5, 1.5)  # noqa: S311  # nosec B311 # jitter spreads retries; it guards nothing
+            jitter = random.uniform(0.5, 1.5)  # noqa: S311  # nosec B311 # spreads retries; not a secret
+            backoff = self.s.retry_base_ms / 1000 * 2**retries * jitter
             self.sleep(min(delay if delay is not None else backoff, self.s.retry_max_ms / 1000))
             retries += 1
 
@@ -160,7 +162,7 @@ class EndpointBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self.s.headers}
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310 (http(s), checked)
         try:
-            with urllib.request.urlopen(request, timeout=self.s.timeout_s) as resp:  # noqa: S310  # nosec B310 # the user's endpoint URL, http(s) only (checked with the settings)
+            with netconfig.urlopen(request, timeout=self.s.timeout_s) as resp:  # the proxy of the network settings
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             return self._http_failure(exc)

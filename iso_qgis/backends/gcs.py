@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from .. import netconfig
 from ..errors import IsoInputError
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -63,8 +64,12 @@ class Storage:
     def _session(self, credentials: Any) -> None:
         from google.auth.transport.requests import AuthorizedSession
 
-        # a 401 is ours to handle (renew); google-auth would try to refresh a bare token and raise
-        self.session = AuthorizedSession(credentials, refresh_status_codes=())
+        # a 401 is ours to handle (renew); google-auth would try to refresh a bare token and raise; the proxy and
+        # certificates of the network settings, for the calls and the token refreshes
+        self.session = AuthorizedSession(
+            credentials, refresh_status_codes=(), auth_request=netconfig.google_auth_request()
+        )
+        netconfig.apply_to_session(self.session)
 
     def _request(self, method: str, url: str, **kw: Any) -> Any:
         """One request, sent again with renewed credentials after a 401."""

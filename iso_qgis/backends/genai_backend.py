@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .. import netconfig
 from ..cost import Usage, cost_usd, load_prices
 from ..fsutil import decode_rgb
 from .base import SIDES, Check, Failure, FailureKind, ImageRequest, ImageResult
@@ -27,6 +28,8 @@ from .credentials import Credentials
 DEFAULT_MODEL = "gemini-3-pro-image"
 #: most input images a model takes in one request (checked before any call)
 MAX_INPUT_IMAGES = {"gemini-3-pro-image": 14, "gemini-3-pro-image-preview": 14, "gemini-2.5-flash-image": 3}
+#: where each API is served unless a base URL is set (to decide whether the proxy applies: NO_PROXY)
+_API_URL = {"gemini": "https://generativelanguage.googleapis.com", "vertex": "https://aiplatform.googleapis.com"}
 RETRYABLE_CODES = {408, 429, 500, 502, 503, 504}
 BLOCK_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}
 ASPECTS = {"1:1": 1.0, "4:3": 4 / 3, "3:4": 3 / 4, "3:2": 1.5, "2:3": 2 / 3, "16:9": 16 / 9, "9:16": 9 / 16,
@@ -205,7 +208,10 @@ class GenAIBackend:
             c = self._clients.get(token)
             if c is None:
                 retry = self.types.HttpRetryOptions(attempts=1)  # retries are ours: they honor RetryInfo
-                http = self.types.HttpOptions(timeout=int(self.s.timeout_s * 1000), retry_options=retry)
+                # the proxy and certificates of the network settings, for google-genai's httpx clients
+                net = netconfig.httpx_client_args(self.s.base_url or _API_URL[self.credentials.api])
+                http = self.types.HttpOptions(timeout=int(self.s.timeout_s * 1000), retry_options=retry,
+                                              client_args=net, async_client_args=dict(net))  # fmt: skip
                 if self.s.base_url:
                     http.base_url = self.s.base_url
                 c = self._clients[token] = self.credentials.make_client(self.genai, http)
