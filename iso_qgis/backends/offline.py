@@ -29,6 +29,7 @@ WHITEBOX_GROUND = np.array([236, 236, 232], np.float32)  # whitebox.GROUND_RGB (
 ROOF_LUM = 199.0  # the whitebox's roof gray: shade 1.0
 ROOF_MIN_LUM = 172.0  # whitebox walls are at most ~161; mixed roof/outline blocks stay above this
 BUILDING_DIFF = 14.0  # max channel distance from the ground that makes a block "building"
+BUILDING_CHROMA = 10.0  # buildings are gray (walls and roofs); a block more colorful than this is painted ground
 EDGE_STEP = 22.0  # luminance step to a brighter neighbor that draws an outline
 NEUTRAL_GROUND = (186, 188, 176)  # light pavement, for canvases without a reference
 ROOF_TONES = np.array([[192, 100, 72], [100, 108, 128], [84, 140, 130]], np.float32)  # terracotta, slate, copper
@@ -96,7 +97,12 @@ class OfflineBackend:
         wb = _asf(_blocks(_rgb(request.whitebox), pad, b))
         lum = _lum(wb)
         diff = np.abs(wb - WHITEBOX_GROUND)
-        building = (diff[..., 0] > BUILDING_DIFF) | (diff[..., 1] > BUILDING_DIFF) | (diff[..., 2] > BUILDING_DIFF)
+        marked = (diff[..., 0] > BUILDING_DIFF) | (diff[..., 1] > BUILDING_DIFF) | (diff[..., 2] > BUILDING_DIFF)
+        # buildings are gray; a whitebox's painted ground (water, green, roads: ``ground.LEGEND``) is not
+        chroma = np.maximum(np.maximum(wb[..., 0], wb[..., 1]), wb[..., 2])
+        chroma -= np.minimum(np.minimum(wb[..., 0], wb[..., 1]), wb[..., 2])
+        building = marked & (chroma <= BUILDING_CHROMA)
+        painted = marked & ~building
         roof = building & (lum >= ROOF_MIN_LUM)
 
         # Ground from the low-passed reference, punched up (satellite colors are dark and flat).
@@ -110,6 +116,9 @@ class OfflineBackend:
         else:
             ground = np.broadcast_to(np.array(NEUTRAL_GROUND, np.float32), (bh, bw, 3))
             tint, tint_w = np.float32(0.0), 0.0
+        if painted.any():  # the ground's own classes: their legend colors, punched up, half into a reference's
+            own = _punch(Image.fromarray(wb.astype(np.uint8)))
+            ground = np.where(painted[..., None], own if request.reference is None else (ground + own) / 2, ground)
 
         # Seed fields on global coordinates: a broad one (tile scale) and a finer one.
         v = self.variation

@@ -214,3 +214,25 @@ def test_however_many_threads_call_it_at_most_one_per_core_stylizes(monkeypatch)
         results = list(pool.map(lambda _: backend.generate(req), range(128)))
     assert all(r.ok for r in results)
     assert 1 <= peak[0] <= max(1, os.cpu_count() or 1)
+
+
+def test_a_whitebox_with_a_painted_ground_keeps_its_classes_as_ground_and_its_buildings_as_buildings() -> None:
+    """Water and green painted on the ground (``ground.LEGEND``) are colored like their class, not styled as
+    roofs and walls; the gray buildings on them still are; a plain whitebox gives the same pixels as before."""
+    from iso_tile_stylizer.iso_qgis.ground import LEGEND
+
+    wb = city(256, 256, n=12)
+    plain = OfflineBackend().generate(request(wb)).image
+    painted = wb.copy()
+    ground = is_ground(wb)
+    left, right = np.zeros_like(ground), np.zeros_like(ground)
+    left[:, :128], right[:, 128:] = ground[:, :128], ground[:, 128:]
+    painted[left], painted[right] = LEGEND["water"], LEGEND["green"]
+    out = OfflineBackend().generate(request(painted)).image.astype(np.float32)
+    inner = np.zeros_like(ground)
+    inner[16:-16, 16:-16] = True  # away from the canvas's edge, where blocks mix with the pad
+    water, green = out[left & inner], out[right & inner]
+    assert (water[:, 2] - water[:, 0]).mean() > 40  # blue over red
+    assert (green[:, 1] - green[:, 2]).mean() > 30  # green over blue
+    buildings = ~ground
+    assert np.abs(out[buildings] - plain[buildings].astype(np.float32)).mean() < 20  # styled as before
