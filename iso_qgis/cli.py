@@ -135,7 +135,7 @@ def _resolve(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ publish
 @command("publish")
 def _publish(a: argparse.Namespace) -> int:
-    from .publish import publish
+    from .publish import parse_variant, publish
 
     res = publish(
         a.out_dir,
@@ -146,6 +146,7 @@ def _publish(a: argparse.Namespace) -> int:
         z=a.zoom,
         max_height_m=a.max_height_m,
         buildings_attribution=a.buildings_attribution,
+        variants=[parse_variant(v) for v in a.variant or ()],
         feedback=StderrFeedback(),
     )
     print(json.dumps({"viewer": res.out_dir, "index_html": res.index_html, "format": res.fmt,
@@ -270,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoom", type=int, help="zoom of the tile set (default: its highest)")
     p.add_argument("--max_height_m", type=float, help="tallest building, for seed tile sets that do not state it")
     p.add_argument("--buildings_attribution", help="HTML credit for the buildings (default: OpenStreetMap)")
+    variant = "NAME=RUN: another run (or tile set) over the same tiles, e.g. night=out_night, as a layer (repeatable)"
+    p.add_argument("--variant", action="append", metavar="NAME=RUN", help=variant)
     p.add_argument("--open", action="store_true", help="open the page in the web browser (served on 127.0.0.1)")
     p = sub.add_parser("serve", help="serve a viewer folder on 127.0.0.1 (range requests) and open it in the browser")
     p.add_argument("folder", help="the folder publish wrote")

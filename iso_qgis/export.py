@@ -197,6 +197,35 @@ def _check_output(out: Path, fmt: str, tile_size: int) -> None:
         )
 
 
+def _mosaic_of(
+    tilejson: str | os.PathLike[str], layer: str | None, z: int | None, max_height_m: float | None
+) -> tuple[Any, Any, list[tuple[int, int]], _Mosaic]:
+    grid = load_tilejson(tilejson, max_height_m=max_height_m)
+    source = TileSource.for_layer(grid, layer)
+    lv = grid.level(z)
+    tiles = list_tiles(source, lv.z)
+    if not tiles:
+        problem = f"no tiles at zoom {lv.z} in {source.template} of {tilejson}"
+        raise IsoInputError("LAYER" if layer else "TILEJSON", problem, "Check LAYER (a tile folder) and the zoom")
+    return grid, lv, tiles, _Mosaic(source, lv.z, tiles)
+
+
+def mosaic_frame(
+    tilejson: str | os.PathLike[str],
+    *,
+    layer: str | None = None,
+    z: int | None = None,
+    max_height_m: float | None = None,
+) -> dict[str, Any]:
+    """Where the mosaic ``export_pyramid`` would write lies, without writing it: ``crs``, ``affine``
+    (from its first pixel to the ground), ``origin_px``, ``width``, ``height`` and ``source_zoom``, as
+    in the pyramid's ``iso_pyramid`` block. Two tile sets with equal frames give pyramids that line up."""
+    grid, lv, _, m = _mosaic_of(tilejson, layer, z, max_height_m)
+    frame: dict[str, Any] = {"crs": grid.crs, "affine": lv.affine.shifted(m.col0, m.row0).as_list()}
+    frame.update(origin_px=[m.col0, m.row0], width=m.width, height=m.height, source_zoom=lv.z)
+    return frame
+
+
 def export_pyramid(
     tilejson: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -224,14 +253,7 @@ def export_pyramid(
         raise IsoInputError("FORMAT", f"unknown format {fmt!r}", f"Choose one of {', '.join(FORMATS)}")
     if tile_size not in TILE_SIZES:
         raise IsoInputError("OUT_TILE_SIZE", f"tile size {tile_size} is not supported", "Choose 256 or 512")
-    grid = load_tilejson(tilejson, max_height_m=max_height_m)
-    source = TileSource.for_layer(grid, layer)
-    lv = grid.level(z)
-    tiles = list_tiles(source, lv.z)
-    if not tiles:
-        problem = f"no tiles at zoom {lv.z} in {source.template} of {tilejson}"
-        raise IsoInputError("LAYER" if layer else "TILEJSON", problem, "Check LAYER (a tile folder) and the zoom")
-    mosaic = _Mosaic(source, lv.z, tiles)
+    grid, lv, tiles, mosaic = _mosaic_of(tilejson, layer, z, max_height_m)
     w, h = mosaic.width, mosaic.height
     top = 0  # the native zoom: halvings until the mosaic fits one tile
     while max(-(-w >> top), -(-h >> top)) > tile_size:

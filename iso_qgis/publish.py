@@ -9,6 +9,9 @@ run's quick look). Pyramids are one PMTiles file each (default; needs an HTTP se
 with range requests, which every static host has) or ``{z}/{x}/{y}.png`` folders
 (also open from ``file://``). Configuration is loaded by ``<script>`` tags, not
 fetched, so nothing but the PMTiles reads needs a server.
+
+Map variants (a night or winter run over the run's own tiles) are more pyramids in the same
+folder, one per variant, shown as more base layers; each must cover the mosaic's pixels exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,9 @@ REPORT_NAME = "report_nb_pro.json"
 HEAT_VMAX = 30.0  # deltaE at the top of the heatmap's color scale (outputs.heatmap_rgba)
 OSM_ATTRIBUTION = 'Buildings &copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 MARKER = "viewer-config.js"  # what makes a folder one of ours
+#: A variant's name is its layer id, its pyramid's file or folder name and its hash in the page's address.
+VARIANT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+RESERVED_NAMES = ("mosaic", "heatmap", "lib", "report")
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,52 @@ def find_run(source: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     return tj, parent if (parent / REPORT_NAME).is_file() else None
 
 
+def parse_variant(text: str) -> tuple[str, str]:
+    """``night=path/to/night_run`` (the command line's ``--variant``) as ``(name, path)``."""
+    name, sep, path = str(text).partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise IsoInputError("VARIANT", f"{text!r} is not NAME=PATH", "Give e.g. night=path/to/night_run")
+    return name.strip(), path.strip()
+
+
+def _variant_sources(variants: Sequence[tuple[str, str | os.PathLike[str]]]) -> list[tuple[str, Path, Path | None]]:
+    """(name, tilejson, run folder or None) of each variant, the names checked."""
+    out: list[tuple[str, Path, Path | None]] = []
+    for name, path in variants:
+        if not VARIANT_NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise IsoInputError(
+                "VARIANT",
+                f"{name!r} cannot name a variant (it names the layer, its files and the page's address)",
+                f"Use lowercase letters, digits, - and _, starting with a letter, not {', '.join(RESERVED_NAMES)}",
+            )
+        if name in (n for n, _, _ in out):
+            raise IsoInputError("VARIANT", f"two variants are named {name!r}", "Give each variant its own name")
+        try:
+            tilejson, run = find_run(path)
+        except IsoInputError as exc:
+            raise IsoInputError("VARIANT", f"variant {name}: {exc.problem}", exc.fix) from None
+        out.append((name, tilejson, run))
+    return out
+
+
+def _check_same_frame(name: str, tilejson: Path, frame: dict[str, Any], main: dict[str, Any]) -> None:
+    """A variant's pixels must be the mosaic's: the page has one size and one georeference for all layers."""
+    if frame["crs"] != main["crs"] or not np.allclose(frame["affine"], main["affine"], rtol=1e-9, atol=1e-6):
+        raise IsoInputError(
+            "VARIANT",
+            f"variant {name} ({tilejson}) is on another grid than the map (its pixels lie elsewhere on the ground)",
+            "Make the variant a run over the map's own tiles/tilejson.json",
+        )
+    box = (*frame["origin_px"], frame["width"], frame["height"])
+    want = (*main["origin_px"], main["width"], main["height"])
+    if box != want:
+        raise IsoInputError(
+            "VARIANT",
+            f"variant {name} ({tilejson}) covers the pixels (x, y, width, height) {box}, the map {want}",
+            "Run the variant over the same tiles as the map (the same region or --x0 --y0 --w --h)",
+        )
+
+
 def _check_dest(dest: Path) -> None:
     if dest.exists() and not dest.is_dir():
         raise IsoInputError("OUTPUT", f"{dest} is a file", "Give a folder for the viewer")
@@ -104,10 +157,17 @@ def _models(report: dict[str, Any]) -> list[str]:
     return sorted(count, key=lambda m: (-count[m], m))
 
 
-def attribution_of(report: dict[str, Any] | None, buildings: str | None = None) -> str:
-    """The page's attribution: the buildings' source and the models used (from the run's report)."""
+def attribution_of(
+    report: dict[str, Any] | None,
+    buildings: str | None = None,
+    variant_reports: Sequence[dict[str, Any] | None] = (),
+) -> str:
+    """The page's attribution: the buildings' source and the models used (from the run's report, then
+    from the variants' reports)."""
     parts = [OSM_ATTRIBUTION if buildings is None else buildings]
     models = _models(report or {})
+    for more in variant_reports:
+        models += [m for m in _models(more or {}) if m not in models]
     if models:
         parts.append("stylized with " + ", ".join(_html(m) for m in models))
     return " &middot; ".join(p for p in parts if p)
@@ -192,32 +252,38 @@ def publish(
     z: int | None = None,
     max_height_m: float | None = None,
     buildings_attribution: str | None = None,
+    variants: Sequence[tuple[str, str | os.PathLike[str]]] = (),
     feedback: Feedback | None = None,
 ) -> PublishResult:
     """Write the viewer folder for ``source`` (a run's output folder, or a tile set) into ``out_dir``.
 
     ``out_dir`` defaults to ``<run>/viewer``. It must be new, empty or an earlier viewer folder
-    (refreshed in place; nothing else in it is deleted)."""
-    from .export import export_pyramid
+    (refreshed in place; nothing else in it is deleted). ``variants`` are ``(name, run or tile set)``
+    pairs: each becomes another base layer (``<name>.pmtiles`` or ``<name>/``), read at the same zoom
+    as ``source`` and refused unless it covers the same pixels of the same grid."""
+    from .export import export_pyramid, mosaic_frame
 
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
         raise IsoInputError("FORMAT", f"unknown viewer format {fmt!r}", f"Choose one of {', '.join(FORMATS)}")
     fb = feedback or Feedback()
     tilejson, run = find_run(source)
+    variant_sources = _variant_sources(variants)
+    if variant_sources:  # every variant checked before anything is written
+        main = mosaic_frame(tilejson, layer=layer, z=z, max_height_m=max_height_m)
+        for name, vtj, _ in variant_sources:
+            try:
+                frame = mosaic_frame(vtj, z=main["source_zoom"], max_height_m=max_height_m)
+            except IsoInputError as exc:
+                raise IsoInputError("VARIANT", f"variant {name} ({vtj}): {exc.problem}", exc.fix) from None
+            _check_same_frame(name, vtj, frame, main)
     if out_dir is None:
         out_dir = (run or tilejson.parent) / "viewer"
     dest = Path(out_dir)
     _check_dest(dest)
     lib = library_files()
-    report: dict[str, Any] | None = None
-    if run is not None:
-        try:
-            report = json.loads((run / REPORT_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise IsoInputError(
-                "INPUT", f"{run / REPORT_NAME} cannot be read ({exc})", "Run generatetiles again"
-            ) from None
+    report = _read_report(run, "INPUT")
+    variant_reports = [_read_report(vrun, "VARIANT") for _, _, vrun in variant_sources]
     dest.mkdir(parents=True, exist_ok=True)
 
     def target(name: str) -> Path:
@@ -230,6 +296,11 @@ def publish(
     block = _pyramid_block(target("mosaic"), fmt)
     layers = [{"id": "mosaic", "title": "Mosaic", "url": _layer_url("mosaic", fmt)}]
     total_tiles, total_bytes = res.tile_count, res.bytes
+    for name, vtj, _ in variant_sources:
+        fb.info(f"viewer: variant {name}, the mosaic of {vtj}")
+        vres = export_pyramid(vtj, target(name), feedback=fb, **{**kw, "layer": None, "z": block["source_zoom"]})
+        layers.append({"id": name, "title": name[0].upper() + name[1:].replace("_", " "), "url": _layer_url(name, fmt)})
+        total_tiles, total_bytes = total_tiles + vres.tile_count, total_bytes + vres.bytes
     heat_tif = run / "seam_heatmap.tif" if run is not None else None
     if heat_tif is not None and heat_tif.is_file():
         fb.info("viewer: the seam heatmap")
@@ -254,7 +325,7 @@ def publish(
         "minZoom": res.min_zoom,
         "nativeZoom": res.max_zoom,
         "layers": layers,
-        "attribution": attribution_of(report, buildings_attribution),
+        "attribution": attribution_of(report, buildings_attribution, variant_reports),
         "grid": {"originPx": block["origin_px"], "z": block["source_zoom"], **lv_grid},
         "heatmap": {"vmax": HEAT_VMAX, "unit": "CIELAB deltaE"},
         "iso_pyramid": {k: v for k, v in block.items() if k not in ("source", "name")},  # no local paths
@@ -281,6 +352,17 @@ def publish(
         res.size_px,
         res.max_zoom,
     )
+
+
+def _read_report(run: Path | None, input_name: str) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    try:
+        return json.loads((run / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IsoInputError(
+            input_name, f"{run / REPORT_NAME} cannot be read ({exc})", "Run generatetiles again"
+        ) from None
 
 
 def _layer_url(name: str, fmt: str) -> str:
