@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -13,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 
 from ..iso_qgis.errors import IsoInputError
@@ -53,7 +55,10 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         "the run's attribution, and the tile under the cursor with its report entry. FORMAT PMTiles writes one "
         "file per layer (serve the folder over HTTP: any static host; file:// cannot read it), PNG writes tile "
         "folders (these also open from file://). Copy the folder to any web host as it is; the plugin's menu "
-        "entry Publish a viewer offers to open it in the browser."
+        "entry Publish a viewer offers to open it in the browser.<br>"
+        "VARIANTS (with VIEWER): map variants as more layers to switch, one NAME=FOLDER per line (or separated "
+        "by ;), e.g. night=C:/runs/night: a generatetiles output folder (or a tile set) made over this tile set's "
+        "own tiles, with PRESET night or winter. A variant must cover the same tiles of the same grid."
     )
 
     def name(self) -> str:
@@ -100,6 +105,14 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
                 "VIEWER", "Write a viewer folder (index.html; FORMAT PMTiles or PNG) for any web host", False
             )
         )
+        variants = QgsProcessingParameterString(
+            "VARIANTS",
+            "Map variants as more layers (with VIEWER): NAME=FOLDER, one per line, e.g. night=C:/runs/night",
+            multiLine=True,
+            optional=True,
+        )
+        variants.setFlags(variants.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        self.addParameter(variants)
         self.addParameter(
             QgsProcessingParameterFolderDestination("OUTPUT", "Output folder (the tiles, the file, or the viewer)")
         )
@@ -111,7 +124,7 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         from ..iso_qgis.export import export_pyramid
-        from ..iso_qgis.publish import publish
+        from ..iso_qgis.publish import parse_variant, publish
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         layer = self.parameterAsString(parameters, "LAYER", context)
@@ -122,7 +135,11 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         zoom, height = zoom_and_height(self, parameters, context)
         out_dir = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         out_dir = out_dir or self.parameterAsString(parameters, "OUTPUT", context)
-        if self.parameterAsBool(parameters, "VIEWER", context):
+        variants = self.parameterAsString(parameters, "VARIANTS", context) or ""
+        viewer = self.parameterAsBool(parameters, "VIEWER", context)
+        if variants.strip() and not viewer:
+            raise QgsProcessingException("VARIANTS: map variants are layers of a viewer. Turn VIEWER on")
+        if viewer:
             with engine_errors(self):
                 if fmt not in VIEWER_FORMATS:
                     raise IsoInputError("FORMAT", f"a viewer's tiles are PMTiles or PNG, not {fmt}", "Choose one")
@@ -135,6 +152,7 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
                     layer=layer or None,
                     z=zoom,
                     max_height_m=height,
+                    variants=[parse_variant(v) for v in variants.replace(";", "\n").splitlines() if v.strip()],
                     feedback=EngineFeedback(feedback),
                 )
             feedback.pushInfo(f"Viewer: {pub.index_html}. " + _how_to_open(pub.fmt))

@@ -30,6 +30,28 @@ def test_viewer_option_writes_the_viewer_folder(run_alg, export_alg, tile_set, t
     assert (out / "lib" / "leaflet.js").is_file() and (out / "viewer-config.js").is_file()
 
 
+def test_variants_are_more_layers_of_the_viewer(run_alg, export_alg, tile_set, tmp_path):  # noqa: F811
+    """VARIANTS: NAME=FOLDER per line (or ;); here the tile set twice over itself, the simplest same grid."""
+    import json
+    import re
+
+    from qgis.core import QgsProcessingException
+
+    out = tmp_path / "viewer"
+    given = f"night={tile_set.parent}\n\n winter = {tile_set} "
+    params = {"TILEJSON": str(tile_set), "FORMAT": 3, "VIEWER": True, "VARIANTS": given, "OUTPUT": str(out)}
+    res = run_alg(ALG_ID, params)
+    text = (out / "viewer-config.js").read_text()
+    cfg = json.loads(re.fullmatch(r"window\.ISO_VIEWER = (.*);\s*", text, re.S)[1])
+    assert [s["id"] for s in cfg["layers"]] == ["mosaic", "night", "winter"]
+    assert (out / "night.pmtiles").is_file() and (out / "winter.pmtiles").is_file() and res["TILE_COUNT"] > 3
+    with pytest.raises(QgsProcessingException, match="VARIANT"):
+        run_alg(ALG_ID, {"TILEJSON": str(tile_set), "FORMAT": 3, "VIEWER": True, "VARIANTS": "night;" + given,
+                         "OUTPUT": str(tmp_path / "bad")})  # fmt: skip
+    with pytest.raises(QgsProcessingException, match=r"VARIANTS: .*Turn VIEWER on"):
+        run_alg(ALG_ID, {"TILEJSON": str(tile_set), "FORMAT": 3, "VARIANTS": given, "OUTPUT": str(tmp_path / "t")})
+
+
 def test_viewer_refuses_webp(run_alg, export_alg, tile_set, tmp_path):  # noqa: F811
     from qgis.core import QgsProcessingException
 
