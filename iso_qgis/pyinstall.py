@@ -67,6 +67,10 @@ def python_executable() -> str | None:
     return found
 
 
+#: runs pip in a Python that may have none (standalone: see the module)
+BOOTSTRAP = Path(__file__).resolve().parent / "pip_bootstrap.py"
+
+
 def pip_command(
     target: str | os.PathLike[str],
     requirement: str | Sequence[str] = GENAI_REQUIREMENT,
@@ -81,7 +85,9 @@ def pip_command(
     py = python or python_executable()
     if py is None:
         raise FileNotFoundError("no Python interpreter found next to QGIS's")
-    cmd = [py, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--upgrade",
+    # pip through ``pip_bootstrap.py``: the same as ``python -m pip`` where pip is installed; where it is not
+    # (Debian's QGIS runs the system Python, without pip), pip's own wheel is taken (checked) and run
+    cmd = [py, str(BOOTSTRAP), "install", "--disable-pip-version-check", "--no-input", "--upgrade",
            "--only-binary", ":all:", "--target", str(target)]  # fmt: skip
     if find_links:
         cmd += ["--no-index", "--find-links", str(find_links)]
