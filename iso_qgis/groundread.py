@@ -113,10 +113,7 @@ def _features(path: str, layer_name: str, box_ground: Any, crs: CRS, fb: Feedbac
     """(tags, shapely geometry in the ground CRS, clipped to the box) of one OGR layer's features."""
     messages: list[str] = []
     with ogr_session(messages) as ogr:
-        try:
-            ds = ogr.Open(path)
-        except RuntimeError as exc:
-            raise IsoInputError("GROUND", f"cannot read {path} ({exc})", "Give a readable vector file") from None
+        ds = _open(ogr, path)
         names = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())]
         if layer_name not in names:
             raise IsoInputError(
@@ -202,14 +199,22 @@ def read_layer_ground(layers: dict[str, str], box_ground: Any, crs: str, feedbac
     return items
 
 
+def _open(ogr: Any, path: str) -> Any:
+    """An OGR data source of a ground layer's file, or an error naming it."""
+    try:
+        ds = ogr.Open(path)
+    except RuntimeError as exc:
+        raise IsoInputError("GROUND", f"cannot read {path} ({exc})", "Give a readable vector file") from None
+    if ds is None:
+        raise IsoInputError("GROUND", f"cannot read {path}", "Give a readable vector file")
+    return ds
+
+
 def _first_layer(path: str) -> str:
     messages: list[str] = []
     with ogr_session(messages) as ogr:
-        try:
-            ds = ogr.Open(path)
-        except RuntimeError as exc:
-            raise IsoInputError("GROUND", f"cannot read {path} ({exc})", "Give a readable vector file") from None
-        if ds is None or ds.GetLayerCount() == 0:
+        ds = _open(ogr, path)
+        if ds.GetLayerCount() == 0:
             raise IsoInputError("GROUND", f"{path} has no layers", "Give a vector file with polygons or lines")
         return str(ds.GetLayer(0).GetName())
 

@@ -122,17 +122,20 @@ class InFlight:
 
 
 def dummy_wheel(folder: Path, name: str = "google-genai", version: str = "3.4.0",
-                module: str = "google/genai") -> Path:  # fmt: skip
+                module: str = "google/genai", requires: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """A minimal pure-Python wheel, made by hand (no build backend, no network): ``module/__init__.py``
-    with ``__version__`` and ``DUMMY = True``."""
+    with ``__version__`` and ``DUMMY = True``, its dependencies declared (Requires-Dist)."""
     import base64
     import hashlib
     import zipfile
 
     dist = f"{name.replace('-', '_')}-{version}"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
     files = {
         f"{module}/__init__.py": f'__version__ = "{version}"\nDUMMY = True\n',
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}.dist-info/METADATA": meta,
         f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []

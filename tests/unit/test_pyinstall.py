@@ -73,28 +73,7 @@ def _env_with_plugin():
 # ------------------------------------------------------------------ the engine's packages
 def _wheel(folder, name, version, module, requires=()):
     """A pure-Python wheel with its dependencies declared (Requires-Dist), made by hand."""
-    import base64
-    import hashlib
-    import zipfile
-
-    dist = f"{name.replace('-', '_')}-{version}"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires
-    )
-    files = {
-        f"{module}/__init__.py": f'__version__ = "{version}"\n',
-        f"{dist}.dist-info/METADATA": meta,
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
+    dummy_wheel(folder, name, version, module, tuple(requires))
 
 
 def _pip_install(target, requirement, wheels, constraints=None):
@@ -117,7 +96,7 @@ def test_the_install_is_pinned_to_what_the_python_has_and_keeps_only_what_was_mi
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("\n".join(pins) + "\n")
     _pip_install(target, "isotiles-engine>=2", wheels, constraints)
-    assert (target / "isotiles_base" / "__init__.py").read_text() == '__version__ = "1.0"\n'  # the pin held
+    assert (target / "isotiles_base" / "__init__.py").read_text().startswith('__version__ = "1.0"\n')  # the pin held
     assert pyinstall.prune(target, keep=["isotiles-engine>=2"]) == ["isotiles-base"]
     assert sorted(p.name for p in target.iterdir()) == ["isotiles_engine", "isotiles_engine-2.0.dist-info"]
     assert (system / "isotiles_base" / "__init__.py").is_file()  # the Python's own copy is untouched
