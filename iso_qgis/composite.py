@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cutmatch import meet_at_cut
 from .seams import SIDE_GEOMETRY, cut_mask, delta_e, intersect, min_error_path, rgb_to_lab
 
 Rect = tuple[int, int, int, int]
@@ -29,6 +30,8 @@ SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 
 #: how far (px) around a painted part the multi-band blend is computed: beyond it, blending a difference that
 #: is zero there changes nothing (five levels reach under 128 px)
 WIDE_MARGIN = 192
+#: how far (px) from a canvas's edges the correction of the painted pixels under it fades out (``_met``)
+EDGE_FADE = 32
 
 
 class _Block:
@@ -80,11 +83,13 @@ class Compositor:
         spill_dir: str | os.PathLike[str] | None = None,
         hot: int = 16,
         bands: int = 0,
+        match: bool = False,
     ) -> None:
         self.block_rect = block_rect
         self.step = step
         self.blend_px = blend_px
         self.bands = bands  # multi-band blending: levels of the pyramid (0: the narrow ramp only)
+        self.match = match  # both sides of a cut brought to one color (cutmatch.py)
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self.hot_max = max(4, hot)
         self.hot: OrderedDict[Cell, _Block] = OrderedDict()
@@ -171,7 +176,7 @@ class Compositor:
         old, filled, heat = self._gather(rect, create=True)
         weight = np.ones(filled.shape, np.float32)
         covered = np.zeros(filled.shape, bool)
-        bands, cut = [], []
+        bands, cut, meets = [], [], []
         for side, (dx, dy) in SIDE_OFFSETS.items():
             nb = (cell[0] + dx, cell[1] + dy)
             if nb not in self.rects:
@@ -188,6 +193,8 @@ class Compositor:
             weight[bs] = np.minimum(weight[bs], mask)
             covered[bs] = True
             cut.append(bs)
+            if self.match:
+                meets.append((bs, meet_at_cut(new[bs], old[bs], filled[bs], path, vertical, new_after)))
             heat[bs] = np.fmax(heat[bs], np.where(filled[bs], err, np.nan))
             bands.append({"side": side, "neighbor": list(nb), "mean_delta_e": float(err[filled[bs]].mean())})
         # overlap not governed by a cut (diagonal corners): the core's owner wins
@@ -198,6 +205,8 @@ class Compositor:
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
+        if meets:
+            new, old = _met(new, old, meets, self._painted_around(rect))
         # weight 1 takes the new pixel, 0 the old one: only the ramps across the cuts are mixed
         out = np.where((weight >= 1.0)[..., None], new, old)
         mixed = (weight > 0.0) & (weight < 1.0)
@@ -209,6 +218,11 @@ class Compositor:
         self._scatter(rect, out, heat)
         self.rects[cell] = rect
         return bands
+
+    def _painted_around(self, rect: Rect) -> tuple[np.ndarray, ...]:
+        """Which pixels just outside each edge of ``rect`` (top, bottom, left, right) are painted."""
+        _, filled, _ = self._gather((rect[0] - 1, rect[1] - 1, rect[2] + 1, rect[3] + 1), create=False)
+        return filled[0, 1:-1], filled[-1, 1:-1], filled[1:-1, 0], filled[1:-1, -1]
 
     def _blend_wide(
         self,
@@ -270,6 +284,39 @@ class Compositor:
     def read(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The composited pixels of ``rect``: RGB (0 where unpainted), painted mask and seam heat (NaN: none)."""
         return self._gather(rect, create=False)
+
+
+def _met(
+    new: np.ndarray, old: np.ndarray, meets: list, around: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``new`` and ``old`` with the bands' corrections (``meet_at_cut``); where bands overlap (a corner), the
+    mean of theirs. Where painted pixels go on beyond the canvas's edge (``around``: top, bottom, left, right),
+    unchanged, the old pixels' correction fades to none over ``EDGE_FADE`` px towards it (a band's ends lie
+    there, in a corner); the new pixels take what it no longer covers, so the two still agree wherever a cut
+    runs."""
+    h, w = new.shape[:2]
+    dn, do = np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32)
+    count = np.zeros((h, w, 1), np.float32)
+    for sl, (to_new, to_old) in meets:
+        dn[sl] += to_new
+        do[sl] += to_old
+        count[sl] += 1.0
+    count = np.maximum(count, 1.0)
+    dn /= count
+    do /= count
+    rows = np.clip((np.arange(h) + 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
+    cols = np.clip((np.arange(w) + 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
+    top, bottom, left, right = around
+    taper = np.ones((h, w), np.float32)
+    for fade, painted in ((rows, top[None, :]), (rows[::-1], bottom[None, :]), (cols, left[:, None]),
+                          (cols[:, ::-1], right[:, None])):  # fmt: skip
+        taper = np.minimum(taper, np.where(painted, fade, 1.0))
+    diff = dn - do  # the low-passed old - new, as the bands measured it
+    do *= taper[..., None]
+    dn = diff + do
+    out_new = np.clip(np.round(new + dn), 0, 255).astype(np.uint8)
+    out_old = np.clip(np.round(old + do), 0, 255).astype(np.uint8)
+    return out_new, out_old
 
 
 def _mix(new: np.ndarray, old: np.ndarray, weight: np.ndarray) -> np.ndarray:
