@@ -37,18 +37,21 @@ def meet_at_cut(
     new: np.ndarray, old: np.ndarray, filled: np.ndarray, path: np.ndarray, vertical: bool, new_after: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corrections (float32, h x w x 3) to add to ``new`` and to ``old`` over one band, cut along ``path``
-    (``min_error_path``; it only says which side is which): the low-passed difference ``d = old - new`` split
-    linearly across the band, ``new + a d`` and ``old - (1 - a) d`` with ``a`` from 1 at the old tile's far
-    side to 0 at the new tile's. The two agree wherever the cut runs (a cut near a band's side would make a
-    shorter fade steeper), and the fade is as gentle as the band allows."""
-    del path  # the sides are the band's own: the corrections do not depend on where the cut runs
+    (``min_error_path``): the low-passed difference ``d = old - new`` at the cut, line by line, split linearly
+    across the band, ``new + a d`` and ``old - (1 - a) d`` with ``a`` from 1 at the old tile's far side to 0 at
+    the new tile's. Only the step the cut would show is spread (a difference that changes across the band,
+    as where one tile's correction still fades, is left to the cut, which runs where it is least)."""
     if not vertical:  # worked as a vertical band: across the band is along rows of the transposed arrays
-        dn, do = meet_at_cut(new.swapaxes(0, 1), old.swapaxes(0, 1), filled.T, np.zeros(0), True, new_after)
+        dn, do = meet_at_cut(new.swapaxes(0, 1), old.swapaxes(0, 1), filled.T, path, True, new_after)
         return dn.swapaxes(0, 1), do.swapaxes(0, 1)
-    w = filled.shape[1]
+    h, w = filled.shape
     diff = box_mean(old.astype(np.float64) - new.astype(np.float64), filled, LOWPASS) * filled[..., None]
+    at_cut = diff[np.arange(h), np.clip(path, 0, w - 1)]  # (h, 3)
+    # the cut wanders from line to line: the step it shows, averaged over LOWPASS lines
+    c = np.cumsum(np.pad(at_cut, [(LOWPASS // 2 + 1, LOWPASS - LOWPASS // 2), (0, 0)], mode="edge"), axis=0)
+    at_cut = (c[LOWPASS:-1] - c[: -LOWPASS - 1]) / LOWPASS
     u = (np.arange(w) + 0.5) / w  # 0..1 across the band
     share = (1.0 - u) if new_after else u  # the new tile's: 1 at the old tile's far side
-    to_new = (diff * share[None, :, None]).astype(np.float32)
-    to_old = (-diff * (1.0 - share)[None, :, None]).astype(np.float32)
+    to_new = (at_cut[:, None, :] * share[None, :, None]).astype(np.float32)
+    to_old = (-at_cut[:, None, :] * (1.0 - share)[None, :, None]).astype(np.float32)
     return to_new, to_old
