@@ -292,31 +292,52 @@ def _met(
     """``new`` and ``old`` with the bands' corrections (``meet_at_cut``); where bands overlap (a corner), the
     mean of theirs. Where painted pixels go on beyond the canvas's edge (``around``: top, bottom, left, right),
     unchanged, the old pixels' correction fades to none over ``EDGE_FADE`` px towards it (a band's ends lie
-    there, in a corner); the new pixels take what it no longer covers, so the two still agree wherever a cut
-    runs."""
+    there, in a corner); the new pixels take what it no longer covers, so the two still meet at the cut."""
     h, w = new.shape[:2]
-    dn, do = np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32)
-    count = np.zeros((h, w, 1), np.float32)
-    for sl, (to_new, to_old) in meets:
-        dn[sl] += to_new
-        do[sl] += to_old
+    count = np.zeros((h, w), np.float32)
+    for sl, _ in meets:
         count[sl] += 1.0
-    count = np.maximum(count, 1.0)
-    dn /= count
-    do /= count
-    rows = np.clip((np.arange(h) + 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
-    cols = np.clip((np.arange(w) + 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
     top, bottom, left, right = around
-    taper = np.ones((h, w), np.float32)
-    for fade, painted in ((rows, top[None, :]), (rows[::-1], bottom[None, :]), (cols, left[:, None]),
-                          (cols[:, ::-1], right[:, None])):  # fmt: skip
-        taper = np.minimum(taper, np.where(painted, fade, 1.0))
-    diff = dn - do  # the low-passed old - new, as the bands measured it
-    do *= taper[..., None]
-    dn = diff + do
-    out_new = np.clip(np.round(new + dn), 0, 255).astype(np.uint8)
-    out_old = np.clip(np.round(old + do), 0, 255).astype(np.uint8)
-    return out_new, out_old
+    new, old = new.copy(), old.copy()
+    done = np.zeros((h, w), bool)
+    for sl, _ in meets:  # worked band by band (the bands are a small part of the canvas); a corner once
+        dn, do = np.zeros((*new[sl].shape[:2], 3), np.float32), np.zeros((*new[sl].shape[:2], 3), np.float32)
+        for other, (to_new, to_old) in meets:
+            part = _overlap(sl, other)
+            if part is not None:
+                mine, theirs = part
+                dn[mine] += to_new[theirs]
+                do[mine] += to_old[theirs]
+        c = count[sl][..., None]
+        dn /= c
+        do /= c
+        rows = np.clip((np.arange(sl[0].start, sl[0].stop) + 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
+        rows_up = np.clip((h - np.arange(sl[0].start, sl[0].stop) - 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
+        cols = np.clip((np.arange(sl[1].start, sl[1].stop) + 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
+        cols_up = np.clip((w - np.arange(sl[1].start, sl[1].stop) - 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
+        taper = np.ones(dn.shape[:2], np.float32)
+        for fade, painted in ((rows, top[sl[1]][None, :]), (rows_up, bottom[sl[1]][None, :]),
+                              (cols, left[sl[0]][:, None]), (cols_up, right[sl[0]][:, None])):  # fmt: skip
+            taper = np.minimum(taper, np.where(painted, fade, 1.0))
+        diff = dn - do  # the low-passed old - new at the cut, as the bands measured it
+        do *= taper[..., None]
+        dn = diff + do
+        todo = ~done[sl][..., None]
+        new[sl] = np.where(todo, np.clip(np.round(new[sl] + dn), 0, 255).astype(np.uint8), new[sl])
+        old[sl] = np.where(todo, np.clip(np.round(old[sl] + do), 0, 255).astype(np.uint8), old[sl])
+        done[sl] = True
+    return new, old
+
+
+def _overlap(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[tuple[slice, slice], ...] | None:
+    """Where two boxes of slices overlap: slices of it inside ``a`` and inside ``b`` (None: nowhere)."""
+    r0, r1 = max(a[0].start, b[0].start), min(a[0].stop, b[0].stop)
+    c0, c1 = max(a[1].start, b[1].start), min(a[1].stop, b[1].stop)
+    if r0 >= r1 or c0 >= c1:
+        return None
+    mine = (slice(r0 - a[0].start, r1 - a[0].start), slice(c0 - a[1].start, c1 - a[1].start))
+    theirs = (slice(r0 - b[0].start, r1 - b[0].start), slice(c0 - b[1].start, c1 - b[1].start))
+    return mine, theirs
 
 
 def _mix(new: np.ndarray, old: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -4,9 +4,11 @@ Color compensation matches a new tile to its accepted neighbors, but only as wel
 band can: where the neighbor's own correction still varies over the band (a wavefront tile's far side fades
 to none at its canvas's edge), or its colors were themselves fitted with an error, some difference is left,
 and the cut shows it as a step. Where both canvases are known, in the mosaic, the low-frequency difference
-(a box of ``LOWPASS`` px: a cast, not texture or edges) is taken half into each: at the cut the two meet
-at their mean, and each correction fades to none at the band's far side, where the tile's own pixels go
-on unchanged. Texture and edges keep the sharp cut.
+(a box of ``LOWPASS`` px: a cast, not texture or edges) where the cut runs is split between them linearly
+across the band: at the cut the two meet at one color, and each correction fades to none at the band's far
+side, where the tile's own pixels go on unchanged. Only that step is spread: a difference that changes
+across the band (one tile's correction still fading there) is zero where the cut runs and is left alone,
+since a cross-fade of it would add its slope to both tiles. Texture and edges keep the sharp cut.
 """
 
 from __future__ import annotations
