@@ -158,7 +158,7 @@ def test_a_casting_model_s_seams_meet_in_the_mosaic(city, tmp_path):
     with rasterio.open(tmp_path / "out" / "mosaic.tif") as src:
         p99["mosaic"] = _gradient_p99(np.moveaxis(src.read([1, 2, 3]), 0, -1), ground, near)
     assert p99["mosaic"] == p99[True]  # what the run wrote
-    assert p99[True] < 0.8 * p99[False], p99  # measured: 0.63 -> 0.48 ΔE/px
+    assert p99[True] < 0.8 * p99[False], p99  # measured: 0.86 -> 0.48 ΔE/px
 
 
 def test_a_difference_that_changes_across_the_band_is_left_to_a_cut_where_it_is_none():

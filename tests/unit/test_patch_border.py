@@ -108,7 +108,7 @@ def test_the_measure_sees_a_border_tile_not_matched_to_the_earlier_patch(city, o
         return [n for n in real(self, c) if self.plan.tile(n[1]) not in earlier or self.plan.tile(c) in earlier]
 
     monkeypatch.setattr(tilejob.TileJobs, "scoring_neighbors", blind)
-    # the mosaic's cut meeting (cutmatch.py) alone spreads such a step (1.63 -> 1.14 ΔE/px): off here too
+    # the mosaic's cut meeting (cutmatch.py) alone spreads such a step (1.47 -> 0.79 ΔE/px): off here too
     monkeypatch.setattr(composite, "meet_at_cut", lambda new, old, *_: (np.zeros(new.shape, np.float32),) * 2)
     two_patches(city, tmp_path, tiles)
     line = border(city)
