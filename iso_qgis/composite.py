@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cutmatch import meet_at_cut
 from .seams import SIDE_GEOMETRY, cut_mask, delta_e, intersect, min_error_path, rgb_to_lab
 
 Rect = tuple[int, int, int, int]
@@ -29,6 +30,8 @@ SIDE_OFFSETS = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 
 #: how far (px) around a painted part the multi-band blend is computed: beyond it, blending a difference that
 #: is zero there changes nothing (five levels reach under 128 px)
 WIDE_MARGIN = 192
+#: how far (px) from a canvas's edges the correction of the painted pixels under it fades out (``_met``)
+EDGE_FADE = 32
 
 
 class _Block:
@@ -80,11 +83,13 @@ class Compositor:
         spill_dir: str | os.PathLike[str] | None = None,
         hot: int = 16,
         bands: int = 0,
+        match: bool = False,
     ) -> None:
         self.block_rect = block_rect
         self.step = step
         self.blend_px = blend_px
         self.bands = bands  # multi-band blending: levels of the pyramid (0: the narrow ramp only)
+        self.match = match  # both sides of a cut brought to one color (cutmatch.py)
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self.hot_max = max(4, hot)
         self.hot: OrderedDict[Cell, _Block] = OrderedDict()
@@ -171,7 +176,7 @@ class Compositor:
         old, filled, heat = self._gather(rect, create=True)
         weight = np.ones(filled.shape, np.float32)
         covered = np.zeros(filled.shape, bool)
-        bands, cut = [], []
+        bands, cut, meets = [], [], []
         for side, (dx, dy) in SIDE_OFFSETS.items():
             nb = (cell[0] + dx, cell[1] + dy)
             if nb not in self.rects:
@@ -188,6 +193,8 @@ class Compositor:
             weight[bs] = np.minimum(weight[bs], mask)
             covered[bs] = True
             cut.append(bs)
+            if self.match:
+                meets.append((bs, meet_at_cut(new[bs], old[bs], filled[bs], path, vertical, new_after)))
             heat[bs] = np.fmax(heat[bs], np.where(filled[bs], err, np.nan))
             bands.append({"side": side, "neighbor": list(nb), "mean_delta_e": float(err[filled[bs]].mean())})
         # overlap not governed by a cut (diagonal corners): the core's owner wins
@@ -198,6 +205,8 @@ class Compositor:
         loose = filled & ~covered
         weight[loose] = own[loose].astype(np.float32)
         weight[~filled] = 1.0
+        if meets:
+            new, old = _met(new, old, meets, self._painted_around(rect))
         # weight 1 takes the new pixel, 0 the old one: only the ramps across the cuts are mixed
         out = np.where((weight >= 1.0)[..., None], new, old)
         mixed = (weight > 0.0) & (weight < 1.0)
@@ -209,6 +218,11 @@ class Compositor:
         self._scatter(rect, out, heat)
         self.rects[cell] = rect
         return bands
+
+    def _painted_around(self, rect: Rect) -> tuple[np.ndarray, ...]:
+        """Which pixels just outside each edge of ``rect`` (top, bottom, left, right) are painted."""
+        _, filled, _ = self._gather((rect[0] - 1, rect[1] - 1, rect[2] + 1, rect[3] + 1), create=False)
+        return filled[0, 1:-1], filled[-1, 1:-1], filled[1:-1, 0], filled[1:-1, -1]
 
     def _blend_wide(
         self,
@@ -270,6 +284,60 @@ class Compositor:
     def read(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The composited pixels of ``rect``: RGB (0 where unpainted), painted mask and seam heat (NaN: none)."""
         return self._gather(rect, create=False)
+
+
+def _met(
+    new: np.ndarray, old: np.ndarray, meets: list, around: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``new`` and ``old`` with the bands' corrections (``meet_at_cut``); where bands overlap (a corner), the
+    mean of theirs. Where painted pixels go on beyond the canvas's edge (``around``: top, bottom, left, right),
+    unchanged, the old pixels' correction fades to none over ``EDGE_FADE`` px towards it (a band's ends lie
+    there, in a corner); the new pixels take what it no longer covers, so the two still meet at the cut."""
+    h, w = new.shape[:2]
+    count = np.zeros((h, w), np.float32)
+    for sl, _ in meets:
+        count[sl] += 1.0
+    top, bottom, left, right = around
+    new, old = new.copy(), old.copy()
+    done = np.zeros((h, w), bool)
+    for sl, _ in meets:  # worked band by band (the bands are a small part of the canvas); a corner once
+        dn, do = np.zeros((*new[sl].shape[:2], 3), np.float32), np.zeros((*new[sl].shape[:2], 3), np.float32)
+        for other, (to_new, to_old) in meets:
+            part = _overlap(sl, other)
+            if part is not None:
+                mine, theirs = part
+                dn[mine] += to_new[theirs]
+                do[mine] += to_old[theirs]
+        c = count[sl][..., None]
+        dn /= c
+        do /= c
+        rows = np.clip((np.arange(sl[0].start, sl[0].stop) + 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
+        rows_up = np.clip((h - np.arange(sl[0].start, sl[0].stop) - 0.5) / EDGE_FADE, 0.0, 1.0)[:, None]
+        cols = np.clip((np.arange(sl[1].start, sl[1].stop) + 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
+        cols_up = np.clip((w - np.arange(sl[1].start, sl[1].stop) - 0.5) / EDGE_FADE, 0.0, 1.0)[None, :]
+        taper = np.ones(dn.shape[:2], np.float32)
+        for fade, painted in ((rows, top[sl[1]][None, :]), (rows_up, bottom[sl[1]][None, :]),
+                              (cols, left[sl[0]][:, None]), (cols_up, right[sl[0]][:, None])):  # fmt: skip
+            taper = np.minimum(taper, np.where(painted, fade, 1.0))
+        diff = dn - do  # the low-passed old - new at the cut, as the bands measured it
+        do *= taper[..., None]
+        dn = diff + do
+        todo = ~done[sl][..., None]
+        new[sl] = np.where(todo, np.clip(np.round(new[sl] + dn), 0, 255).astype(np.uint8), new[sl])
+        old[sl] = np.where(todo, np.clip(np.round(old[sl] + do), 0, 255).astype(np.uint8), old[sl])
+        done[sl] = True
+    return new, old
+
+
+def _overlap(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[tuple[slice, slice], ...] | None:
+    """Where two boxes of slices overlap: slices of it inside ``a`` and inside ``b`` (None: nowhere)."""
+    r0, r1 = max(a[0].start, b[0].start), min(a[0].stop, b[0].stop)
+    c0, c1 = max(a[1].start, b[1].start), min(a[1].stop, b[1].stop)
+    if r0 >= r1 or c0 >= c1:
+        return None
+    mine = (slice(r0 - a[0].start, r1 - a[0].start), slice(c0 - a[1].start, c1 - a[1].start))
+    theirs = (slice(r0 - b[0].start, r1 - b[0].start), slice(c0 - b[1].start, c1 - b[1].start))
+    return mine, theirs
 
 
 def _mix(new: np.ndarray, old: np.ndarray, weight: np.ndarray) -> np.ndarray:

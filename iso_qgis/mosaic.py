@@ -65,7 +65,8 @@ class MosaicPass:
         self.step = run.lv.step
         step = self.step
         bands = BLEND_LEVELS if run.stages["multiband"] else 0
-        self.comp = Compositor(self.block_rect, step, run.cfg.weights.blend_px, work_dir, HOT_BLOCKS, bands)
+        match = bool(run.stages["color_match"])  # colors differ from call to call: cuts meet at one color
+        self.comp = Compositor(self.block_rect, step, run.cfg.weights.blend_px, work_dir, HOT_BLOCKS, bands, match)
         cores = [self.block_rect(c) for c in planned]
         self.box: Rect = (min(r[0] for r in cores), min(r[1] for r in cores),
                           max(r[2] for r in cores), max(r[3] for r in cores))  # fmt: skip
