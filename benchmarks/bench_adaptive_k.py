@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / ".build" / "plugins"))  # the plugin package, neve
 
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend  # noqa: E402
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.resolve import resolve  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.resolve import resolve  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 K = 4
 PERCENTILES = (0, 10, 25, 50, 75, 90, 100)

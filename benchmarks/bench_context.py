@@ -33,9 +33,9 @@ ROOT = benchpath.ROOT
 from fake_gemini import FakeGemini  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.infill import red_pixels  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.imaging.infill import red_pixels  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 MODEL = bench_drift.MODEL
 OUT = ROOT / "benchmarks" / "out" / "context"
@@ -79,7 +79,7 @@ def shift_errors(out: Path, requests: list, context: str, canvas_px: int) -> dic
 
 def sparsest(tilejson: Path, tiles: list) -> str:
     """The tile of the patch with the least structure in its whitebox (``x_y``)."""
-    from iso_tile_stylizer.iso_qgis.sources import TileSource
+    from iso_tile_stylizer.iso_qgis.grid.sources import TileSource
 
     grid = load_tilejson(tilejson)
     src = TileSource.for_layer(grid, "raw_whitebox")

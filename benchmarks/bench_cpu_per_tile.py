@@ -111,8 +111,10 @@ class Clock:
 
 def instrument(clock: Clock) -> None:
     """Wrap the engine's functions by stage (benchmark only)."""
-    from iso_tile_stylizer.iso_qgis import composite, finalize, mosaic, register, run, state, tilejob
     from iso_tile_stylizer.iso_qgis.backends import cache, genai_backend
+    from iso_tile_stylizer.iso_qgis.imaging import composite, register
+    from iso_tile_stylizer.iso_qgis.run import finalize, mosaic, state, tilejob
+    from iso_tile_stylizer.iso_qgis.run import generation as run
 
     for owner, name, stage in [
         (tilejob.TileJobs, "inputs", "read inputs"),
@@ -166,7 +168,7 @@ def instrument(clock: Clock) -> None:
 def child(spec: dict[str, Any]) -> None:
     import google.genai  # noqa: F401  (imported before the clock starts: once per process, not per tile)
 
-    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
     clock = Clock()
     if spec["instrument"]:
@@ -226,7 +228,7 @@ def tiles_1024() -> Path:
 
 
 def middle_patch(tilejson: Path, n: int) -> list[tuple[int, int]]:
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     x0, y0, x1, y1 = load_tilejson(tilejson).level().tile_range
     if n > min(x1 - x0 + 1, y1 - y0 + 1):
@@ -266,8 +268,9 @@ def floor(out: Path, tilejson: Path, tiles: list[tuple[int, int]], k: int) -> No
     import rasterio
     from rasterio.windows import Window
 
-    from iso_tile_stylizer.iso_qgis import fsutil, mosaic
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+    from iso_tile_stylizer.iso_qgis.run import mosaic
+    from iso_tile_stylizer.iso_qgis.util import fsutil
 
     z = load_tilejson(tilejson).level().z
     cpu: dict[str, float] = defaultdict(float)

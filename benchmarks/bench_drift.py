@@ -47,12 +47,12 @@ import rasterio  # noqa: E402
 from fake_gemini import FakeGemini, ramp_style  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt  # noqa: E402
-from iso_tile_stylizer.iso_qgis.register import _phase_shift, structure_map  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
-from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab, seam_step_ratio  # noqa: E402
-from iso_tile_stylizer.iso_qgis.sources import TileSource, assemble_canvas  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource, assemble_canvas  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.imaging.register import _phase_shift, structure_map  # noqa: E402
+from iso_tile_stylizer.iso_qgis.imaging.seams import rgb_to_lab, seam_step_ratio  # noqa: E402
+from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 MODEL = "gemini-3-pro-image"
 OUT = ROOT / "benchmarks" / "out" / "drift"

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".build" / "plugins"))  # the plugin package, never the repo root
 
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend  # noqa: E402
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.resolve import resolve  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
-from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.resolve import resolve  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.imaging.seams import seam_step_ratio  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 
 def pasted_ratio(out: Path, tilejson: Path) -> float:
@@ -60,7 +60,7 @@ def pasted_ratio(out: Path, tilejson: Path) -> float:
 def mosaic_chroma(path: Path) -> float:
     import rasterio
 
-    from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab
+    from iso_tile_stylizer.iso_qgis.imaging.seams import rgb_to_lab
 
     with rasterio.open(path) as src:
         rgb = np.dstack([src.read(i) for i in (1, 2, 3)])
@@ -95,7 +95,7 @@ def seam_figures(tmp: Path, quick: bool) -> None:
 
 
 def overhead_figures(tmp: Path, quick: bool) -> None:
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.iso_qgis.render.whitebox import render_whitebox
 
     pbf = ROOT / "sample" / "Helsinki.osm.pbf"
     if not pbf.exists():

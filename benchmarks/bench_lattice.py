@@ -43,8 +43,8 @@ ROOT = benchpath.ROOT
 OUT = ROOT / "benchmarks" / "out" / "lattice"
 
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
-from iso_tile_stylizer.iso_qgis.schedule import make_schedule, waves  # noqa: E402
+from iso_tile_stylizer.iso_qgis.plan.schedule import make_schedule, waves  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 GROUND = (236, 236, 232)
 
@@ -161,10 +161,10 @@ def seams(k: int) -> dict[str, Any]:
     from bench_drift import color_steps, read_rgb, stats  # the drift work's measures
     from fake_gemini import FakeGemini
 
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-    from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt
-    from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio
-    from iso_tile_stylizer.iso_qgis.sources import TileSource
+    from iso_tile_stylizer.iso_qgis.grid.sources import TileSource
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+    from iso_tile_stylizer.iso_qgis.imaging.seams import seam_step_ratio
+    from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt
 
     tj = ROOT / "sample" / "tiles" / "tilejson.json"
     if not tj.is_file():

@@ -50,7 +50,7 @@ def make_tileset(dest: Path) -> Path:
 
 def child(tilejson: str, n: int, out: str) -> None:
     sys.path.insert(0, str(ROOT / ".build" / "plugins"))  # the plugin package, never the repo root
-    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
     tiles = [(x, y) for y in range(n) for x in range(n)]
     t0 = time.perf_counter()

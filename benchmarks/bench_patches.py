@@ -36,11 +36,11 @@ ROOT = benchpath.ROOT
 from bench_drift import MODEL, ground_change, read_rgb, tiles_1024  # noqa: E402
 from fake_gemini import FakeGemini  # noqa: E402
 
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
-from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio  # noqa: E402
-from iso_tile_stylizer.iso_qgis.sources import TileSource  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.imaging.seams import seam_step_ratio  # noqa: E402
+from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "patches"
 #: the low-pass (px, a box) before the gradient: texture and noise out, a step in color kept

@@ -50,10 +50,10 @@ import benchpath
 
 ROOT = benchpath.ROOT
 
-from iso_tile_stylizer.iso_qgis import schedule as schedule_module  # noqa: E402
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult  # noqa: E402
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson  # noqa: E402
+from iso_tile_stylizer.iso_qgis.plan import schedule as schedule_module  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
 
 K = 4
 TILE_PX = 256
@@ -303,7 +303,7 @@ def main() -> None:
         f"Throughput against the critical path: K={K}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {load[0]:.2f} at the start"
     )
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.iso_qgis.render.whitebox import render_whitebox
 
     tmp = Path(tempfile.mkdtemp(prefix="isotiles-throughput-"))
     rows: list[Row] = []

@@ -43,8 +43,8 @@ JSON_NAMES = ("report_nb_pro.json", "run_state.json", "dry_run_report.json")
 
 from fake_gemini import FakeGemini  # noqa: E402
 
-from iso_tile_stylizer.iso_qgis.review import choose_candidate, regenerate_tile  # noqa: E402
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation  # noqa: E402
+from iso_tile_stylizer.iso_qgis.run.review import choose_candidate, regenerate_tile  # noqa: E402
 
 
 def normalize(value: Any) -> Any:

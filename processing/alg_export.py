@@ -17,8 +17,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..iso_qgis.errors import IsoInputError
-from ..iso_qgis.pythread import on_python_thread
+from ..iso_qgis.util.errors import IsoInputError
+from ..iso_qgis.util.pythread import on_python_thread
 from .alg_resolve import add_tilejson_params, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors
 
@@ -123,8 +123,8 @@ class ExportMosaicAlgorithm(IsoAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("NATIVE_ZOOM", "Native (highest) zoom"))
 
     def processAlgorithm(self, parameters, context, feedback):
-        from ..iso_qgis.export import export_pyramid
-        from ..iso_qgis.publish import parse_variant, publish
+        from ..iso_qgis.outputs.export import export_pyramid
+        from ..iso_qgis.outputs.publish import parse_variant, publish
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         layer = self.parameterAsString(parameters, "LAYER", context)

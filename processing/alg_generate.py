@@ -23,11 +23,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..iso_qgis.cli_generate import anchor_files
-from ..iso_qgis.neighbors import AUTO, NEIGHBOR_CHOICES, SCHEDULE_CHOICES, resolve_neighbor_mode, resolve_schedule
-from ..iso_qgis.pythread import on_python_thread
-from ..iso_qgis.resolve import resolve
-from ..iso_qgis.stages import DRIFT_STAGES, MODES
+from ..iso_qgis.cli.generate import anchor_files
+from ..iso_qgis.grid.resolve import resolve
+from ..iso_qgis.plan.stages import DRIFT_STAGES, MODES
+from ..iso_qgis.run.neighbors import AUTO, NEIGHBOR_CHOICES, SCHEDULE_CHOICES, resolve_neighbor_mode, resolve_schedule
+from ..iso_qgis.util.pythread import on_python_thread
 from .alg_resolve import add_region_params, add_tilejson_params, region_kwargs, zoom_and_height
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 from .postprocess import load_output
@@ -64,7 +64,7 @@ def _context(backend: str, choice: str) -> str:
     return "template" if backend == "endpoint" else "images"
 
 
-#: map variants (iso_qgis.presets); "": the prompt as it is
+#: map variants (iso_qgis.plan.presets); "": the prompt as it is
 PRESET_CHOICES = ["", "night", "winter"]
 PRESET_LABELS = ["none", "night", "winter"]
 
@@ -314,10 +314,10 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
-        from ..iso_qgis.presets import with_preset
-        from ..iso_qgis.run import RunConfig, run_generation
-        from ..iso_qgis.runconfig import DEFAULT_PROMPT
-        from ..iso_qgis.tiletypes import load_table, settings_table
+        from ..iso_qgis.plan.presets import with_preset
+        from ..iso_qgis.plan.runconfig import DEFAULT_PROMPT
+        from ..iso_qgis.plan.tiletypes import load_table, settings_table
+        from ..iso_qgis.run.generation import RunConfig, run_generation
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         zoom, height = zoom_and_height(self, parameters, context)
@@ -394,7 +394,7 @@ class GenerateTilesAlgorithm(IsoAlgorithm):
             adaptive = "" if cfg.good_enough is None else f" (at most; stop below score {cfg.good_enough:g})"
             feedback.pushInfo(f"{len(res.tiles)} tiles at zoom {res.z}, backend {backend}, K={cfg.k}{adaptive}")
             result = on_python_thread(run_generation, cfg, EngineFeedback(feedback))
-        if cfg.dry_run:  # the run logged its summary (iso_qgis.dryrun.dry_run_summary)
+        if cfg.dry_run:  # the run logged its summary (iso_qgis.run.dryrun.dry_run_summary)
             t = result.totals
             return {"OUTPUT_DIR": out_dir, "REPORT": result.outputs["report"], "TILE_COUNT": 0, "FAILED_COUNT": 0,
                     "CALLS": t["calls"], "ESTIMATED_COST_USD": t["estimated_cost_usd"]}  # fmt: skip

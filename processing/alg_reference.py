@@ -27,8 +27,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QSize
 
-from ..iso_qgis.grid import load_tilejson
-from ..iso_qgis.pythread import on_python_thread
+from ..iso_qgis.grid.tilejson import load_tilejson
+from ..iso_qgis.util.pythread import on_python_thread
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 
 #: Longest side of the image a non-file raster layer is rendered to.
@@ -151,7 +151,7 @@ class RenderReferenceAlgorithm(IsoAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
-        from ..iso_qgis.reference import render_reference
+        from ..iso_qgis.render.reference import render_reference
 
         tilejson = self.parameterAsFile(parameters, "TILEJSON", context)
         out_dir = self.parameterAsString(parameters, "OUT_DIR", context) or None

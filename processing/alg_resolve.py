@@ -24,11 +24,11 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..iso_qgis.grid import TileGrid
-from ..iso_qgis.outputs import write_tile_vrt
-from ..iso_qgis.pythread import on_python_thread
-from ..iso_qgis.resolve import Resolution, resolve
-from ..iso_qgis.sources import TileSource
+from ..iso_qgis.grid.resolve import Resolution, resolve
+from ..iso_qgis.grid.sources import TileSource
+from ..iso_qgis.grid.tilejson import TileGrid
+from ..iso_qgis.outputs.geotiff import write_tile_vrt
+from ..iso_qgis.util.pythread import on_python_thread
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, qgs_crs
 from .compat import make_field
 from .features import unchecked_features
@@ -78,7 +78,7 @@ def add_region_params(alg: IsoAlgorithm, region_label: str = "Region: polygons (
 
 
 def region_kwargs(alg: IsoAlgorithm, parameters: dict, context: QgsProcessingContext) -> dict:
-    """The user's region as keyword arguments of ``iso_qgis.resolve.resolve``."""
+    """The user's region as keyword arguments of ``iso_qgis.grid.resolve.resolve``."""
     import shapely
     import shapely.wkb
 

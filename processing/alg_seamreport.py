@@ -20,10 +20,10 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..iso_qgis.grid import TileGrid, load_tilejson
-from ..iso_qgis.pythread import on_python_thread
-from ..iso_qgis.resolve import resolve
-from ..iso_qgis.seamreport import METRICS, SCORE_FORMULA, SeamReportResult, seam_edge, seam_report
+from ..iso_qgis.grid.resolve import resolve
+from ..iso_qgis.grid.tilejson import TileGrid, load_tilejson
+from ..iso_qgis.outputs.seamreport import METRICS, SCORE_FORMULA, SeamReportResult, seam_edge, seam_report
+from ..iso_qgis.util.pythread import on_python_thread
 from .alg_resolve import (
     add_region_params,
     add_tilejson_params,

@@ -26,15 +26,15 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..iso_qgis.outputs import write_tile_vrt
-from ..iso_qgis.pythread import on_python_thread
-from ..iso_qgis.sources import TileSource
+from ..iso_qgis.grid.sources import TileSource
+from ..iso_qgis.outputs.geotiff import write_tile_vrt
+from ..iso_qgis.util.pythread import on_python_thread
 from .common import EngineFeedback, IsoAlgorithm, engine_errors, labelled
 from .compat import parameter_as_strings
 from .features import unchecked_features
 
 if TYPE_CHECKING:
-    from ..iso_qgis.whitebox import WhiteboxResult
+    from ..iso_qgis.render.whitebox import WhiteboxResult
 
 
 def copy_source_to_gpkg(source, path: str, context) -> int:
@@ -187,7 +187,7 @@ class RenderWhiteboxAlgorithm(IsoAlgorithm):
     @staticmethod
     def _render(gpkg: str, out_dir: str, **kwargs) -> tuple[WhiteboxResult, Path]:
         """The engine's part (on a thread Python started): the tile set, and a VRT of all its tiles."""
-        from ..iso_qgis.whitebox import render_whitebox
+        from ..iso_qgis.render.whitebox import render_whitebox
 
         res = render_whitebox(gpkg, out_dir, **kwargs)
         lv = res.grid.level()

@@ -16,9 +16,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..iso_qgis.deps import require
-from ..iso_qgis.errors import IsoInputError
-from ..iso_qgis.feedback import Canceled, Feedback
+from ..iso_qgis.util.deps import require
+from ..iso_qgis.util.errors import IsoInputError
+from ..iso_qgis.util.feedback import Canceled, Feedback
 from .network import apply_qgis_network_settings
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

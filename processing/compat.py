@@ -2,7 +2,7 @@
 
 Each name picks the newer API when this QGIS has it, so nothing here is deprecated on a recent QGIS
 and nothing is missing on an old one. The GDAL exception mode is the engine's concern (see
-``iso_qgis/footprints.py`` and the modules that call ``UseExceptions()``), not a version difference.
+``iso_qgis/render/footprints.py`` and the modules that call ``UseExceptions()``), not a version difference.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 from qgis.core import QgsProcessingException
 
-from ..iso_qgis.deps import INSTALL_HOW, needs
+from ..iso_qgis.util.deps import INSTALL_HOW, needs
 from .common import IsoAlgorithm
 
 

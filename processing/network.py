@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from urllib.parse import quote, urlsplit
 
-from ..iso_qgis import netconfig
-from ..iso_qgis.fsutil import atomic_write_bytes
+from ..iso_qgis.util import netconfig
+from ..iso_qgis.util.fsutil import atomic_write_bytes
 
 #: a URL to ask the system proxy configuration about (Google's APIs and most tile servers are https)
 _PROBE_URL = "https://storage.googleapis.com/"

@@ -22,7 +22,7 @@ ALGORITHMS = [
 
 
 def algorithm_classes() -> list[type]:
-    from ..iso_qgis.deps import problems
+    from ..iso_qgis.util.deps import problems
     from .missing import stand_in
 
     classes = []

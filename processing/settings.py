@@ -29,7 +29,7 @@ FIELDS: dict[str, tuple[Any, type]] = {
     "endpoint_timeout_s": (600.0, float),
     "endpoint_steps": (20, int),
     "endpoint_price_per_call": (0.0, float),
-    # generatetiles: the tile type table (JSON rows, iso_qgis.tiletypes); empty: the defaults
+    # generatetiles: the tile type table (JSON rows, iso_qgis.plan.tiletypes); empty: the defaults
     "tile_types": ("", str),
 }
 
@@ -142,6 +142,6 @@ def backend_options(backend: str, overrides: dict[str, Any] | None = None, with_
 
 def plugin_packages_dir() -> str:
     """The folder the plugin installs google-genai into: in the QGIS profile, per Python version."""
-    from ..iso_qgis.pyinstall import packages_dir
+    from ..iso_qgis.util.pyinstall import packages_dir
 
     return str(packages_dir(QgsApplication.qgisSettingsDirPath()))

@@ -31,9 +31,9 @@ if [ ! -d sample/tiles/raw_satellite ]; then
 fi
 if [ ! -s sample/tiles/raw_whitebox.vrt ]; then
   $PY - <<'PY'
-from iso_qgis.grid import load_tilejson
-from iso_qgis.outputs import write_tile_vrt
-from iso_qgis.sources import TileSource
+from iso_qgis.grid.tilejson import load_tilejson
+from iso_qgis.outputs.geotiff import write_tile_vrt
+from iso_qgis.grid.sources import TileSource
 
 grid = load_tilejson("sample/tiles/tilejson.json")
 lv = grid.level()

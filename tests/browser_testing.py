@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from iso_tile_stylizer.iso_qgis.localserver import LocalServer, RangeRequestHandler
+from iso_tile_stylizer.iso_qgis.outputs.localserver import LocalServer, RangeRequestHandler
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -46,7 +46,7 @@ def find_chromium() -> str | None:
 
 
 class LoggingRangeHandler(RangeRequestHandler):
-    """The plugin's range-serving handler (``iso_qgis.localserver``), keeping (path, status, range) per request."""
+    """The plugin's range handler (``iso_qgis.outputs.localserver``), keeping (path, status, range) per request."""
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self.server.log.append((self.path, int(code), self.headers.get("Range")))  # type: ignore[attr-defined]

@@ -113,8 +113,8 @@ def helsinki_tiles(helsinki_pbf, tmp_path_factory) -> Path:
     """A small Helsinki tile set: whitebox (1 px/m, 256 px tiles) and a color reference."""
     import importlib.util
 
-    from iso_tile_stylizer.iso_qgis.reference import render_reference
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.iso_qgis.render.reference import render_reference
+    from iso_tile_stylizer.iso_qgis.render.whitebox import render_whitebox
 
     out = tmp_path_factory.mktemp("helsinki") / "tiles"
     render_whitebox(helsinki_pbf, out, ppm=1.0, tile_size=256, ground="none")  # the plain whitebox

@@ -32,7 +32,7 @@ def render_boxes(root: Path, boxes: list[tuple[float, float, float, float, float
     """A whitebox tile set rendered from boxes (x, y, width, depth, height; EPSG:32635 m); its tilejson."""
     from osgeo import ogr, osr
 
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.iso_qgis.render.whitebox import render_whitebox
 
     gpkg = root / "blocks.gpkg"
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
@@ -52,7 +52,7 @@ def render_boxes(root: Path, boxes: list[tuple[float, float, float, float, float
 
 def patch(tilejson: Path, w: int, h: int) -> list[tuple[int, int]]:
     """A w x h tile range one tile in from the grid's corner."""
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     lv = load_tilejson(tilejson).level()
     x0, y0 = lv.tile_range[0] + 1, lv.tile_range[1] + 1

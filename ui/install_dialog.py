@@ -21,7 +21,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..iso_qgis.pyinstall import GENAI_REQUIREMENT, install_hint, pip_command, use_packages_dir
+from ..iso_qgis.util.pyinstall import GENAI_REQUIREMENT, install_hint, pip_command, use_packages_dir
 from ..processing.settings import plugin_packages_dir
 
 #: a rasterio wheel carries a GDAL of its own; a distribution's rasterio uses QGIS's
@@ -156,7 +156,7 @@ class InstallPackagesDialog(PipDialog):
     TITLE = "Install missing Python packages"
 
     def __init__(self, parent=None, target: str | None = None, find_links: str | None = None) -> None:
-        from ..iso_qgis.pyinstall import engine_install_plan
+        from ..iso_qgis.util.pyinstall import engine_install_plan
 
         super().__init__(parent, target, find_links)
         self.requirements, why, self.pins = engine_install_plan(self.target)
@@ -189,8 +189,8 @@ class InstallPackagesDialog(PipDialog):
         return f"python3 -m iso_qgis install_deps (in the plugin folder), or pip install {' '.join(self.requirements)}"
 
     def finish(self) -> None:
-        from ..iso_qgis.deps import problems
-        from ..iso_qgis.pyinstall import prune
+        from ..iso_qgis.util.deps import problems
+        from ..iso_qgis.util.pyinstall import prune
 
         pruned = prune(self.target, keep=self.requirements)
         if pruned:

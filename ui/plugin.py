@@ -32,8 +32,8 @@ def icon(theme_name: str):
 
 def estimated_cost_per_tile(grid, k: int = 4) -> tuple[float, str]:
     """What K Gemini candidates for one tile would cost, and the model priced, for the live count."""
+    from ..iso_qgis.backends.cost import cost_usd, estimate_usage, load_prices
     from ..iso_qgis.backends.genai_backend import DEFAULT_MODEL, image_size_for
-    from ..iso_qgis.cost import cost_usd, estimate_usage, load_prices
     from ..processing.settings import read_settings
 
     size = grid.tile_size + 128
@@ -66,7 +66,7 @@ class IsoTileStylizerPlugin:
 
     def initProcessing(self) -> None:
         # Registered here (not only in initGui) so that qgis_process sees the provider.
-        from ..iso_qgis.pyinstall import use_packages_dir
+        from ..iso_qgis.util.pyinstall import use_packages_dir
         from ..processing.settings import plugin_packages_dir
 
         use_packages_dir(plugin_packages_dir())  # google-genai, if the plugin installed it
@@ -129,7 +129,7 @@ class IsoTileStylizerPlugin:
         from qgis.core import Qgis
         from qgis.PyQt.QtWidgets import QPushButton
 
-        from ..iso_qgis.deps import needs
+        from ..iso_qgis.util.deps import needs
 
         found = [str(n) for n in needs()]
         if not found:
@@ -150,7 +150,7 @@ class IsoTileStylizerPlugin:
 
     def packages_ready(self) -> bool:
         """True when the engine's packages are there; else the install dialog opens (the action needs them)."""
-        from ..iso_qgis.deps import problems
+        from ..iso_qgis.util.deps import problems
 
         if not problems():
             return True
@@ -197,7 +197,7 @@ class IsoTileStylizerPlugin:
         from qgis.core import QgsSettings
         from qgis.PyQt.QtWidgets import QInputDialog
 
-        from ..iso_qgis.remote import is_remote
+        from ..iso_qgis.grid.remote import is_remote
 
         settings = QgsSettings()
         last = settings.value("iso_tile_stylizer/last_tilejson", "")
@@ -222,9 +222,9 @@ class IsoTileStylizerPlugin:
         if checked and not self.packages_ready():
             self.draw_action.setChecked(False)
             return
-        from ..iso_qgis.errors import IsoInputError
-        from ..iso_qgis.grid import load_tilejson
-        from ..iso_qgis.remote import is_remote
+        from ..iso_qgis.grid.remote import is_remote
+        from ..iso_qgis.grid.tilejson import load_tilejson
+        from ..iso_qgis.util.errors import IsoInputError
         from ..processing.network import apply_qgis_network_settings
         from .region_tool import RegionTool
 

@@ -42,7 +42,7 @@ class ViewerPublisher:
         from qgis.PyQt.QtCore import QUrl
         from qgis.PyQt.QtGui import QDesktopServices
 
-        from ..iso_qgis.localserver import LocalServer
+        from ..iso_qgis.outputs.localserver import LocalServer
 
         folder = os.path.dirname(os.path.abspath(page))
         if any(name.endswith(".pmtiles") for name in os.listdir(folder)):

@@ -24,8 +24,8 @@ from qgis.gui import QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 
-from ..iso_qgis.errors import IsoInputError
-from ..iso_qgis.grid import TileGrid
+from ..iso_qgis.grid.tilejson import TileGrid
+from ..iso_qgis.util.errors import IsoInputError
 
 #: more tiles than this are counted but not drawn one by one (the canvas stays responsive)
 MAX_DRAWN_TILES = 2000

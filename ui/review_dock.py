@@ -1,6 +1,6 @@
 """Candidate review dock: pick a tile on the map, see its candidates side by side, use another or regenerate.
 
-The engine (``iso_qgis.review``) does the work in a QgsTask, so the map stays responsive;
+The engine (``iso_qgis.run.review``) does the work in a QgsTask, so the map stays responsive;
 layers loaded from the folder are reloaded when it is done.
 """
 
@@ -43,11 +43,11 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..iso_qgis import review
-from ..iso_qgis.errors import IsoInputError
-from ..iso_qgis.feedback import Feedback
-from ..iso_qgis.grid import TileGrid, load_tilejson
-from ..iso_qgis.pythread import on_python_thread
+from ..iso_qgis.grid.tilejson import TileGrid, load_tilejson
+from ..iso_qgis.run import review
+from ..iso_qgis.util.errors import IsoInputError
+from ..iso_qgis.util.feedback import Feedback
+from ..iso_qgis.util.pythread import on_python_thread
 from ..processing.network import apply_qgis_network_settings
 
 SETTINGS_KEY = "iso_tile_stylizer/last_review_dir"
@@ -193,7 +193,7 @@ class ReviewTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            # on a thread Python started, not on Qt's pooled one (see iso_qgis.pythread)
+            # on a thread Python started, not on Qt's pooled one (see iso_qgis.util.pythread)
             self.result = on_python_thread(self.work, _TaskFeedback(self))
         except Exception as exc:  # noqa: BLE001 (shown to the user, not lost in a thread)
             self.error = exc

@@ -16,7 +16,7 @@ def default_rows() -> list[dict[str, Any]]:
     try:
         from dataclasses import asdict
 
-        from ..iso_qgis.tiletypes import DEFAULT_RULES
+        from ..iso_qgis.plan.tiletypes import DEFAULT_RULES
     except ImportError:
         return []
     return [asdict(r) for r in DEFAULT_RULES]

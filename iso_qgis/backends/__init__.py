@@ -1,4 +1,7 @@
-"""Image model backends behind one small interface (see ``base``)."""
+"""Image model backends behind one small interface (see ``base``), and what their calls cost.
+
+May import util.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def make_backend(name: str, **options) -> Backend:
     """
     import dataclasses
 
-    from ..errors import IsoInputError
+    from ..util.errors import IsoInputError
 
     if name == "offline":
         from .offline import OfflineBackend
@@ -67,7 +70,7 @@ def make_endpoint(options: dict) -> Backend:
     import json
     import urllib.parse
 
-    from ..errors import IsoInputError
+    from ..util.errors import IsoInputError
     from .endpoint import ENV_URL, EndpointSettings
     from .endpoint import EndpointBackend as _Endpoint
 

@@ -69,7 +69,7 @@ class ImageRequest:
     temperature: float | None = None
     top_p: float | None = None
     #: CONTEXT template: the one image sent (the neighbors' pixels around the outlined area to fill) and the
-    #: area in its pixels (x0, y0, x1, y1); the answer is a redrawn template (see ``iso_qgis.infill``)
+    #: area in its pixels (x0, y0, x1, y1); the answer is a redrawn template (see ``iso_qgis.imaging.infill``)
     template: np.ndarray | None = None
     template_area: tuple[int, int, int, int] | None = None
     #: what the caller checks every answer with, before it is kept or cached: ``check(image)`` returns

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..cost import BATCH_PRICE_FACTOR
 from .base import ImageResult
+from .cost import BATCH_PRICE_FACTOR
 
 #: the Gemini API takes inline batch requests up to 20 MB in all; larger ones go as a file
 INLINE_LIMIT_BYTES = 20_000_000

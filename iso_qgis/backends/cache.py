@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..util.fsutil import atomic_write_bytes, atomic_write_json
 
 T = TypeVar("T")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from .. import netconfig
-from ..errors import IsoInputError
+from ..util import netconfig
+from ..util.errors import IsoInputError
 
 
 def install_hint() -> str:
-    from ..pyinstall import install_hint as hint
+    from ..util.pyinstall import install_hint as hint
 
     return f"Install it into the Python that runs the plugin, {hint()} (see docs/backends.md), or use BACKEND=offline"
 

@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from .. import netconfig
-from ..errors import IsoInputError
-from ..fsutil import decode_rgb
+from ..util import netconfig
+from ..util.errors import IsoInputError
+from ..util.fsutil import decode_rgb
 from .base import Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, request_key
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from .. import netconfig
-from ..errors import IsoInputError
+from ..util import netconfig
+from ..util.errors import IsoInputError
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 #: a resumable upload's chunk: a multiple of 256 KiB, as the protocol asks; what a dropped connection costs again

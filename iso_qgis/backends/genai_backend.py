@@ -18,11 +18,11 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from .. import netconfig
-from ..cost import Usage, cost_usd, load_prices
-from ..fsutil import decode_rgb
+from ..util import netconfig
+from ..util.fsutil import decode_rgb
 from .base import SIDES, Check, Failure, FailureKind, ImageRequest, ImageResult
 from .cache import AnswerCache, PerImage, legacy_request_key, request_key
+from .cost import Usage, cost_usd, load_prices
 from .credentials import Credentials
 
 DEFAULT_MODEL = "gemini-3-pro-image"
@@ -190,7 +190,7 @@ class GenAIBackend:
     # ------------------------------------------------------------------ checks
     def preflight(self, max_images: int) -> None:
         """Refuse, before any paid call, a request the model cannot take."""
-        from ..errors import IsoInputError
+        from ..util.errors import IsoInputError
 
         for model in filter(None, (self.s.model, self.s.fallback_model)):
             limit = MAX_INPUT_IMAGES.get(model)

@@ -40,8 +40,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from ..errors import IsoInputError
-from ..feedback import Canceled, Feedback
+from ..util.errors import IsoInputError
+from ..util.feedback import Canceled, Feedback
 from .base import Failure, FailureKind, ImageRequest, ImageResult
 from .batch_output import job_answers
 from .batch_records import BatchJobRecord, BatchOutcome, BatchSettings

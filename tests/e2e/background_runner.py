@@ -58,7 +58,7 @@ def run_algorithm(app, step: dict, run: int) -> dict:
 def run_review(app, step: dict, run: int) -> dict:
     from qgis.core import QgsApplication
 
-    from iso_tile_stylizer.iso_qgis import review
+    from iso_tile_stylizer.iso_qgis.run import review
     from iso_tile_stylizer.ui.review_dock import ReviewTask
 
     x, y = step["tile"]

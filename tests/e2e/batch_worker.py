@@ -17,7 +17,7 @@ from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest
 from iso_tile_stylizer.iso_qgis.backends.batch_records import BatchSettings
 from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchRunner
-from iso_tile_stylizer.iso_qgis.fsutil import atomic_write_json
+from iso_tile_stylizer.iso_qgis.util.fsutil import atomic_write_json
 
 MODEL = "gemini-3-pro-image"
 

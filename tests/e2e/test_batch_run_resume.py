@@ -11,7 +11,7 @@ import pytest
 from fake_gemini import FakeGemini
 from isotiles_testing import block_city, kill_while_first_job_pending, patch
 
-from iso_tile_stylizer.iso_qgis.batchphase import BATCH_FILE
+from iso_tile_stylizer.iso_qgis.plan.batchphase import BATCH_FILE
 
 pytestmark = pytest.mark.e2e
 MODEL = "gemini-3-pro-image"

@@ -31,8 +31,8 @@ import pytest
 from fake_gemini import FakeGemini
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.mosaic import STALE
-from iso_tile_stylizer.iso_qgis.run import candidate_seed
+from iso_tile_stylizer.iso_qgis.run.generation import candidate_seed
+from iso_tile_stylizer.iso_qgis.run.mosaic import STALE
 
 pytestmark = pytest.mark.e2e
 

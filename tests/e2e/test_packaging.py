@@ -18,7 +18,7 @@ def test_zip_holds_one_plugin_folder_without_tests(repo_root, tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert {n.split("/")[0] for n in names} == {"iso_tile_stylizer"}
     assert not [n for n in names if "/tests/" in n or n.endswith(".pyc")]
-    for needed in ("metadata.txt", "__init__.py", "icon.svg", "iso_qgis/grid.py", "processing/provider.py",
+    for needed in ("metadata.txt", "__init__.py", "icon.svg", "iso_qgis/grid/tilejson.py", "processing/provider.py",
                    "ui/plugin.py", "examples/buildings_to_stylized_mosaic.model3"):  # fmt: skip
         assert f"iso_tile_stylizer/{needed}" in names
     meta = configparser.ConfigParser()
@@ -81,7 +81,7 @@ def test_the_zip_loads_as_a_plugin_in_a_fresh_python(repo_root, tmp_path):
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "import iso_tile_stylizer\n"
-        "from iso_tile_stylizer.iso_qgis.grid import load_tilejson\n"
+        "from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson\n"
         "print(callable(iso_tile_stylizer.classFactory))\n"
     )
     proc = subprocess.run(

@@ -130,7 +130,7 @@ def engine_wheels(repo_root, tmp_path_factory) -> Path:
     or downloaded once from PyPI into .build/wheels (kept)."""
     if os.environ.get("ISOTILES_WHEELS"):
         return Path(os.environ["ISOTILES_WHEELS"])
-    from iso_tile_stylizer.iso_qgis.pyinstall import pins
+    from iso_tile_stylizer.iso_qgis.util.pyinstall import pins
 
     wanted = ["shapely>=2.0", "rasterio>=1.3"]
     folder = repo_root / ".build" / "wheels"

@@ -24,7 +24,7 @@ def test_the_zip_carries_the_viewer_library_files(repo_root, tmp_path):
     zipfile.ZipFile(out).extractall(tmp_path / "plugins")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from iso_tile_stylizer.iso_qgis.publish import library_files\n"
+        "from iso_tile_stylizer.iso_qgis.outputs.publish import library_files\n"
         "print(sorted({str(p.parent.relative_to(sys.argv[1])) for p in library_files().values()}))\n"
     )
     proc = subprocess.run(

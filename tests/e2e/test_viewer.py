@@ -20,10 +20,10 @@ from browser_testing import Chromium, find_chromium, serve
 from isotiles_testing import block_city, patch
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis import publish as pub
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.export import _owner
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.outputs import publish as pub
+from iso_tile_stylizer.iso_qgis.outputs.export import _owner
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 pytestmark = pytest.mark.e2e
 BACKGROUND = (0x1D, 0x1F, 0x21)  # viewer.css

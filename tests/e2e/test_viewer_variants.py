@@ -17,9 +17,9 @@ from browser_testing import Chromium, serve
 from test_viewer import H, W, _compare, _expected_screen, _screenshot, _settle, chromium_binary, config_of, mosaic_view
 from test_viewer import run_dir as run_dir
 
-from iso_tile_stylizer.iso_qgis import cli
-from iso_tile_stylizer.iso_qgis import publish as pub
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.cli import main as cli
+from iso_tile_stylizer.iso_qgis.outputs import publish as pub
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 pytestmark = pytest.mark.e2e
 __all__ = ["chromium_binary"]  # a fixture used here

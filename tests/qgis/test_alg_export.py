@@ -29,7 +29,7 @@ def export_alg(isotiles_provider):
 @pytest.fixture
 def tile_set(tmp_path):
     """3 x 2 tiles of 200 px in flat colors, tile (2, 1) missing; returns the tilejson path."""
-    from iso_tile_stylizer.iso_qgis.grid import Affine, TileGrid, ZoomLevel
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import Affine, TileGrid, ZoomLevel
 
     lv = ZoomLevel(0, Affine(0.5, -1.0, 386000.0, -0.5, -1.0, 6673000.0), 200.0, 0.0, 200, tile_range=(0, 0, 2, 1))
     grid = TileGrid("iso", "EPSG:32635", {0: lv}, bounds_wgs84=(24.9, 60.1, 25.0, 60.2), name="stylized")

@@ -27,7 +27,7 @@ def seamreport(isotiles_provider):
 @pytest.fixture
 def tileset(tmp_path):
     """3x2 tiles of 64 px (no padding) cut from one smooth image; tile (2, 1) missing, tile (2, 0) brighter."""
-    from iso_tile_stylizer.iso_qgis.grid import grid_from_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import grid_from_tilejson
 
     tj = {
         "tilejson": "3.0.0",
@@ -59,7 +59,7 @@ def test_seamreport_outputs_and_numbers(run_alg, seamreport, tileset, tmp_path):
     import rasterio
     from qgis.core import QgsVectorLayer, QgsWkbTypes
 
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     res = run_alg(
         seamreport,
@@ -93,7 +93,7 @@ def test_seamreport_outputs_and_numbers(run_alg, seamreport, tileset, tmp_path):
 
 
 def test_seamreport_with_an_extent_and_temporary_outputs(run_alg, seamreport, tileset):
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     grid = load_tilejson(tileset)
     # an extent inside the cores of tiles (0, 0) and (1, 0) only

@@ -283,7 +283,7 @@ def test_renderreference_without_a_raster_passes_the_tile_set_on(run_alg, helsin
 
 
 def test_generatetiles_small_patch_outputs_are_georeferenced(run_alg, helsinki_tiles, tmp_path):
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     grid = load_tilejson(helsinki_tiles / "tilejson.json")
     x0, y0 = grid.level().tile_range[0] + 2, grid.level().tile_range[1] + 2
@@ -376,7 +376,7 @@ def test_generatetiles_loads_styled_outputs_into_one_group(isotiles_provider, he
 def test_region_without_a_crs_or_with_curves(run_alg, helsinki_tiles):
     from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsVectorLayer
 
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
 
     grid = load_tilejson(helsinki_tiles / "tilejson.json")
     c = grid.footprint(5, 3).centroid

@@ -153,7 +153,7 @@ def test_generatetiles_on_an_endpoint_with_a_proxys_headers_from_the_auth_databa
 
 
 def test_the_tile_type_table_is_kept_in_the_settings_and_used_by_a_run(qgis_app, settings, run_alg, tmp_path):
-    from iso_tile_stylizer.iso_qgis.whitebox import render_whitebox
+    from iso_tile_stylizer.iso_qgis.render.whitebox import render_whitebox
     from iso_tile_stylizer.processing.settings import read_settings
     from iso_tile_stylizer.ui.settings_dialog import SettingsDialog
 

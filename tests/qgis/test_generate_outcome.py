@@ -37,8 +37,8 @@ def test_a_selection_outside_the_tile_set_is_refused_and_nothing_is_written(run_
 def test_a_run_in_which_no_tile_could_be_made_raises(run_alg, seed, tmp_path, monkeypatch):
     from qgis.core import QgsProcessingException
 
-    from iso_tile_stylizer.iso_qgis import engine
     from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
+    from iso_tile_stylizer.iso_qgis.run import engine
 
     failing = OfflineBackend(fail_tiles={t: "blocked" for t in seed[1]})
     monkeypatch.setattr(engine, "make_backend", lambda *a, **k: failing)
@@ -49,8 +49,8 @@ def test_a_run_in_which_no_tile_could_be_made_raises(run_alg, seed, tmp_path, mo
 
 
 def test_a_run_with_some_failed_tiles_returns_and_counts_them(run_alg, seed, tmp_path, monkeypatch):
-    from iso_tile_stylizer.iso_qgis import engine
     from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
+    from iso_tile_stylizer.iso_qgis.run import engine
 
     failing = OfflineBackend(fail_tiles={seed[1][0]: "blocked"})
     monkeypatch.setattr(engine, "make_backend", lambda *a, **k: failing)

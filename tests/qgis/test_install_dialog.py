@@ -22,7 +22,7 @@ def wait_for(dlg, seconds=300):
 
 
 def test_install_from_the_dialog_makes_the_package_importable(qgis_app, tmp_path):
-    from iso_tile_stylizer.iso_qgis.pyinstall import packages_dir
+    from iso_tile_stylizer.iso_qgis.util.pyinstall import packages_dir
     from iso_tile_stylizer.ui.install_dialog import InstallGenaiDialog
 
     wheels = tmp_path / "wheels"
@@ -69,8 +69,8 @@ def test_settings_show_whether_google_genai_is_there(qgis_app):
 def test_install_missing_packages_names_them_installs_them_and_checks_qgis_opens_rasters(
     qgis_app, tmp_path, monkeypatch
 ):
-    from iso_tile_stylizer.iso_qgis import deps
-    from iso_tile_stylizer.iso_qgis.pyinstall import packages_dir
+    from iso_tile_stylizer.iso_qgis.util import deps
+    from iso_tile_stylizer.iso_qgis.util.pyinstall import packages_dir
     from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
 
     # an engine package this Python lacks, as a wheel in a local folder
@@ -104,7 +104,7 @@ def test_with_nothing_missing_the_dialog_has_nothing_to_install(qgis_app):
 
 
 def test_a_failed_install_of_missing_packages_says_how_to_install_by_hand(qgis_app, tmp_path, monkeypatch):
-    from iso_tile_stylizer.iso_qgis import deps
+    from iso_tile_stylizer.iso_qgis.util import deps
     from iso_tile_stylizer.ui.install_dialog import InstallPackagesDialog
 
     monkeypatch.setitem(deps.REQUIRED, "isotiles_not_there", ("isotiles-not-there", (1, 0)))

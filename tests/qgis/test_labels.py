@@ -85,7 +85,7 @@ def test_neighbor_mode_auto_is_the_default_and_a_second_patch_is_scored_against_
 ):
     from qgis.core import QgsProcessingFeedback
 
-    from iso_tile_stylizer.iso_qgis.neighbors import NEIGHBOR_CHOICES
+    from iso_tile_stylizer.iso_qgis.run.neighbors import NEIGHBOR_CHOICES
 
     a = alg(isotiles_provider)  # kept: the definition belongs to it
     p = a.parameterDefinition("NEIGHBOR_MODE")

@@ -19,7 +19,7 @@ def qgis_proxy(qgis_app, monkeypatch):
     """Set QGIS's proxy as its options dialog does; restored afterwards."""
     from qgis.core import QgsNetworkAccessManager, QgsSettings
 
-    from iso_tile_stylizer.iso_qgis import netconfig
+    from iso_tile_stylizer.iso_qgis.util import netconfig
 
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.qgis
 def tool(qgis_canvas, helsinki_tiles):
     from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
     from iso_tile_stylizer.ui.region_tool import RegionTool
 
     grid = load_tilejson(helsinki_tiles / "tilejson.json")

@@ -19,8 +19,8 @@ def finished(tmp_path_factory):
     """A small synthetic city (128 px tiles) and a finished 3x2 run with K=3; one candidate of one tile fails."""
     from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageResult
     from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
     root = tmp_path_factory.mktemp("review_dock")
     block_city(root, blocks=6, seed=5)
@@ -49,7 +49,7 @@ def dock(qgis_canvas, finished, tmp_path):
     from pyproj import Transformer
     from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsRectangle, QgsSettings
 
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
     from iso_tile_stylizer.ui.review_dock import SETTINGS_KEY, ReviewDock
 
     src, picked = finished
@@ -237,7 +237,7 @@ def test_after_use_this_one_the_neighbors_cards_show_their_rescored_seams(dock):
 def test_a_seed_folder_that_did_not_record_its_tallest_building_asks_for_it(qgis_canvas, tmp_path):
     from isotiles_testing import seed_tile_set
 
-    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
     from iso_tile_stylizer.ui.review_dock import ReviewDock
 
     tilejson, tiles = seed_tile_set(tmp_path / "seed")

@@ -9,7 +9,7 @@ import pytest
 from fake_gemini import FakeGemini
 from test_genai_batch import MODEL, Recorder, expected, phase, runner, vertex
 
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from fake_gemini import FakeGemini
 from test_genai_batch import MODEL, Recorder, gemini, phase, runner, vertex
 
-from iso_tile_stylizer.iso_qgis.feedback import Canceled
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 from fake_endpoint import FakeEndpoint
 from isotiles_testing import patch
 
-from iso_tile_stylizer.iso_qgis.cli import main
+from iso_tile_stylizer.iso_qgis.cli.main import main
 
 
 def command(city, out, *extra):

@@ -9,8 +9,8 @@ import pytest
 from isotiles_testing import patch
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.cli import SEED_TILE_RANGE, build_parser, main, region_args
-from iso_tile_stylizer.iso_qgis.cli_generate import split_anchors
+from iso_tile_stylizer.iso_qgis.cli.generate import split_anchors
+from iso_tile_stylizer.iso_qgis.cli.main import SEED_TILE_RANGE, build_parser, main, region_args
 
 RUN_ID = "tashkent_local_2026-02-09"
 

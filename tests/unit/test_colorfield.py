@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iso_tile_stylizer.iso_qgis.colorfield import _block_means, _stretch_means, compensate, fit_side
-from iso_tile_stylizer.iso_qgis.composite import multiband_blend
+from iso_tile_stylizer.iso_qgis.imaging.colorfield import _block_means, _stretch_means, compensate, fit_side
+from iso_tile_stylizer.iso_qgis.imaging.composite import multiband_blend
 
 
 def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_block_and_stretch_means_are_the_means_of_their_pixels(vertical):
 def test_compensation_strip_by_strip_is_the_whole_canvas_at_once(monkeypatch):
     """``compensate`` works a few rows at a time: every pixel as the whole canvas's arithmetic gives it, with
     strips of one row, of a few rows or of the whole canvas; the weights of a layout are solved once."""
-    from iso_tile_stylizer.iso_qgis import colorfield
+    from iso_tile_stylizer.iso_qgis.imaging import colorfield
 
     canvas = texture(200, 176, seed=5).astype(np.uint8)
     rect = (64, 32, 240, 232)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis.cli_generate import TerminalFeedback
+from iso_tile_stylizer.iso_qgis.cli.generate import TerminalFeedback
 
 CLEAR = "\r\033[K"
 STATUS = re.compile(r"^tiles \d+/\d+ \| .*remaining ~\d+:\d\d:\d\d$")

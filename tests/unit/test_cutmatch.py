@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iso_tile_stylizer.iso_qgis.composite import Compositor
-from iso_tile_stylizer.iso_qgis.cutmatch import meet_at_cut
+from iso_tile_stylizer.iso_qgis.imaging.composite import Compositor
+from iso_tile_stylizer.iso_qgis.imaging.cutmatch import meet_at_cut
 
 STEP, GROW = 64, 32  # 128 px canvases, bands of 64 px between neighbors
 
@@ -90,7 +90,7 @@ def test_corrections_agree_over_the_band_and_vanish_at_the_far_sides():
 
 def _gradient_p99(rgb: np.ndarray, ground: np.ndarray, near: np.ndarray) -> float:
     """p99 of the gradient (ΔE per px) of the colors of flat ground after an 8 px box, near the seams."""
-    from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab
+    from iso_tile_stylizer.iso_qgis.imaging.seams import rgb_to_lab
 
     lab, g = rgb_to_lab(rgb).astype(np.float64), ground.astype(np.float64)
 
@@ -114,12 +114,12 @@ def test_a_casting_model_s_seams_meet_in_the_mosaic(city, tmp_path):
     from fake_gemini import FakeGemini
     from isotiles_testing import patch
 
-    from iso_tile_stylizer.iso_qgis.engine import Engine
-    from iso_tile_stylizer.iso_qgis.feedback import Feedback
-    from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-    from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt
-    from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-    from iso_tile_stylizer.iso_qgis.sources import TileSource
+    from iso_tile_stylizer.iso_qgis.grid.sources import TileSource
+    from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+    from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt
+    from iso_tile_stylizer.iso_qgis.run.engine import Engine
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+    from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
     model, tiles = "gemini-3-pro-image", patch(city, 3, 3)
     with FakeGemini(known_models={model}) as fake:

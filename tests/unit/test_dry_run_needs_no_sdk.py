@@ -6,7 +6,7 @@ import sys
 
 from isotiles_testing import patch
 
-from iso_tile_stylizer.iso_qgis.cli import main
+from iso_tile_stylizer.iso_qgis.cli.main import main
 
 
 def test_a_gemini_dry_run_needs_neither_the_sdk_nor_a_key(city, tmp_path, monkeypatch, capsys):
@@ -25,7 +25,7 @@ def test_a_gemini_dry_run_needs_neither_the_sdk_nor_a_key(city, tmp_path, monkey
 
 
 def test_the_dry_run_line_is_worded_in_one_place():
-    from iso_tile_stylizer.iso_qgis.dryrun import dry_run_summary
+    from iso_tile_stylizer.iso_qgis.run.dryrun import dry_run_summary
 
     t = {"calls": 8, "model": "m", "tiles": 3, "already_accepted": 1, "estimated_cost_usd": 1.234, "priced": True}
     assert (

@@ -11,9 +11,9 @@ from isotiles_testing import patch
 
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import FailureKind, ImageRequest
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.infill import red_pixels
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.imaging.infill import red_pixels
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 def backend(fake: FakeEndpoint, tmp_path, **kw):

@@ -23,7 +23,9 @@ def test_no_qgis_import_in_the_engine_source(repo_root):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n == "qgis" or n.startswith(("qgis.", "PyQt"))]
+            offenders += [
+                f"{path.relative_to(repo_root)}: {n}" for n in names if n == "qgis" or n.startswith(("qgis.", "PyQt"))
+            ]
     assert offenders == []
     assert len(engine_files(repo_root)) > 10  # the walk found the engine
 
@@ -48,8 +50,8 @@ def test_every_engine_module_imports_with_qgis_blocked(repo_root, plugins_dir):
 
 
 def test_dependency_check_names_what_is_missing(monkeypatch):
-    from iso_tile_stylizer.iso_qgis import deps
-    from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+    from iso_tile_stylizer.iso_qgis.util import deps
+    from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
     assert deps.problems() == []
     monkeypatch.setitem(deps.REQUIRED, "surely_not_a_module_xyz", ("surely-not-a-module", (1, 0)))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis import export
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
-from iso_tile_stylizer.iso_qgis.grid import Affine, TileGrid, ZoomLevel
+from iso_tile_stylizer.iso_qgis.grid.tilejson import Affine, TileGrid, ZoomLevel
+from iso_tile_stylizer.iso_qgis.outputs import export
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled, Feedback
 
 AFFINE = Affine(0.5, -1.0, 386000.0, -0.5, -1.0, 6673000.0)  # an isometric ground plane, EPSG:32635
 

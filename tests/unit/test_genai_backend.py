@@ -12,7 +12,7 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import FailureKind, ImageRequest
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 MODEL = "gemini-3-pro-image"
 FALLBACK = "gemini-2.5-flash-image"

@@ -16,10 +16,10 @@ from iso_tile_stylizer.iso_qgis.backends import make_backend
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest
 from iso_tile_stylizer.iso_qgis.backends.batch_records import BatchJobRecord, BatchSettings
 from iso_tile_stylizer.iso_qgis.backends.batch_wire import inline_size, request_digest
+from iso_tile_stylizer.iso_qgis.backends.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
 from iso_tile_stylizer.iso_qgis.backends.genai_batch import BatchRunner, retry_online, split_batch_options
-from iso_tile_stylizer.iso_qgis.cost import DEFAULT_PRICES, Usage, cost_usd, online_and_batch_usd
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled, Feedback
 
 MODEL = "gemini-3-pro-image"
 FALLBACK = "gemini-2.5-flash-image"

@@ -10,8 +10,8 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
-from iso_tile_stylizer.iso_qgis import grid as g
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.grid import tilejson as g
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 HALF = 20037508.342789244
 

@@ -21,10 +21,10 @@ from PIL import Image
 from pyproj import Transformer
 from test_whitebox import X0, Y0, gpkg_with_heights, make_layer, square
 
-from iso_tile_stylizer.iso_qgis import grid as gridmod
-from iso_tile_stylizer.iso_qgis import ground, groundread, whitebox
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
+from iso_tile_stylizer.iso_qgis.grid import tilejson as gridmod
+from iso_tile_stylizer.iso_qgis.render import ground, groundread, whitebox
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 ogr.UseExceptions()
 REPO = Path(__file__).resolve().parents[2]
@@ -190,10 +190,16 @@ def _plain_renderer():
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout with the plain renderer's commit")
-    name = "iso_tile_stylizer.iso_qgis._plain_whitebox"
+    # that commit predates the engine's wings: its imports, at the modules' places now
+    code = code.replace(
+        "from . import fsutil, grid\n", "from ..util import fsutil\nfrom ..grid import tilejson as grid\n"
+    )
+    for old, new in (("errors", "util.errors"), ("feedback", "util.feedback"), ("footprints", "render.footprints")):
+        code = code.replace(f"from .{old} import", f"from ..{new} import")
+    name = "iso_tile_stylizer.iso_qgis.render._plain_whitebox"
     spec = importlib.util.spec_from_loader(name, loader=None)
     mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "iso_tile_stylizer.iso_qgis"
+    mod.__package__ = "iso_tile_stylizer.iso_qgis.render"
     sys.modules[name] = mod
     exec(compile(code, "plain_whitebox.py", "exec"), mod.__dict__)
     return mod
@@ -217,7 +223,7 @@ def test_ground_none_is_byte_identical_to_the_plain_renderer(helsinki_pbf, tmp_p
 
 
 def test_cli_ground_flags(tmp_path, capsys):
-    from iso_tile_stylizer.iso_qgis import cli
+    from iso_tile_stylizer.iso_qgis.cli import main as cli
 
     src = gpkg_with_heights(tmp_path, [(square(0, 0, 20), 10)])
     water = make_layer(tmp_path / "w.gpkg", [(square(-100, -100, 300), {})], name="lake")

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis import grid as g
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.sources import TileSource, load_rgb
+from iso_tile_stylizer.iso_qgis.grid import tilejson as g
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource, load_rgb
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -139,7 +139,7 @@ def test_odd_image_modes_become_rgb(mode):
 @FAST
 @given(st.text(max_size=80))
 def test_region_wkt_files_get_clear_errors(tmp_path_factory, text):
-    from iso_tile_stylizer.iso_qgis.resolve import read_region
+    from iso_tile_stylizer.iso_qgis.grid.resolve import read_region
 
     p = tmp_path_factory.mktemp("r") / "region.wkt"
     p.write_text(text)

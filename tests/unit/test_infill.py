@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import FailureKind
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.infill import (
+from iso_tile_stylizer.iso_qgis.imaging.infill import (
     OUTLINE_RGB,
     build_template,
     check_context,
@@ -17,6 +16,7 @@ from iso_tile_stylizer.iso_qgis.infill import (
     red_pixels,
     template_prompt,
 )
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 def scene(w: int = 2600, h: int = 2600, seed: int = 3) -> np.ndarray:

@@ -13,11 +13,11 @@ from isotiles_testing import Counting, patch
 
 from iso_tile_stylizer.iso_qgis.backends.genai_backend import request_layout
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.phases import OnlinePhaseRunner
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-from iso_tile_stylizer.iso_qgis.schedule import NEIGHBOR_MODES, Lattice, Wavefront, waves
+from iso_tile_stylizer.iso_qgis.plan.phases import OnlinePhaseRunner
+from iso_tile_stylizer.iso_qgis.plan.schedule import NEIGHBOR_MODES, Lattice, Wavefront, waves
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 OFFSET = {"left": (-1, 0), "right": (1, 0), "top": (0, -1), "bottom": (0, 1)}
@@ -205,7 +205,7 @@ def test_an_unknown_schedule_is_refused_by_name(city, tmp_path):
 
 
 def test_review_of_a_lattice_folder_rebuilds_it_and_the_dry_run_counts_its_context(city, tmp_path):
-    from iso_tile_stylizer.iso_qgis.review import folder_run, regenerate_tile
+    from iso_tile_stylizer.iso_qgis.run.review import folder_run, regenerate_tile
 
     run_generation(config(city, tmp_path / "run", tiles=patch(city, 3, 3)))
     assert folder_run(tmp_path / "run").config.schedule == "lattice"
@@ -221,7 +221,7 @@ def test_review_of_a_lattice_folder_rebuilds_it_and_the_dry_run_counts_its_conte
 
 
 def test_the_command_line_takes_a_schedule(city, tmp_path, capsys):
-    from iso_tile_stylizer.iso_qgis.cli import main
+    from iso_tile_stylizer.iso_qgis.cli.main import main
 
     (x0, y0), *_ = patch(city, 3, 1)
     base = ["generate", "--tilejson", str(city), "--x0", str(x0), "--y0", str(y0), "--w", "3", "--h", "1", "--k", "1"]

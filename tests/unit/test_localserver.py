@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis.localserver import LocalServer
+from iso_tile_stylizer.iso_qgis.outputs.localserver import LocalServer
 
 
 @pytest.fixture

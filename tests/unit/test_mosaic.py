@@ -12,12 +12,12 @@ import rasterio
 from isotiles_testing import patch
 from PIL import Image
 
-import iso_tile_stylizer.iso_qgis.mosaic as mosaic_mod
-from iso_tile_stylizer.iso_qgis.composite import Compositor
-from iso_tile_stylizer.iso_qgis.engine import Engine
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio
+import iso_tile_stylizer.iso_qgis.run.mosaic as mosaic_mod
+from iso_tile_stylizer.iso_qgis.imaging.composite import Compositor
+from iso_tile_stylizer.iso_qgis.imaging.seams import seam_step_ratio
+from iso_tile_stylizer.iso_qgis.run.engine import Engine
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 STEP, GROW = 32, 8
 
@@ -184,7 +184,7 @@ def test_a_canceled_run_writes_what_it_has_and_a_resume_completes_it(city, tmp_p
     streamed = {name: _digest(out / name) for name in ("mosaic.tif", "seam_heatmap.tif")}
     again = Engine(cfg, Feedback(), None)
     again.recorder.open(dry_run=False, overwrite=False)
-    from iso_tile_stylizer.iso_qgis.finalize import finalize
+    from iso_tile_stylizer.iso_qgis.run.finalize import finalize
 
     rewritten = finalize(again, canceled=False, wall_s=0.0)  # every tile at once, after the fact
     assert {name: _digest(out / name) for name in streamed} == streamed

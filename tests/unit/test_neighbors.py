@@ -7,9 +7,9 @@ import json
 import pytest
 from isotiles_testing import patch
 
-from iso_tile_stylizer.iso_qgis.neighbors import NEIGHBOR_CHOICES, resolve_neighbor_mode
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-from iso_tile_stylizer.iso_qgis.schedule import NEIGHBOR_MODES
+from iso_tile_stylizer.iso_qgis.plan.schedule import NEIGHBOR_MODES
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.run.neighbors import NEIGHBOR_CHOICES, resolve_neighbor_mode
 
 
 def test_auto_comes_after_the_modes_so_they_keep_their_numbers():
@@ -68,7 +68,7 @@ def test_auto_in_a_folder_made_with_another_mode_keeps_it_so_a_rerun_resumes(cit
 
 
 def test_the_command_line_takes_auto_too(city, tmp_path, capsys):
-    from iso_tile_stylizer.iso_qgis.cli import main
+    from iso_tile_stylizer.iso_qgis.cli.main import main
 
     (x0, y0), *_ = patch(city, 2, 1)
     out = tmp_path / "cli"

@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis import netconfig
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.util import netconfig
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,11 @@ from fake_gemini import FakeGemini
 from isotiles_testing import patch
 from net_testing import RecordingProxy, StaticServer
 
-from iso_tile_stylizer.iso_qgis import netconfig
-from iso_tile_stylizer.iso_qgis.cli import main
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.sources import TileSource
+from iso_tile_stylizer.iso_qgis.cli.main import main
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.util import netconfig
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 NET_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE",
             "REQUESTS_CA_BUNDLE", "STORAGE_EMULATOR_HOST", "GOOGLE_API_KEY", "GEMINI_API_KEY")  # fmt: skip

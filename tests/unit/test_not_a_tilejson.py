@@ -7,10 +7,10 @@ import json
 import pytest
 from isotiles_testing import patch
 
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-from iso_tile_stylizer.iso_qgis.seamreport import seam_report
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.outputs.seamreport import seam_report
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 @pytest.fixture(scope="module")

@@ -219,7 +219,7 @@ def test_however_many_threads_call_it_at_most_one_per_core_stylizes(monkeypatch)
 def test_a_whitebox_with_a_painted_ground_keeps_its_classes_as_ground_and_its_buildings_as_buildings() -> None:
     """Water and green painted on the ground (``ground.LEGEND``) are colored like their class, not styled as
     roofs and walls; the gray buildings on them still are; a plain whitebox gives the same pixels as before."""
-    from iso_tile_stylizer.iso_qgis.ground import LEGEND
+    from iso_tile_stylizer.iso_qgis.render.ground import LEGEND
 
     wb = city(256, 256, n=12)
     plain = OfflineBackend().generate(request(wb)).image

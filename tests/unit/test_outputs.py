@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.fsutil import encode_png, save_png_rows
-from iso_tile_stylizer.iso_qgis.outputs import geotiff_png, write_geotiff
+from iso_tile_stylizer.iso_qgis.outputs.geotiff import geotiff_png, write_geotiff
+from iso_tile_stylizer.iso_qgis.util.fsutil import encode_png, save_png_rows
 
 WKT = 'LOCAL_CS["pixels",UNIT["metre",1]]'
 
@@ -50,8 +50,8 @@ def test_the_png_copy_of_a_geotiff_has_its_pixels(tmp_path, n):
 def test_a_reader_at_close_is_the_read_back_and_its_failure_replaces_nothing(tmp_path):
     import rasterio
 
-    from iso_tile_stylizer.iso_qgis.mosaic import close_with_png
-    from iso_tile_stylizer.iso_qgis.outputs import GeoTiffWriter
+    from iso_tile_stylizer.iso_qgis.outputs.geotiff import GeoTiffWriter
+    from iso_tile_stylizer.iso_qgis.run.mosaic import close_with_png
 
     gt = (1000.0, 0.5, 0.0, 2000.0, 0.0, -0.5)
     img = image(700, 650, 4, seed=4)
@@ -85,7 +85,7 @@ def test_pngs_are_deflated_by_zlib_ng_when_it_is_there_and_hold_the_same_pixels_
     import zlib
 
     pytest.importorskip("zlib_ng")
-    from iso_tile_stylizer.iso_qgis import fsutil
+    from iso_tile_stylizer.iso_qgis.util import fsutil
 
     assert fsutil._DEFLATE.__name__.endswith("zlib_ng") and fsutil._MIN_LEVEL == 2
     img = image(300, 257, 3, seed=5)
@@ -103,8 +103,8 @@ def test_pngs_are_deflated_by_zlib_ng_when_it_is_there_and_hold_the_same_pixels_
 def test_pngs_this_package_writes_decode_fast_to_the_same_pixels_and_others_go_to_pillow(tmp_path):
     import io
 
-    from iso_tile_stylizer.iso_qgis import fsutil
-    from iso_tile_stylizer.iso_qgis.sources import load_rgb
+    from iso_tile_stylizer.iso_qgis.grid.sources import load_rgb
+    from iso_tile_stylizer.iso_qgis.util import fsutil
 
     img = image(301, 257, 3, seed=6)
     for level in (0, 1, 3, 6):
@@ -150,7 +150,7 @@ def test_a_float_geotiff_keeps_its_values_with_the_predictor_asked(tmp_path, pre
     costs it more than half its CPU and makes it larger; either way every value comes back."""
     import rasterio
 
-    from iso_tile_stylizer.iso_qgis.outputs import GeoTiffWriter
+    from iso_tile_stylizer.iso_qgis.outputs.geotiff import GeoTiffWriter
 
     rng = np.random.default_rng(3)
     heat = np.full((300, 260), -9999.0, np.float32)

@@ -16,12 +16,13 @@ from fake_gemini import FakeGemini, ramp_style
 from isotiles_testing import patch
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis import composite, tilejob
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
-from iso_tile_stylizer.iso_qgis.seams import rgb_to_lab
-from iso_tile_stylizer.iso_qgis.sources import TileSource
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.imaging import composite
+from iso_tile_stylizer.iso_qgis.imaging.seams import rgb_to_lab
+from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt
+from iso_tile_stylizer.iso_qgis.run import tilejob
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
 MODEL = "gemini-3-pro-image"
 GROUND = (236, 236, 232)

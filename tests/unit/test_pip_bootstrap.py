@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis import pyinstall
+from iso_tile_stylizer.iso_qgis.util import pyinstall
 
 NO_PIP = """import sys
 from pathlib import Path

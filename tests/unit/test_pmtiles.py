@@ -14,9 +14,9 @@ import pmtiles.tile as tile_mod
 import pytest
 from test_export import make_tiles
 
-from iso_tile_stylizer.iso_qgis import export
-from iso_tile_stylizer.iso_qgis import pmtiles as pm
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.outputs import export
+from iso_tile_stylizer.iso_qgis.outputs import pmtiles as pm
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 def read_all(path: Path) -> tuple[dict, dict, dict]:

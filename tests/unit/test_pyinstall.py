@@ -7,7 +7,7 @@ import sys
 
 from isotiles_testing import dummy_wheel
 
-from iso_tile_stylizer.iso_qgis import pyinstall
+from iso_tile_stylizer.iso_qgis.util import pyinstall
 
 
 def test_the_install_command_puts_google_genai_in_the_plugins_folder(tmp_path):
@@ -24,7 +24,7 @@ def test_the_install_command_puts_google_genai_in_the_plugins_folder(tmp_path):
     assert (target / "google" / "genai" / "__init__.py").is_file()
     # importable afterwards once the plugin has put the folder on sys.path, ahead of any other google-genai
     probe = (
-        "import sys; from iso_tile_stylizer.iso_qgis.pyinstall import use_packages_dir; "
+        "import sys; from iso_tile_stylizer.iso_qgis.util.pyinstall import use_packages_dir; "
         f"assert use_packages_dir({str(target)!r}); "
         "import google.genai as g; print(g.__version__, g.DUMMY, g.__file__)"
     )
@@ -135,7 +135,7 @@ def test_the_command_line_finds_the_profile_qgis_uses(tmp_path, monkeypatch):
 
 
 def test_the_engine_plan_names_each_missing_package_and_why(monkeypatch):
-    from iso_tile_stylizer.iso_qgis import deps
+    from iso_tile_stylizer.iso_qgis.util import deps
 
     monkeypatch.setitem(deps.REQUIRED, "isotiles_not_here", ("isotiles-not-here", (1, 2)))
     monkeypatch.setitem(deps.PURPOSE, "isotiles_not_here", "testing")

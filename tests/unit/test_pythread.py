@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from iso_tile_stylizer.iso_qgis.pythread import on_python_thread
+from iso_tile_stylizer.iso_qgis.util.pythread import on_python_thread
 
 
 def where() -> tuple[int, str]:

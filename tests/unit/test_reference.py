@@ -18,9 +18,10 @@ from pyproj import Transformer
 from rasterio.enums import ColorInterp
 from shapely.geometry import Polygon, box
 
-from iso_tile_stylizer.iso_qgis import grid, reference
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
+from iso_tile_stylizer.iso_qgis.grid import tilejson as grid
+from iso_tile_stylizer.iso_qgis.render import reference
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled, Feedback
 
 CRS = "EPSG:32635"
 PAD, STEP = 8, 48

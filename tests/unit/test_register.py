@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.register import Template, register, resample
+from iso_tile_stylizer.iso_qgis.imaging.register import Template, register, resample
 
 GROUND = (236, 236, 232)
 
@@ -103,7 +103,7 @@ def test_an_answer_as_sent_registers_as_well_as_the_answer_resized_to_the_canvas
 def test_an_answer_of_another_size_is_resampled_once_from_the_pixels_as_sent():
     """The map is in the coordinates of the answer resized to the canvas; the answer as sent (here half the
     canvas's size) is sampled where that resize puts each pixel: a linear ramp comes out as the ramp."""
-    from iso_tile_stylizer.iso_qgis.tilejob import fit_answer, place
+    from iso_tile_stylizer.iso_qgis.run.tilejob import fit_answer, place
 
     yy, xx = np.mgrid[0:80, 0:100].astype(float)
     ramp = np.dstack([xx * 2.0 + 20, yy * 3.0 + 10, np.full_like(xx, 128.0)]).astype(np.uint8)
@@ -164,7 +164,7 @@ def test_a_canvas_without_structure_takes_answers_as_they_are():
 )
 def test_the_grid_sampler_gives_the_pointwise_samples_and_where_they_are_inside(affine):
     """The sampler LK iterates with (PIL, rows solved as runs) agrees with the pointwise bilinear sampler."""
-    from iso_tile_stylizer.iso_qgis import register as reg
+    from iso_tile_stylizer.iso_qgis.imaging import register as reg
 
     rng = np.random.default_rng(3)
     img = rng.random((150, 180)).astype(np.float32)  # not square, so width and height cannot be confused
@@ -186,7 +186,7 @@ def test_the_grid_sampler_gives_the_pointwise_samples_and_where_they_are_inside(
 def test_sampling_onto_pixel_centers_gives_what_the_transform_gives(shape, step):
     """Under the identity (or onto every other row: the finest level's grid) every center falls on a pixel's
     center: the pixels themselves are taken, not interpolated; the same values and mask as the transform."""
-    from iso_tile_stylizer.iso_qgis.register import _inside_grid, _rows, _Warper
+    from iso_tile_stylizer.iso_qgis.imaging.register import _inside_grid, _rows, _Warper
 
     img = (np.random.default_rng(0).random(shape) * 5 - 2).astype(np.float32)
     warper = _Warper(img)
@@ -204,7 +204,7 @@ def test_sampling_onto_pixel_centers_gives_what_the_transform_gives(shape, step)
 def test_a_large_finest_level_is_matched_on_every_other_row_to_within_a_few_hundredths_of_a_pixel(monkeypatch):
     """The finest level only polishes the map: on a canvas of 1024 px (a model's), matched on half its rows in
     two steps, it lands where all its rows in three take it. A smaller canvas keeps every row."""
-    from iso_tile_stylizer.iso_qgis import register as reg_module
+    from iso_tile_stylizer.iso_qgis.imaging import register as reg_module
 
     wb = whitebox(1024, seed=4)
     true = about_center(1.012, -7.25, 5.5, 1024)
@@ -240,7 +240,7 @@ def error_at(canvas: np.ndarray, found: np.ndarray, true: np.ndarray) -> float:
 
 
 def test_a_blank_canvas_needs_no_registration_at_all(monkeypatch):
-    from iso_tile_stylizer.iso_qgis import register as reg_module
+    from iso_tile_stylizer.iso_qgis.imaging import register as reg_module
 
     tpl = Template.of(houses([]))
     assert tpl.model == "none" and tpl.flat

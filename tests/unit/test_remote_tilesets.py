@@ -10,11 +10,12 @@ import pytest
 from isotiles_testing import patch, seed_tile_set
 from net_testing import StaticServer
 
-from iso_tile_stylizer.iso_qgis import netconfig, sources
-from iso_tile_stylizer.iso_qgis.cli import main
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.sources import TileSource, assemble_canvas
+from iso_tile_stylizer.iso_qgis.cli.main import main
+from iso_tile_stylizer.iso_qgis.grid import sources
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource, assemble_canvas
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.util import netconfig
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 NET_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE",
             "REQUESTS_CA_BUNDLE", "VERTEX_ACCESS_TOKEN", "GOOGLE_OAUTH_ACCESS_TOKEN",
@@ -166,7 +167,7 @@ def test_a_reference_follows_a_tile_set_by_url_into_a_folder_of_its_own(www, tmp
     import rasterio
     from rasterio.transform import from_origin
 
-    from iso_tile_stylizer.iso_qgis.reference import render_reference
+    from iso_tile_stylizer.iso_qgis.render.reference import render_reference
 
     raster = tmp_path / "sat.tif"
     rng = np.random.default_rng(2)
@@ -187,7 +188,7 @@ def test_a_reference_follows_a_tile_set_by_url_into_a_folder_of_its_own(www, tmp
 
 
 def test_a_run_from_a_url_is_reviewed_from_the_url(city, www, tmp_path):
-    from iso_tile_stylizer.iso_qgis.review import regenerate_tile
+    from iso_tile_stylizer.iso_qgis.run.review import regenerate_tile
 
     with StaticServer(www) as srv:
         assert generate(city, f"{srv.url}/city", tmp_path / "out") == 0

@@ -13,10 +13,10 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageResult
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.review import choose_candidate, folder_run, list_candidates, regenerate_tile
-from iso_tile_stylizer.iso_qgis.run import RunConfig, candidate_seed, run_generation
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, candidate_seed, run_generation
+from iso_tile_stylizer.iso_qgis.run.review import choose_candidate, folder_run, list_candidates, regenerate_tile
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 
 def patch(city, w=3, h=3):
@@ -247,14 +247,14 @@ def test_a_chosen_candidate_is_kept_as_the_run_keeps_tiles_its_colors_matched(ci
     assert kept.shape == raw.shape and not np.array_equal(kept, raw)
     rec = json.loads((out / "state" / f"{x}_{y}.json").read_text())
     assert {m["side"] for m in rec["color_match"]} == {"left", "top", "right", "bottom"}
-    from iso_tile_stylizer.iso_qgis.colorfield import _weights
+    from iso_tile_stylizer.iso_qgis.imaging.colorfield import _weights
 
     assert _weights.cache_info().currsize == 0  # the weights of the matching are not kept after the choice
 
 
 def seam_against(tile_canvas, tile_origin, image, origin, side, tile):
     """A seam scored from scratch: the neighbor's image against a tile's canvas, on the ground both cover."""
-    from iso_tile_stylizer.iso_qgis.seams import SeamWeights, crop, intersect, score_seam
+    from iso_tile_stylizer.iso_qgis.imaging.seams import SeamWeights, crop, intersect, score_seam
 
     a = (*tile_origin, tile_origin[0] + tile_canvas.shape[1], tile_origin[1] + tile_canvas.shape[0])
     b = (*origin, origin[0] + image.shape[1], origin[1] + image.shape[0])

@@ -14,10 +14,10 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import Failure, FailureKind, ImageRequest, ImageResult
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.run import RunConfig, candidate_seed, run_generation
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, candidate_seed, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 
 def patch(city, w=3, h=2):
@@ -331,8 +331,8 @@ def _patch_run(args):
 
     tilejson, out, tiles, plugins = args
     _sys.path.insert(0, plugins)
-    from iso_tile_stylizer.iso_qgis.run import RunConfig as _Cfg
-    from iso_tile_stylizer.iso_qgis.run import run_generation as _run
+    from iso_tile_stylizer.iso_qgis.run.generation import RunConfig as _Cfg
+    from iso_tile_stylizer.iso_qgis.run.generation import run_generation as _run
 
     res = _run(_Cfg(tilejson=tilejson, out_dir=out, tiles=[tuple(t) for t in tiles], k=2, overlap_px=16,
                     neighbor_mode="all"))  # fmt: skip
@@ -406,7 +406,7 @@ def test_good_enough_reached_by_every_first_candidate_asks_one_per_tile(city, tm
 def test_settings_key_is_unchanged_when_good_enough_is_off(city, tmp_path):
     import dataclasses
 
-    from iso_tile_stylizer.iso_qgis.state import settings_key
+    from iso_tile_stylizer.iso_qgis.run.state import settings_key
 
     cfg = config(city, tmp_path)
     off = cfg.settings(["a"], {"step": 1})
@@ -453,7 +453,7 @@ def test_dry_run_says_the_calls_are_an_upper_bound_with_good_enough(city, tmp_pa
 
 
 def test_review_works_on_tiles_with_fewer_candidates_than_k(city, tmp_path):
-    from iso_tile_stylizer.iso_qgis.review import choose_candidate, folder_run, list_candidates, regenerate_tile
+    from iso_tile_stylizer.iso_qgis.run.review import choose_candidate, folder_run, list_candidates, regenerate_tile
 
     run_generation(config(city, tmp_path, k=3, good_enough=1e9))  # one candidate per tile
     assert folder_run(tmp_path).config.good_enough == 1e9
@@ -467,7 +467,7 @@ def test_review_works_on_tiles_with_fewer_candidates_than_k(city, tmp_path):
 
 
 def test_answers_that_arrive_together_are_scored_through_the_gate(city, tmp_path, monkeypatch):
-    from iso_tile_stylizer.iso_qgis import tilejob
+    from iso_tile_stylizer.iso_qgis.run import tilejob
 
     scoring = InFlight()
     real_score = tilejob.TileJobs.score

@@ -8,7 +8,7 @@ import numpy as np
 from isotiles_testing import patch
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
 
 def test_a_finished_run_is_a_tile_set_generatetiles_takes(city, tmp_path):
@@ -30,9 +30,9 @@ def test_a_finished_run_is_a_tile_set_generatetiles_takes(city, tmp_path):
 def test_a_night_variant_over_a_finished_run(city, tmp_path, capsys):
     import pytest
 
-    from iso_tile_stylizer.iso_qgis import cli
-    from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-    from iso_tile_stylizer.iso_qgis.presets import PRESETS, with_preset
+    from iso_tile_stylizer.iso_qgis.cli import main as cli
+    from iso_tile_stylizer.iso_qgis.plan.presets import PRESETS, with_preset
+    from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
     assert with_preset("", None, "D") == "" and with_preset("P", "winter", "D") == "P\n" + PRESETS["winter"]
     assert with_preset("", "night", "D").startswith("D\n")

@@ -10,10 +10,10 @@ import rasterio
 from fake_gemini import FakeGemini
 from isotiles_testing import patch
 
-from iso_tile_stylizer.iso_qgis.batchphase import BATCH_FILE
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Feedback
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.plan.batchphase import BATCH_FILE
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Feedback
 
 MODEL = "gemini-3-pro-image"
 

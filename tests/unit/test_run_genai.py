@@ -9,9 +9,9 @@ import pytest
 from fake_gemini import FakeGemini
 from isotiles_testing import sparse_town
 
-from iso_tile_stylizer.iso_qgis import tilejob
-from iso_tile_stylizer.iso_qgis.grid import load_tilejson
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.grid.tilejson import load_tilejson
+from iso_tile_stylizer.iso_qgis.run import tilejob
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
 MODEL = "gemini-3-pro-image"
 
@@ -95,7 +95,7 @@ def test_a_typo_in_the_model_fails_every_tile_with_the_setting_named(city, tmp_p
     with FakeGemini(known_models={MODEL}) as fake:
         cfg = config(city, tmp_path / "typo", fake, tmp_path / "cache")
         cfg.model = "gemini-3-pro-imgae"
-        from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+        from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
         with pytest.raises(IsoInputError, match=r"MODEL: .*gemini-3-pro-imgae"):
             run_generation(cfg)
@@ -107,7 +107,7 @@ def test_a_typo_in_the_model_fails_every_tile_with_the_setting_named(city, tmp_p
 
 @pytest.mark.parametrize("missing", ["api_key"])
 def test_no_key_is_refused_before_the_folder_is_touched(city, tmp_path, monkeypatch, missing):
-    from iso_tile_stylizer.iso_qgis.errors import IsoInputError
+    from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
@@ -155,7 +155,7 @@ def test_answers_that_drift_are_registered_back_onto_the_input(city, tmp_path):
             assert 0 <= c["score"]["alignment"] == c["registration"]["residual"] < 1
     assert np.median(errors) < 1.0 and max(errors) < 3.0, errors  # at the canvas corners
     assert report["config"]["register"] is True  # auto: on for a model
-    from iso_tile_stylizer.iso_qgis.colorfield import _weights
+    from iso_tile_stylizer.iso_qgis.imaging.colorfield import _weights
 
     assert any("color_match" in t for t in report["tiles"].values())  # the weights were used...
     assert _weights.cache_info().currsize == 0  # ...and let go at the run's end
@@ -196,7 +196,7 @@ def test_candidates_are_kept_as_the_answers_sent_and_rebuilt_to_the_same_pixels(
     run that encodes its checked images (the older way, kept for backends that give pixels) has in its files."""
     from PIL import Image
 
-    from iso_tile_stylizer.iso_qgis import review, tilejob
+    from iso_tile_stylizer.iso_qgis.run import review, tilejob
 
     with FakeGemini(known_models={MODEL}) as fake:
         fake.default = {"kind": "ok", "style": "ramp", "shift": 6, "zoom": 0.02, "cast": 0.1, "size": [200, 180]}
@@ -242,7 +242,7 @@ def test_sparse_tiles_are_all_made_and_put_back_within_a_pixel_where_their_build
     """A town of a handful of small houses (most tiles hold one to three, some none) against a model that drifts
     (shift up to 12 px, zoom up to 2%, a color cast): no tile fails, none is flagged, every kept answer is put
     back within a pixel where the input has buildings, and a blank tile is not registered at all."""
-    from iso_tile_stylizer.iso_qgis.sources import TileSource, assemble_canvas
+    from iso_tile_stylizer.iso_qgis.grid.sources import TileSource, assemble_canvas
 
     (tmp_path / "town").mkdir()
     tj = sparse_town(tmp_path / "town")

@@ -11,8 +11,8 @@ from fake_gemini import FakeGemini, b64decode_any
 from isotiles_testing import patch
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.infill import red_pixels
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.imaging.infill import red_pixels
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
 
 MODEL = "gemini-3-pro-image"
 

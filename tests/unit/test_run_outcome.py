@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from isotiles_testing import seed_tile_set
 
-from iso_tile_stylizer.iso_qgis import engine
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.cli import main
+from iso_tile_stylizer.iso_qgis.cli.main import main
+from iso_tile_stylizer.iso_qgis.run import engine
 
 
 @pytest.fixture

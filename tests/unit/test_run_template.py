@@ -11,9 +11,9 @@ from PIL import Image
 
 from iso_tile_stylizer.iso_qgis.backends.base import ImageRequest, ImageResult
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.infill import red_pixels
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.imaging.infill import red_pixels
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 def config(city, out, **kw):
@@ -85,7 +85,7 @@ def test_an_endpoint_dry_run_costs_what_the_user_says_a_call_costs(city, tmp_pat
 
 
 def test_the_review_regenerates_a_template_folder_with_templates(city, tmp_path):
-    from iso_tile_stylizer.iso_qgis.review import regenerate_tile
+    from iso_tile_stylizer.iso_qgis.run.review import regenerate_tile
 
     tiles = patch(city, 2, 1)
     run_generation(config(city, tmp_path, tiles=tiles))

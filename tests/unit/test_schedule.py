@@ -8,7 +8,7 @@ import time
 import pytest
 from isotiles_testing import InFlight
 
-from iso_tile_stylizer.iso_qgis.schedule import PriorityGate, dependencies, run_ready_queue
+from iso_tile_stylizer.iso_qgis.plan.schedule import PriorityGate, dependencies, run_ready_queue
 
 
 def run(tiles, mode="left+top", k=2, concurrency=4, sleep=0.0, cancel_after=None):

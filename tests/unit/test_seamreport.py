@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis import seamreport as sr
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
-from iso_tile_stylizer.iso_qgis.grid import grid_from_tilejson, load_tilejson
-from iso_tile_stylizer.iso_qgis.seams import seam_step_ratio
+from iso_tile_stylizer.iso_qgis.grid.tilejson import grid_from_tilejson, load_tilejson
+from iso_tile_stylizer.iso_qgis.imaging.seams import seam_step_ratio
+from iso_tile_stylizer.iso_qgis.outputs import seamreport as sr
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled, Feedback
 
 SIZE = 64
 AFFINE = [0.5, -1.0, 1000.0, -0.5, -1.0, 5000.0]  # a sheared iso affine, as in test_grid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iso_tile_stylizer.iso_qgis import seams as s
+from iso_tile_stylizer.iso_qgis.imaging import seams as s
 
 
 def noise_image(h, w, seed=0):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.grid import Affine, TileGrid, ZoomLevel, load_tilejson
-from iso_tile_stylizer.iso_qgis.outputs import write_tile_vrt
-from iso_tile_stylizer.iso_qgis.resolve import resolve
-from iso_tile_stylizer.iso_qgis.sources import TileSource, assemble_canvas
+from iso_tile_stylizer.iso_qgis.grid.resolve import resolve
+from iso_tile_stylizer.iso_qgis.grid.sources import TileSource, assemble_canvas
+from iso_tile_stylizer.iso_qgis.grid.tilejson import Affine, TileGrid, ZoomLevel, load_tilejson
+from iso_tile_stylizer.iso_qgis.outputs.geotiff import write_tile_vrt
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 
 def make_tileset(root, n=3, size=32):

@@ -11,10 +11,10 @@ from isotiles_testing import patch, seed_tile_set
 from PIL import Image
 from shapely.geometry import box
 
-from iso_tile_stylizer.iso_qgis.cli import main
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.resolve import resolve
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.cli.main import main
+from iso_tile_stylizer.iso_qgis.grid.resolve import resolve
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 PARIS = box(2.34, 48.85, 2.36, 48.86)  # WGS84: far from every tile set here (Helsinki)
 PARIS_TEXT = "(2.34000, 48.85000, 2.36000, 48.86000)"

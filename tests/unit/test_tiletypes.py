@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from test_whitebox import gpkg_with_heights, make_layer, square
 
-from iso_tile_stylizer.iso_qgis import ground, tiletypes, whitebox
 from iso_tile_stylizer.iso_qgis.backends.offline import OfflineBackend
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.run import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.plan import tiletypes
+from iso_tile_stylizer.iso_qgis.render import ground, whitebox
+from iso_tile_stylizer.iso_qgis.run.generation import RunConfig, run_generation
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
 WATER = {"water": 0.9995, "ground": 0.0005}
 
@@ -129,7 +130,7 @@ def test_uniform_tiles_cost_no_call_and_are_counted(lake_town, tmp_path):
 
 
 def test_cli_fill_uniform_and_tile_types(lake_town, tmp_path, capsys):
-    from iso_tile_stylizer.iso_qgis import cli
+    from iso_tile_stylizer.iso_qgis.cli import main as cli
 
     tj, tiles, uniform = lake_town
     x0, y0 = min(x for x, _ in tiles), min(y for _, y in tiles)
@@ -150,7 +151,7 @@ def test_cli_fill_uniform_and_tile_types(lake_town, tmp_path, capsys):
 
 # ------------------------------------------------------------------ water held across the map
 def test_water_held_to_the_neighbors_water_keeping_texture():
-    from iso_tile_stylizer.iso_qgis.waterhold import WaterHold, water_mask
+    from iso_tile_stylizer.iso_qgis.imaging.waterhold import WaterHold, water_mask
 
     wb = np.zeros((64, 64, 3), np.uint8)
     wb[:, :40] = ground.LEGEND["water"]  # water on the left, land on the right
@@ -176,7 +177,7 @@ def water_spread(tj, out) -> float:
     """How far the tiles' mean water colors lie apart (RGB std over tiles, largest channel)."""
     from PIL import Image
 
-    from iso_tile_stylizer.iso_qgis.waterhold import water_mask
+    from iso_tile_stylizer.iso_qgis.imaging.waterhold import water_mask
 
     means = []
     for p in sorted((out / "tiles" / "0").glob("*/*.png")):

@@ -17,10 +17,10 @@ from PIL import Image
 from pyproj import Transformer
 from shapely.geometry import Point
 
-from iso_tile_stylizer.iso_qgis import footprints, whitebox
-from iso_tile_stylizer.iso_qgis import grid as gridmod
-from iso_tile_stylizer.iso_qgis.errors import IsoInputError
-from iso_tile_stylizer.iso_qgis.feedback import Canceled, Feedback
+from iso_tile_stylizer.iso_qgis.grid import tilejson as gridmod
+from iso_tile_stylizer.iso_qgis.render import footprints, whitebox
+from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
+from iso_tile_stylizer.iso_qgis.util.feedback import Canceled, Feedback
 
 ogr.UseExceptions()
 osr.UseExceptions()
