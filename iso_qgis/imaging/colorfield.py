@@ -3,8 +3,8 @@
 Every model call carries its own color cast. Over each shared band, a per-channel
 gain and offset (sRGB) that maps the candidate onto the accepted neighbor is fitted
 on block means (texture averages out; the cast does not). The correction is applied
-in full over the band up to the seam and fades to nothing towards the sides of the
-canvas that have no accepted neighbor, as a harmonic field (the smoothest there is), so:
+in full inside the band and fades to nothing towards the sides of the canvas that
+have no accepted neighbor, as a harmonic field (the smoothest there is), so:
 
 - at a seam the two tiles agree in color, whatever either call's cast;
 - a difference between two calls is spread over a whole tile (a fraction of a ΔE
@@ -159,18 +159,6 @@ def _linear_upsampling(n: int, cells: int, block: int) -> np.ndarray:
     return m
 
 
-def neighbor_half(side: str, band: Rect) -> Rect:
-    """The half of a band on its neighbor's side of the seam (the band's middle line), where a correction
-    holds in full. Over the tile's own half it already fades: a correction held over the whole band, then
-    faded over what is left of the canvas, is steep where it starts to fade (the tile's side of its seams,
-    and its corners); held up to the seam, the fade is a half band longer and the cut meeting in the mosaic
-    (``cutmatch.py``) takes the small difference left at the cut."""
-    c0, r0, c1, r1 = band
-    cm, rm = (c0 + c1) // 2, (r0 + r1) // 2
-    return {"left": (c0, r0, cm, r1), "right": (cm, r0, c1, r1), "top": (c0, r0, c1, rm),
-            "bottom": (c0, rm, c1, r1)}[side]  # fmt: skip
-
-
 def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
     """Per-pixel values of a band that starts at ``start`` on an axis of ``n`` pixels; its ends held beyond it."""
     idx = np.clip(np.arange(n) - start, 0, len(values) - 1)
@@ -178,8 +166,7 @@ def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
 
 
 def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarray:
-    """The canvas with each side's correction in full over its band's neighbor half (``neighbor_half``),
-    fading to none at sides without one.
+    """The canvas with each side's correction in full over its band, fading to none at sides without one.
 
     Worked a strip of rows at a time (``STRIP_PX`` pixels: its float32 temporaries stay in the CPU's cache
     instead of going through memory a dozen times); every pixel is computed on its own, so the same values."""
@@ -194,7 +181,7 @@ def compensate(canvas: np.ndarray, rect: Rect, fits: list[SideFit]) -> np.ndarra
         _place(f.offset, r0, h)[:, None, :] if f.vertical else _place(f.offset, c0, w)[None, :, :]
         for f, (_, (c0, r0, _, _)) in zip(fits, local)
     ]
-    weights = _weights(h, w, tuple((side, neighbor_half(side, r)) for side, r in local))
+    weights = _weights(h, w, local)
     out = np.empty(canvas.shape, np.uint8)
     rows = max(1, STRIP_PX // w)
     for r in range(0, h, rows):
