@@ -226,28 +226,43 @@ class _Level:
     yc: np.ndarray
     rows: int = 1  # every rows-th row of the level is matched (the arrays above hold those)
 
+    #: per model, computed once per tile and shared by its K answers: the Hessian's inverse, and the corner
+    #: uncertainty of a fit per unit of residual
+    _inverses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _corners: dict[str, float] = field(default_factory=dict, repr=False)
+
     def hess_inv(self, model: str) -> np.ndarray:
         """The inverse of the Hessian restricted to a model's parameters, as a 6 x 6 map (zero elsewhere): the
         Gauss-Newton step of that model from the steepest-descent products of all six."""
-        idx = np.array(MODELS[model])
-        out = np.zeros((6, 6))
-        out[np.ix_(idx, idx)] = np.linalg.pinv(self.hess[np.ix_(idx, idx)])
-        return out
+        if model not in self._inverses:
+            idx = np.array(MODELS[model])
+            out = np.zeros((6, 6))
+            out[np.ix_(idx, idx)] = np.linalg.pinv(self.hess[np.ix_(idx, idx)])
+            self._inverses[model] = out
+        return self._inverses[model]
 
     def sigma_px(self, model: str, residual: float) -> float:
         """How far, at one standard deviation, a fit of ``model`` may put a canvas corner wrong (canvas px) when
-        an answer leaves ``residual`` per pixel: the covariance of its parameters through the corners' motion."""
+        an answer leaves ``residual`` per pixel: the covariance of its parameters through the corners' motion
+        (it scales with the residual, so the corners are worked out once per model)."""
+        if model not in self._corners:
+            self._corners[model] = self._corner_variance(model)
+        return math.sqrt(self._corners[model] * residual) * self.factor
+
+    def _corner_variance(self, model: str) -> float:
+        """The largest variance of a corner's position (level px squared) under a fit of ``model``, per unit of
+        residual; infinite for a motion the structure does not constrain."""
         idx = np.array(MODELS[model])
         sub = self.hess[np.ix_(idx, idx)]
         if not np.isfinite(sub).all() or np.linalg.eigvalsh(sub).min() <= 1e-9 * max(float(np.abs(sub).max()), 1e-30):
             return math.inf  # a motion the structure does not constrain at all (none, or all of it on one line)
-        cov = self.hess_inv(model) * (residual * NOISE_CORRELATION)
+        cov = self.hess_inv(model) * NOISE_CORRELATION
         hh, ww = self.t.shape[0] * self.rows, self.t.shape[1]
         worst = 0.0
         for x, y in ((0.0, 0.0), (ww, 0.0), (0.0, hh), (ww, hh)):
             jx, jy = np.array([x, y, 1.0, 0, 0, 0]), np.array([0, 0, 0, x, y, 1.0])
             worst = max(worst, float(jx @ cov @ jx + jy @ cov @ jy))
-        return math.sqrt(worst) * self.factor
+        return worst
 
     def on_grid(self, warp: np.ndarray) -> np.ndarray:
         """A map of the level's pixels as a map of the matched grid's (its row i is the level's row rows * i)."""
@@ -306,11 +321,12 @@ class Template:
             sd64 = sd.astype(np.float64)
             hess = np.einsum("kn,ln->kl", sd64, sd64)
             tpl.levels[f] = _Level(f, t, sd, hess, xc, yc, rows)
-        tpl.sigmas = {m: round(tpl.levels[factors[-1]].sigma_px(m, TYPICAL_RESIDUAL), 3) for m in MODELS}
+        sigmas = {f: {m: lv.sigma_px(m, TYPICAL_RESIDUAL) for m in MODELS} for f, lv in tpl.levels.items()}
+        tpl.sigmas = {m: round(v, 3) for m, v in sigmas[factors[-1]].items()}
         tpl.model = _richest(tpl.sigmas)
         order = list(MODELS)
-        for f, lv in tpl.levels.items():  # a coarser level fits what it pins down to its own pixel size, never more
-            own = _richest({m: lv.sigma_px(m, TYPICAL_RESIDUAL) for m in MODELS}, MAX_SIGMA_PX * f / factors[-1])
+        for f in tpl.levels:  # a coarser level fits what it pins down to its own pixel size, never more
+            own = _richest(sigmas[f], MAX_SIGMA_PX * f / factors[-1])
             cap = order.index(tpl.model) if tpl.model in order else -1
             tpl.level_models[f] = "none" if cap < 0 else order[min(order.index(own) if own in order else 0, cap)]
         return tpl
