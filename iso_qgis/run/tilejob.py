@@ -42,7 +42,7 @@ from ..plan.plan import Cell, Plan
 from ..plan.runconfig import RunConfig, candidate_seed
 from ..plan.schedule import PriorityGate, Schedule
 from ..plan.tiletypes import TileTypes, fill_image
-from ..render.ground import LEGEND
+from ..render.ground import BASE_RGB, LEGEND
 from ..util.errors import IsoInputError
 from ..util.feedback import Feedback
 from ..util.fsutil import atomic_write_bytes, load_rgb_png, save_rgb_png
@@ -57,8 +57,6 @@ PREFETCH_MAX = 8
 DRIFT_RETRIES = 2
 #: answers checked and scored at once (the rest wait, earliest anti-diagonal first): half the cores
 SCORING_SLOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
-#: where no whitebox tile is
-WHITEBOX_BACKGROUND = (236, 236, 232)
 
 
 class TileJobs:
@@ -124,7 +122,7 @@ class TileJobs:
         """The tile's whitebox and reference canvases and their digest, or why they cannot be had."""
         x, y = self.plan.tile(c)
         try:
-            wb, _ = assemble_canvas(self.src, x, y, self.plan.z, self.plan.grow, background=WHITEBOX_BACKGROUND)
+            wb, _ = assemble_canvas(self.src, x, y, self.plan.z, self.plan.grow, background=BASE_RGB)
             if wb is None:
                 return {"error": f"whitebox tile missing: {self.src.location(x, y, self.plan.z)}"}
             ref = assemble_canvas(self.ref, x, y, self.plan.z, self.plan.grow)[0] if self.ref else None
@@ -227,7 +225,7 @@ class TileJobs:
         x, y = self.plan.tile(c)
 
         def ground(window: tuple[int, int, int, int]) -> np.ndarray:
-            return ground_window(self.src, (x, y), self.plan.z, window, WHITEBOX_BACKGROUND)
+            return ground_window(self.src, (x, y), self.plan.z, window, BASE_RGB)
 
         infill = build_template(self.plan.rect(c), wb, nbs, ground, self.cfg.template_px)
         infill.target = Template.of(infill.plain)  # once for the K answers
@@ -403,7 +401,7 @@ class TileJobs:
         """A tile of one ground class and no building: filled from the style, scored like a candidate, free."""
         cls, size, neighbors = ctx["uniform"]
         pairs = [(canvas, wb) for canvas, wb in neighbors if wb is not None]
-        img, source = fill_image(LEGEND.get(cls, WHITEBOX_BACKGROUND), size, pairs, self.anchors)
+        img, source = fill_image(LEGEND.get(cls, BASE_RGB), size, pairs, self.anchors)
         rec = {"index": 0, "model": "fill", "cost_usd": 0.0, "notes": [], "filled": source}
         rec.update(self.score(ImageResult(img, "fill"), ctx))
         tile_rec["candidates"].append(rec)
