@@ -3,8 +3,9 @@
 Every model call carries its own color cast. Over each shared band, a per-channel
 gain and offset (sRGB) that maps the candidate onto the accepted neighbor is fitted
 on block means (texture averages out; the cast does not). The correction is applied
-in full inside the band and fades to nothing towards the sides of the canvas that
-have no accepted neighbor, as a harmonic field (the smoothest there is), so:
+in full inside the band (on a small canvas, its outer part: ``MIN_RAMP_PX``) and fades
+to nothing towards the sides of the canvas that have no accepted neighbor (away from
+the bands: ``EDGE_HELD_PX``), as a harmonic field (the smoothest there is), so:
 
 - at a seam the two tiles agree in color, whatever either call's cast;
 - a difference between two calls is spread over a whole tile (a fraction of a ΔE
@@ -29,6 +30,16 @@ BLOCK = 8
 MAX_GAIN = 0.35
 MAX_OFFSET = 64.0
 
+
+#: how far (px) from every band an edge without one must be for the correction to be held at none there: next
+#: to a band (where a wavefront tile's top band meets its right edge) a correction that fell from full to none
+#: over a block or two made the steepest changes of color in a mosaic; that part of the edge is left free
+EDGE_HELD_PX = 128
+
+#: the least distance (px) between the parts of two opposite bands held in full: on a small canvas (256 px tiles
+#: with 64 px of overlap) whole bands left 128 px for the change from one neighbor's color to the other's, the
+#: steepest in such a mosaic; a band is then held over less of it (the cut meeting joins the rest)
+MIN_RAMP_PX = 256
 
 #: length (px) of the stretches of a band that get an offset of their own (the gain is one per band)
 SEGMENT = 128
@@ -109,8 +120,9 @@ def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray)
 
 
 def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int = 32) -> list[np.ndarray]:
-    """For each band (side, local rect), a weight field over an h x w canvas: 1 on its band, 0 on the other
-    bands and on an edge without a band that faces one, harmonic (as smooth as can be) in between.
+    """For each band (side, local rect), a weight field over an h x w canvas: 1 on its band (on a small canvas,
+    on its outer part: ``_held``), 0 on the other bands and on an edge without a band that faces one (where it
+    is over ``EDGE_HELD_PX`` from every band), harmonic (as smooth as can be) in between.
 
     Solved on a grid of ``block`` px by red-black over-relaxation, then interpolated to every pixel.
     Weights of all bands never add up to more than 1; where two bands overlap (a corner) they share.
@@ -120,17 +132,21 @@ def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int =
     xc = (np.arange(wb) + 0.5) * block
     inside = [
         (yc[:, None] >= r0) & (yc[:, None] < r1) & (xc[None, :] >= c0) & (xc[None, :] < c1)
-        for _, (c0, r0, c1, r1) in bands
+        for c0, r0, c1, r1 in (_held(side, rect, h, w) for side, rect in bands)
     ]
     count = np.sum(inside, axis=0)
-    fixed = count > 0
     sides = {side for side, _ in bands}
     edge = np.zeros((hb, wb), bool)  # an edge without a band, facing one: the correction has faded there
     for side, other, sl in (("left", "right", np.s_[:, 0]), ("right", "left", np.s_[:, -1]),
                             ("top", "bottom", np.s_[0, :]), ("bottom", "top", np.s_[-1, :])):  # fmt: skip
         if side not in sides and other in sides:
             edge[sl] = True
-    fixed |= edge  # the other edges are free (no flow across them): fields run parallel to them
+    if edge.any() and count.any():  # ... away from the bands only (EDGE_HELD_PX)
+        by, bx = np.nonzero(count)
+        ey, ex = np.nonzero(edge)
+        near = np.hypot(np.subtract.outer(ey, by), np.subtract.outer(ex, bx)).min(axis=1) * block <= EDGE_HELD_PX
+        edge[ey[near], ex[near]] = False
+    fixed = (count > 0) | edge  # the other edges are free (no flow across them): fields run parallel to them
     omega = 2.0 / (1.0 + np.sin(np.pi / max(hb, wb)))
     parity = (np.add.outer(np.arange(hb), np.arange(wb)) % 2).astype(bool)
     free = [~fixed & ~parity, ~fixed & parity]
@@ -145,6 +161,23 @@ def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int =
                 u = np.where(f, u + omega * (nb - u), u)
         out.append(up_y @ np.clip(u, 0.0, 1.0) @ up_x.T)
     return out
+
+
+def _held(side: str, band: Rect, h: int, w: int) -> Rect:
+    """The part of a band (local rect at the canvas's ``side``) where its correction is held in full: the whole
+    band, or on a canvas too small to leave ``MIN_RAMP_PX`` between opposite bands, less of it (down to its
+    outer half, the neighbor's side of the boundary)."""
+    c0, r0, c1, r1 = band
+    vertical = side in ("left", "right")
+    width, extent = (c1 - c0, w) if vertical else (r1 - r0, h)
+    keep = max(width / 2, min(width, (extent - MIN_RAMP_PX) / 2))
+    if side == "left":
+        return c0, r0, c0 + keep, r1
+    if side == "right":
+        return c1 - keep, r0, c1, r1
+    if side == "top":
+        return c0, r0, c1, r0 + keep
+    return c0, r1 - keep, c1, r1
 
 
 def _linear_upsampling(n: int, cells: int, block: int) -> np.ndarray:

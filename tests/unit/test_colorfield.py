@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iso_tile_stylizer.iso_qgis.imaging import colorfield
 from iso_tile_stylizer.iso_qgis.imaging.colorfield import _block_means, _stretch_means, compensate, fit_side
 from iso_tile_stylizer.iso_qgis.imaging.composite import multiband_blend
 
@@ -20,8 +21,8 @@ def cast(img: np.ndarray, gain: float, offset: tuple[float, float, float]) -> np
 
 
 def test_a_cast_is_undone_over_the_band_and_fades_out_towards_the_far_side():
-    canvas = texture(256, 256)
-    rect = (1000, 2000, 1256, 2256)
+    canvas = texture(256, 384)  # wide enough for the whole band to be held (MIN_RAMP_PX)
+    rect = (1000, 2000, 1384, 2256)
     band = (1000, 2000, 1064, 2256)  # the left neighbor overlaps 64 columns
     neighbor_band = cast(canvas[:, :64], 1.0, (0, 0, 0))
     candidate = cast(canvas, 0.9, (25, -10, 5))  # this call's cast
@@ -30,7 +31,7 @@ def test_a_cast_is_undone_over_the_band_and_fades_out_towards_the_far_side():
     out = compensate(candidate, rect, [fit]).astype(float)
     assert np.abs(out[:, :64] - neighbor_band).mean() < 1.0  # the band now agrees with the neighbor
     assert np.abs(out[:, -4:] - candidate[:, -4:]).max() <= 1  # the far side keeps the call's own colors
-    flat = np.full((256, 256, 3), 120, np.uint8)  # on flat color the correction itself shows: no step anywhere
+    flat = np.full((256, 384, 3), 120, np.uint8)  # on flat color the correction itself shows: no step anywhere
     change = compensate(flat, rect, [fit]).astype(float)
     assert np.abs(np.diff(change, axis=1)).max() <= 1.0 and np.abs(change[:, 0] - change[:, -1]).max() > 15
 
@@ -45,6 +46,58 @@ def test_an_offset_that_changes_along_the_band_is_followed():
     residual = np.abs(out[:, :64] - neighbor).mean(axis=(1, 2))
     assert residual.max() < 7 and residual.mean() < 2  # one offset for the whole band would leave up to 20
     assert fit.as_dict()["offset_range"][0] > 25
+
+
+def _steepest(change: np.ndarray) -> float:
+    """The steepest slope of a correction (flat canvas: the correction itself) over 16 px, per px (over one px
+    the rounding to whole numbers hides it)."""
+    return float(max(np.abs(change[16:] - change[:-16]).max(), np.abs(change[:, 16:] - change[:, :-16]).max()) / 16)
+
+
+@pytest.fixture
+def fresh_fields(request):
+    """Weight fields solved anew in the test (and none it solved kept after it): it changes the constants."""
+    colorfield.forget_weights()
+    request.addfinalizer(colorfield.forget_weights)
+
+
+def test_on_a_small_canvas_opposite_bands_hold_their_outer_halves_and_the_change_between_them_is_spread(
+    monkeypatch, fresh_fields
+):
+    """A 256 px tile with 64 px of overlap, neighbors left and right of another color each (a lattice tile): the
+    whole bands held left 128 px for the change from one color to the other; held over their outer halves (the
+    neighbors' sides of the boundaries), 256 px."""
+    flat = np.full((384, 384, 3), 120, np.uint8)
+    rect = (0, 0, 384, 384)
+    left = fit_side("left", (0, 0, 128, 384), np.full((384, 128, 3), 150, np.uint8), flat[:, :128])
+    right = fit_side("right", (256, 0, 384, 384), np.full((384, 128, 3), 90, np.uint8), flat[:, 256:])
+    spread = compensate(flat, rect, [left, right]).astype(float) - 120
+    monkeypatch.setattr(colorfield, "MIN_RAMP_PX", 0)
+    colorfield.forget_weights()
+    whole = compensate(flat, rect, [left, right]).astype(float) - 120
+    for change in (spread, whole):
+        assert np.abs(change[:, :48] - 30).max() <= 1 and np.abs(change[:, -48:] + 30).max() <= 1  # outer halves
+    assert np.abs(whole[:, 64:112] - 30).max() <= 1  # held over the whole band
+    assert _steepest(spread) < 0.7 * _steepest(whole), (_steepest(spread), _steepest(whole))
+
+
+def test_a_far_edge_next_to_a_band_is_left_free_and_held_at_the_call_s_colors_beyond(monkeypatch, fresh_fields):
+    """A wavefront tile (neighbors left and top, 384 px canvas): where the top band meets the right edge, a
+    correction held at none on the edge right below the band fell from full to none over a block or two; the
+    edge is held only beyond EDGE_HELD_PX, and the far corner still keeps the call's own colors."""
+    flat = np.full((384, 384, 3), 120, np.uint8)
+    rect = (0, 0, 384, 384)
+    left = fit_side("left", (0, 0, 128, 384), np.full((384, 128, 3), 150, np.uint8), flat[:, :128])
+    top = fit_side("top", (0, 0, 384, 128), np.full((128, 384, 3), 150, np.uint8), flat[:128])
+    free = compensate(flat, rect, [left, top]).astype(float) - 120
+    monkeypatch.setattr(colorfield, "EDGE_HELD_PX", 0)
+    colorfield.forget_weights()
+    held = compensate(flat, rect, [left, top]).astype(float) - 120
+    for change in (free, held):
+        assert np.abs(change[:64, :64] - 30).max() <= 1  # both bands agree with their neighbors
+        assert np.abs(change[-2:, -2:]).max() <= 1  # the far corner: the call's own colors
+    assert np.abs(held[160:192, -2:]).max() <= 3  # right below the top band the edge was held at none
+    assert _steepest(free) < 0.7 * _steepest(held), (_steepest(free), _steepest(held))
 
 
 def test_two_sides_meet_in_the_corner_and_no_neighbor_means_no_change():
