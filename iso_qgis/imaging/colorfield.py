@@ -132,7 +132,7 @@ def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int =
     xc = (np.arange(wb) + 0.5) * block
     inside = [
         (yc[:, None] >= r0) & (yc[:, None] < r1) & (xc[None, :] >= c0) & (xc[None, :] < c1)
-        for c0, r0, c1, r1 in (_held(side, rect, h, w) for side, rect in bands)
+        for c0, r0, c1, r1 in (_held(side, rect, h, w, block) for side, rect in bands)
     ]
     count = np.sum(inside, axis=0)
     sides = {side for side, _ in bands}
@@ -163,14 +163,14 @@ def harmonic_weights(h: int, w: int, bands: list[tuple[str, Rect]], block: int =
     return out
 
 
-def _held(side: str, band: Rect, h: int, w: int) -> Rect:
+def _held(side: str, band: Rect, h: int, w: int, block: int) -> Rect:
     """The part of a band (local rect at the canvas's ``side``) where its correction is held in full: the whole
     band, or on a canvas too small to leave ``MIN_RAMP_PX`` between opposite bands, less of it (down to its
-    outer half, the neighbor's side of the boundary)."""
+    outer half, the neighbor's side of the boundary, and never under a ``block``: the field holds cells)."""
     c0, r0, c1, r1 = band
     vertical = side in ("left", "right")
     width, extent = (c1 - c0, w) if vertical else (r1 - r0, h)
-    keep = max(width / 2, min(width, (extent - MIN_RAMP_PX) / 2))
+    keep = min(width, max(width / 2, block, (extent - MIN_RAMP_PX) / 2))
     if side == "left":
         return c0, r0, c0 + keep, r1
     if side == "right":

@@ -79,6 +79,11 @@ def test_on_a_small_canvas_opposite_bands_hold_their_outer_halves_and_the_change
         assert np.abs(change[:, :48] - 30).max() <= 1 and np.abs(change[:, -48:] + 30).max() <= 1  # outer halves
     assert np.abs(whole[:, 64:112] - 30).max() <= 1  # held over the whole band
     assert _steepest(spread) < 0.7 * _steepest(whole), (_steepest(spread), _steepest(whole))
+    monkeypatch.undo()
+    colorfield.forget_weights()
+    small = flat[:, :256]  # 16 px of overlap on a smaller tile: half a band is under a block, the band is held
+    narrow = fit_side("left", (0, 0, 32, 384), np.full((384, 32, 3), 150, np.uint8), small[:, :32])
+    assert np.abs(compensate(small, (0, 0, 256, 384), [narrow])[:, :16].astype(float) - 150).max() <= 1
 
 
 def test_a_far_edge_next_to_a_band_is_left_free_and_held_at_the_call_s_colors_beyond(monkeypatch, fresh_fields):
