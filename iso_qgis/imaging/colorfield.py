@@ -2,7 +2,8 @@
 
 Every model call carries its own color cast. Over each shared band, a per-channel
 gain and offset (sRGB) that maps the candidate onto the accepted neighbor is fitted
-on block means (texture averages out; the cast does not). The correction is applied
+on block means (texture averages out; the cast does not), the gain on their local
+contrast (``CONTRAST_BOX``). The correction is applied
 in full inside the band (on a small canvas, its outer part: ``MIN_RAMP_PX``) and fades
 to nothing towards the sides of the canvas that have no accepted neighbor (away from
 the bands: ``EDGE_HELD_PX``), as a harmonic field (the smoothest there is), so:
@@ -29,6 +30,10 @@ BLOCK = 8
 #: limits of a correction: beyond them a candidate is not a recolored version of its neighbor
 MAX_GAIN = 0.35
 MAX_OFFSET = 64.0
+#: the gain is fitted on local contrast: block means less their mean over this many blocks a side (40 px). The
+#: neighbor's own correction changes smoothly over a band; fitted on the block means themselves, with a house at
+#: one end of the band, that change was taken for a gain (1.35 and 0.65, the limits, on one tile of a run)
+CONTRAST_BOX = 5
 
 
 #: how far (px) from every band an edge without one must be for the correction to be held at none there: next
@@ -96,10 +101,30 @@ def _stretch_means(rgb: np.ndarray, edges: np.ndarray, vertical: bool) -> np.nda
     return np.add.reduceat(lines, edges[:-1], axis=0) / (np.diff(edges) * across)[:, None]
 
 
+def _box_blocks(a: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``a`` (rows, columns, 3) over the n x n box centered on each cell (the part within the array; a box
+    wider than twice the array: its mean)."""
+    n = min(n, 2 * max(a.shape[:2]) + 1)
+    r = n // 2
+    pad = [(r + 1, n - r - 1), (r + 1, n - r - 1)]
+    s = np.pad(a.astype(np.float64), [*pad, (0, 0)]).cumsum(0).cumsum(1)
+    c = np.pad(np.ones(a.shape[:2]), pad).cumsum(0).cumsum(1)
+    h, w = a.shape[:2]
+
+    def win(t: np.ndarray) -> np.ndarray:
+        return t[n : n + h, n : n + w] - t[:h, n : n + w] - t[n : n + h, :w] + t[:h, :w]
+
+    return win(s) / win(c)[..., None]
+
+
 def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray) -> SideFit:
     """The gain and offsets per channel that bring ``candidate`` onto ``neighbor`` over a band (same ground)."""
     vertical = side in ("left", "right")
     x, y = _block_means(candidate, BLOCK), _block_means(neighbor, BLOCK)
+    if candidate.shape[0] >= BLOCK and candidate.shape[1] >= BLOCK:  # the gain from local contrast (CONTRAST_BOX)
+        shape = (candidate.shape[0] // BLOCK, candidate.shape[1] // BLOCK, 3)
+        x = (x.reshape(shape) - _box_blocks(x.reshape(shape), CONTRAST_BOX)).reshape(-1, 3)
+        y = (y.reshape(shape) - _box_blocks(y.reshape(shape), CONTRAST_BOX)).reshape(-1, 3)
     gain = np.ones(3, np.float32)
     for c in range(3):
         xc, yc = x[:, c], y[:, c]

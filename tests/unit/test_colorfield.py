@@ -36,6 +36,22 @@ def test_a_cast_is_undone_over_the_band_and_fades_out_towards_the_far_side():
     assert np.abs(np.diff(change, axis=1)).max() <= 1.0 and np.abs(change[:, 0] - change[:, -1]).max() > 15
 
 
+def test_a_gain_is_not_taken_from_the_neighbor_s_own_change_along_the_band():
+    """The neighbor's own correction changes along the band (tan to gray-blue over 384 px) and a house stands at
+    one end: fitted on the block means themselves, that change counted as contrast (gains at the limits, the band
+    off by tens of units); on local contrast the gain is the calls' (1 here) and the offsets follow the band."""
+    rng = np.random.default_rng(5)
+    ground = np.full((384, 128, 3), 150.0) + rng.normal(0, 3, (384, 128, 1))
+    ground[300:360, 20:100] = (60.0, 70.0, 90.0)  # a house at the bottom end
+    along = np.linspace(0, 1, 384)[:, None, None] * np.array([-40.0, 0.0, 40.0])  # the neighbor's own change
+    neighbor = np.clip(ground + along, 0, 255).astype(np.uint8)
+    candidate = np.clip(ground + np.array([20.0, -10.0, 5.0]), 0, 255).astype(np.uint8)  # this call's cast, no gain
+    fit = fit_side("left", (0, 0, 128, 384), neighbor, candidate)
+    assert fit.gain == pytest.approx([1.0] * 3, abs=0.06), fit.gain
+    residual = np.abs(fit.apply(candidate) - neighbor.astype(np.float32)).mean(axis=(1, 2))
+    assert np.median(residual) < 4, np.median(residual)
+
+
 def test_an_offset_that_changes_along_the_band_is_followed():
     canvas = texture(512, 256, seed=2)
     rows = np.linspace(-20, 20, 512)[:, None, None]  # the neighbor's own correction varies along the seam

@@ -109,12 +109,13 @@ def _gradient_p99(rgb: np.ndarray, ground: np.ndarray, near: np.ndarray) -> floa
 def test_a_casting_model_s_seams_meet_in_the_mosaic(city, tmp_path, monkeypatch, request):
     """A run on the real client against the fake service casting each answer (wavefront, 3 x 3 tiles of 128 px):
     the mosaic's colors on flat ground change smoothly across the seams; composited without the meeting, the
-    same accepted canvases step there. (Each correction is held over its whole band and fades to none at the far
-    edges, as on large canvases: on these small ones colorfield would leave the edges free and no step to meet.)"""
+    same accepted canvases step there. (Color match as it was before it left steps this rare: each correction held
+    over its whole band, faded to none at the far edges, its gain fitted on the block means themselves.)"""
     from iso_tile_stylizer.iso_qgis.imaging import colorfield
 
     monkeypatch.setattr(colorfield, "EDGE_HELD_PX", 0)
     monkeypatch.setattr(colorfield, "MIN_RAMP_PX", 0)
+    monkeypatch.setattr(colorfield, "CONTRAST_BOX", 10**6)  # one box over the whole band: the plain means
     colorfield.forget_weights()  # fields solved under the constants' own values
     request.addfinalizer(colorfield.forget_weights)  # and none solved here kept for other tests
     import rasterio
