@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cutmatch import box_mean
 from .seams import STRIP_PX  # pixels per strip of rows, as for the seams' conversions
 
 Rect = tuple[int, int, int, int]
@@ -101,30 +102,15 @@ def _stretch_means(rgb: np.ndarray, edges: np.ndarray, vertical: bool) -> np.nda
     return np.add.reduceat(lines, edges[:-1], axis=0) / (np.diff(edges) * across)[:, None]
 
 
-def _box_blocks(a: np.ndarray, n: int) -> np.ndarray:
-    """Mean of ``a`` (rows, columns, 3) over the n x n box centered on each cell (the part within the array; a box
-    wider than twice the array: its mean)."""
-    n = min(n, 2 * max(a.shape[:2]) + 1)
-    r = n // 2
-    pad = [(r + 1, n - r - 1), (r + 1, n - r - 1)]
-    s = np.pad(a.astype(np.float64), [*pad, (0, 0)]).cumsum(0).cumsum(1)
-    c = np.pad(np.ones(a.shape[:2]), pad).cumsum(0).cumsum(1)
-    h, w = a.shape[:2]
-
-    def win(t: np.ndarray) -> np.ndarray:
-        return t[n : n + h, n : n + w] - t[:h, n : n + w] - t[n : n + h, :w] + t[:h, :w]
-
-    return win(s) / win(c)[..., None]
-
-
 def fit_side(side: str, band: Rect, neighbor: np.ndarray, candidate: np.ndarray) -> SideFit:
     """The gain and offsets per channel that bring ``candidate`` onto ``neighbor`` over a band (same ground)."""
     vertical = side in ("left", "right")
     x, y = _block_means(candidate, BLOCK), _block_means(neighbor, BLOCK)
     if candidate.shape[0] >= BLOCK and candidate.shape[1] >= BLOCK:  # the gain from local contrast (CONTRAST_BOX)
         shape = (candidate.shape[0] // BLOCK, candidate.shape[1] // BLOCK, 3)
-        x = (x.reshape(shape) - _box_blocks(x.reshape(shape), CONTRAST_BOX)).reshape(-1, 3)
-        y = (y.reshape(shape) - _box_blocks(y.reshape(shape), CONTRAST_BOX)).reshape(-1, 3)
+        every = np.ones(shape[:2], bool)
+        x = (x.reshape(shape) - box_mean(x.reshape(shape), every, CONTRAST_BOX)).reshape(-1, 3)
+        y = (y.reshape(shape) - box_mean(y.reshape(shape), every, CONTRAST_BOX)).reshape(-1, 3)
     gain = np.ones(3, np.float32)
     for c in range(3):
         xc, yc = x[:, c], y[:, c]

@@ -115,7 +115,7 @@ def test_a_casting_model_s_seams_meet_in_the_mosaic(city, tmp_path, monkeypatch,
 
     monkeypatch.setattr(colorfield, "EDGE_HELD_PX", 0)
     monkeypatch.setattr(colorfield, "MIN_RAMP_PX", 0)
-    monkeypatch.setattr(colorfield, "CONTRAST_BOX", 10**6)  # one box over the whole band: the plain means
+    monkeypatch.setattr(colorfield, "CONTRAST_BOX", 99)  # a box over the whole band (24 x 8 blocks): plain means
     colorfield.forget_weights()  # fields solved under the constants' own values
     request.addfinalizer(colorfield.forget_weights)  # and none solved here kept for other tests
     import rasterio
