@@ -6,18 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from fake_gemini import FakeGemini
-from test_genai_batch import MODEL, Recorder, expected, phase, runner, vertex
+from test_genai_batch import Recorder, expected, phase, runner, storage_fake, vertex
 
 from iso_tile_stylizer.iso_qgis.util.errors import IsoInputError
 
+fake = pytest.fixture(storage_fake, name="fake")
 
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeGemini(known_models={MODEL}) as f:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f.base_url)
-        f.require_token = "tok-1"
-        yield f
+
+@pytest.fixture(autouse=True)
+def _token_required(fake):
+    fake.require_token = "tok-1"  # what each test's first token is
 
 
 def test_a_token_that_expires_mid_job_is_renewed_and_the_job_collected(fake, tmp_path, monkeypatch):

@@ -4,17 +4,11 @@ uploaded so that a dropped connection resumes."""
 from __future__ import annotations
 
 import pytest
-from fake_gemini import FakeGemini
-from test_genai_batch import MODEL, Recorder, gemini, phase, runner, vertex
+from test_genai_batch import Recorder, gemini, phase, runner, storage_fake, vertex
 
 from iso_tile_stylizer.iso_qgis.util.feedback import Canceled
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeGemini(known_models={MODEL}) as f:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f.base_url)
-        yield f
+fake = pytest.fixture(storage_fake, name="fake")
 
 
 def make(api, fake, tmp_path):

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from fake_gemini import FakeGemini
-from test_genai_batch import MODEL, Recorder, phase, runner, vertex
+from test_genai_batch import Recorder, phase, runner, storage_fake, vertex
 
 from iso_tile_stylizer.iso_qgis.backends import batch_records, batch_submit
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeGemini(known_models={MODEL}) as f:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f.base_url)
-        yield f
+fake = pytest.fixture(storage_fake, name="fake")
 
 
 def test_vertex_jobs_are_cut_at_vertex_limits(fake, tmp_path, monkeypatch):

@@ -71,6 +71,14 @@ def fake():
         yield f
 
 
+def storage_fake(monkeypatch):
+    """The fake service with Cloud Storage's client pointed at it (Vertex jobs' files): the ``fake`` fixture of the
+    batch tests that use a bucket, as ``fake = pytest.fixture(storage_fake, name="fake")``."""
+    with FakeGemini(known_models={MODEL}) as f:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f.base_url)
+        yield f
+
+
 def gemini(fake, tmp_path, **kw):
     opts = {"api_key": "secret-key", "base_url": fake.base_url, "cache_dir": str(tmp_path / "cache"),
             "retry_base_ms": 1, "retry_max_ms": 20, "retry_max": 2, "timeout_s": 10}  # fmt: skip
